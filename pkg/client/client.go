@@ -1,0 +1,441 @@
+// Package client is the one way every ftagent command (and later the agents
+// themselves) talks to the instances of an agent: an ordered address list with
+// failover.
+//
+// A Client sends JSON requests over HTTP to one instance at a time. Connection
+// errors, timeouts and HTTP 503 move a request on to the next address of a Plan
+// (see Policy); HTTP 421 with an "Ftagent-Active" header is a pointer to the
+// active instance and is followed at once. Any other answer is final.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ActiveHeader is the header of a 421 (Misdirected Request) answer that names the
+// active instance as host:port.
+const ActiveHeader = "Ftagent-Active"
+
+// maxHops is how many 421 pointers in a row one attempt follows.
+const maxHops = 3
+
+// maxErrorBody bounds how much of a non-2xx body is read.
+const maxErrorBody = 64 << 10
+
+// Client sends requests to the instances of one agent. It is safe for
+// concurrent use.
+type Client struct {
+	addrs  []string
+	policy Policy
+	sleep  func(ctx context.Context, d time.Duration) error
+	rnd    func() float64
+	hc     *http.Client
+
+	mu        sync.Mutex
+	current   string // the address that last answered
+	connected bool   // a request has succeeded: failures now use the reconnect plan
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithPolicy sets the failover policy (default DefaultPolicy()).
+func WithPolicy(p Policy) Option { return func(c *Client) { c.policy = p } }
+
+// WithSleep replaces the wait before a delayed attempt; it must return an error
+// when ctx is done. Tests use it to record delays without sleeping.
+func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
+	return func(c *Client) {
+		if f != nil {
+			c.sleep = f
+		}
+	}
+}
+
+// WithRand sets the random source of the jitter; f returns values in [0,1).
+func WithRand(f func() float64) Option {
+	return func(c *Client) {
+		if f != nil {
+			c.rnd = f
+		}
+	}
+}
+
+// WithHTTPClient sets the HTTP client. Its Timeout, if any, applies on top of
+// Policy.RequestTimeout.
+func WithHTTPClient(h *http.Client) Option {
+	return func(c *Client) {
+		if h != nil {
+			c.hc = h
+		}
+	}
+}
+
+// New returns a Client for the ordered address list addrs (host:port each; the
+// first is the primary). Entries are trimmed, empty ones dropped, and
+// comma-separated lists accepted as by ParseAddresses. It is an error if no
+// address is left or one is not host:port.
+func New(addrs []string, opts ...Option) (*Client, error) {
+	list, err := ParseAddresses(addrs...)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, errors.New("no agent instance address given")
+	}
+	c := &Client{
+		addrs:  list,
+		policy: DefaultPolicy(),
+		sleep:  sleepContext,
+		rnd:    rand.Float64,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.hc == nil {
+		c.hc = defaultHTTPClient()
+	}
+	return c, nil
+}
+
+// defaultHTTPClient talks to instances directly (never through an HTTP proxy,
+// whose own error answers would hide a dead instance) and drops idle connections
+// soon, so that a failover does not leave connections to a deposed active around.
+func defaultHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy: nil,
+			DialContext: (&net.Dialer{
+				Timeout:   5 * time.Second,
+				KeepAlive: 15 * time.Second,
+			}).DialContext,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       10 * time.Second,
+			ResponseHeaderTimeout: 0, // the per-attempt context bounds it
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Addresses returns the client's address list.
+func (c *Client) Addresses() []string { return slices.Clone(c.addrs) }
+
+// Current returns the address that last answered (or "" before any).
+func (c *Client) Current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current
+}
+
+func (c *Client) answered(address string) {
+	c.mu.Lock()
+	c.current = address
+	c.connected = true
+	c.mu.Unlock()
+}
+
+// Do sends one JSON request (body may be nil) and decodes a 2xx JSON response
+// into out (may be nil; an empty body leaves it untouched).
+//
+// Before the first success it follows the first-connect plan from the primary;
+// after that, the reconnect plan starting at the address that last answered,
+// wrapping around (an address reached through a 421 pointer that is not in the
+// list takes part as if appended to it). Connection errors, timeouts (per
+// attempt, Policy.RequestTimeout) and HTTP 503 move on to the next planned
+// attempt. HTTP 421 with an Ftagent-Active header is followed at once, without
+// counting as a failed attempt, at most 3 hops in a row; 421 without a usable
+// pointer, or a 4th hop, counts as a failed attempt. A 2xx answer, and any other
+// non-2xx answer (returned as *APIError), are final and make their address the
+// current one.
+//
+// When every planned attempt fails Do returns *UnreachableError. It stops at once
+// when ctx is done, returning an error that wraps ctx.Err().
+//
+// Note that a request that timed out may have been carried out by the instance
+// before it is sent to the next one.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	payload, err := encodeBody(body)
+	if err != nil {
+		return err
+	}
+
+	c.mu.Lock()
+	list, start, reconnect := c.addrs, 0, c.connected
+	if reconnect {
+		start = slices.Index(list, c.current)
+		if start < 0 {
+			list = append(slices.Clone(list), c.current)
+			start = len(list) - 1
+		}
+	}
+	plan := c.policy.Plan(list, start, reconnect, c.rnd)
+	c.mu.Unlock()
+
+	var tried triedSet
+	for _, a := range plan {
+		if err := ctx.Err(); err != nil {
+			return stopped(err, &tried)
+		}
+		if a.Delay > 0 {
+			if err := c.sleep(ctx, a.Delay); err != nil {
+				return stopped(err, &tried)
+			}
+		}
+		address := a.Address
+		for hops := 0; ; hops++ {
+			if err := ctx.Err(); err != nil {
+				return stopped(err, &tried)
+			}
+			r := c.attempt(ctx, address, method, path, payload, out)
+			switch r.kind {
+			case resultDone:
+				c.answered(address)
+				return nil
+			case resultFinal:
+				if r.answered {
+					c.answered(address)
+				}
+				return r.err
+			case resultPointer:
+				if hops < maxHops {
+					tried.add(address, "not the active; points to "+r.pointer)
+					address = r.pointer
+					continue
+				}
+				tried.add(address, fmt.Sprintf("not the active; gave up after %d pointers in a row", maxHops))
+			case resultFailed:
+				if err := ctx.Err(); err != nil {
+					return stopped(err, &tried)
+				}
+				tried.add(address, r.reason)
+			}
+			break
+		}
+	}
+	return &UnreachableError{Tried: tried.list, Passes: c.policy.passes(reconnect)}
+}
+
+// DoAt sends one request to address only: no failover and no pointer following
+// (a 421 or 503 answer is returned as *APIError). A connection error or timeout
+// is returned as *UnreachableError naming that one address. DoAt does not change
+// Current or the connect/reconnect state of Do.
+func (c *Client) DoAt(ctx context.Context, address, method, path string, body, out any) error {
+	address = strings.TrimSpace(address)
+	if err := checkAddress(address); err != nil {
+		return err
+	}
+	payload, err := encodeBody(body)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := c.attempt(ctx, address, method, path, payload, out)
+	switch r.kind {
+	case resultDone:
+		return nil
+	case resultFinal:
+		return r.err
+	case resultPointer:
+		return r.apiErr
+	}
+	if err := ctx.Err(); err != nil {
+		return stopped(err, nil)
+	}
+	if r.apiErr != nil {
+		return r.apiErr
+	}
+	return &UnreachableError{Tried: []TriedAddress{{Address: address, Err: r.reason}}, Passes: 1}
+}
+
+// stopped is the error of a request abandoned because its context is done.
+func stopped(err error, tried *triedSet) error {
+	if tried == nil || len(tried.list) == 0 {
+		return err
+	}
+	u := UnreachableError{Tried: tried.list}
+	return fmt.Errorf("%w (tried so far: %s)", err, u.triedList())
+}
+
+func encodeBody(body any) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encoding request: %w", err)
+	}
+	return b, nil
+}
+
+type resultKind int
+
+const (
+	resultDone    resultKind = iota // 2xx, decoded
+	resultFinal                     // return err to the caller
+	resultPointer                   // 421 with a pointer to the active
+	resultFailed                    // try the next planned attempt
+)
+
+type result struct {
+	kind     resultKind
+	err      error     // resultFinal
+	answered bool      // resultFinal: the instance answered (it becomes current)
+	pointer  string    // resultPointer
+	reason   string    // resultFailed: short text for TriedAddress
+	apiErr   *APIError // 421 or 503 seen as an API error (DoAt)
+}
+
+// attempt makes one HTTP request to address within Policy.RequestTimeout.
+func (c *Client) attempt(ctx context.Context, address, method, path string, payload []byte, out any) result {
+	timeout := c.policy.requestTimeout()
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(actx, method, "http://"+address+path, rd)
+	if err != nil {
+		return result{kind: resultFinal, err: fmt.Errorf("building request %s %s: %w", method, path, err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// Drop pooled connections: after a failure they may lead to a dead
+		// instance.
+		c.hc.CloseIdleConnections()
+		return result{kind: resultFailed, reason: describe(err, timeout)}
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if err := decodeBody(resp.Body, out); err != nil {
+			return result{kind: resultFinal, answered: true,
+				err: fmt.Errorf("%s: %s %s: decoding response: %w", address, method, path, err)}
+		}
+		return result{kind: resultDone}
+	}
+
+	apiErr := &APIError{Address: address, Status: resp.StatusCode, Message: errorMessage(resp.Body)}
+	switch resp.StatusCode {
+	case http.StatusMisdirectedRequest:
+		ptr := strings.TrimSpace(resp.Header.Get(ActiveHeader))
+		if ptr != "" && checkAddress(ptr) == nil {
+			return result{kind: resultPointer, pointer: ptr, apiErr: apiErr}
+		}
+		reason := "not the active, and no " + ActiveHeader + " pointer"
+		if apiErr.Message != "" {
+			reason += ": " + apiErr.Message
+		}
+		return result{kind: resultFailed, reason: reason, apiErr: apiErr}
+	case http.StatusServiceUnavailable:
+		reason := "unavailable (503)"
+		if apiErr.Message != "" {
+			reason += ": " + apiErr.Message
+		}
+		return result{kind: resultFailed, reason: reason, apiErr: apiErr}
+	}
+	return result{kind: resultFinal, answered: true, err: apiErr}
+}
+
+// decodeBody decodes a JSON body into out; an empty body leaves out untouched.
+// The rest of the body is drained so that the connection can be reused.
+func decodeBody(body io.Reader, out any) error {
+	defer io.Copy(io.Discard, io.LimitReader(body, maxErrorBody))
+	if out == nil {
+		return nil
+	}
+	err := json.NewDecoder(body).Decode(out)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// errorMessage returns the "error" field of a JSON error body, or else the body
+// text (trimmed, shortened).
+func errorMessage(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// describe turns a transport error into a short reason such as
+// "connection refused" or "no answer within 10s".
+func describe(err error, timeout time.Duration) string {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "no answer within " + timeout.String()
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		if dns.IsNotFound {
+			return "no such host"
+		}
+		return dns.Err
+	}
+	for {
+		switch e := err.(type) {
+		case *url.Error:
+			err = e.Err
+			continue
+		case *net.OpError:
+			err = e.Err
+			continue
+		case *os.SyscallError:
+			err = e.Err
+			continue
+		}
+		break
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "connection closed without an answer"
+	}
+	return err.Error()
+}

@@ -1,0 +1,289 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrNoStandby means no data instance can take the lease over.
+var ErrNoStandby = errors.New("no standby instance can take over")
+
+// monitorLeadership is the one place leadership changes are handled. It always
+// drains raft's notification channel (raft blocks on it) and runs at most one
+// leader loop at a time: a loop is started on gaining leadership and stopped,
+// with everything it started, on losing it.
+func (n *Node) monitorLeadership() {
+	var (
+		stop chan struct{}
+		wg   sync.WaitGroup
+	)
+	revoke := func() {
+		if stop != nil {
+			close(stop)
+			wg.Wait()
+			stop = nil
+		}
+	}
+	for {
+		select {
+		case leader := <-n.notifyCh:
+			if leader && stop == nil {
+				stop = make(chan struct{})
+				wg.Add(1)
+				go func(stop <-chan struct{}) {
+					defer wg.Done()
+					n.leaderLoop(stop)
+				}(stop)
+			} else if !leader {
+				revoke()
+			}
+		case <-n.shutdownCh:
+			revoke()
+			return
+		}
+	}
+}
+
+// leaderLoop runs while this node is the raft leader. A data instance
+// establishes the lease and runs the active's work until leadership is lost or
+// it is told to hand over; a witness, or an instance that is stopping, hands
+// leadership to a data instance instead.
+func (n *Node) leaderLoop(stop <-chan struct{}) {
+	n.clearStandbys() // a new leader learns its standbys afresh; they publish at once
+	// Without a lease there is no active: retry briskly, but never spin.
+	bo := newBackoff(20*time.Millisecond, min(n.cfg.RetryMaxInterval, 5*time.Second))
+	var wedgedSince time.Time
+	wedged := func(err error) bool {
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			wedgedSince = time.Time{}
+			return false
+		}
+		if wedgedSince.IsZero() {
+			wedgedSince = time.Now()
+		}
+		// A genuine transfer ends within an election timeout; well past that,
+		// the flag is stuck (hashicorp/raft#696).
+		return time.Since(wedgedSince) > 4*n.cfg.ElectionTimeout+time.Second
+	}
+	for {
+		var err error
+		if n.cfg.Witness || n.isStopping() {
+			err = n.handOff()
+			n.reportHandoff(err)
+			if err == nil {
+				// Leadership moves with the new leader's first message; if it
+				// has not after a while, the transfer failed quietly: go again.
+				select {
+				case <-stop:
+					return
+				case <-time.After(2 * n.cfg.ElectionTimeout):
+				}
+				continue
+			}
+		} else {
+			var lease Lease
+			lease, err = n.establish()
+			if err == nil {
+				bo.Reset()
+				if !n.runActive(stop, lease) {
+					return // leadership lost
+				}
+				continue // told to hand over: the loop does it above
+			}
+		}
+		if wedged(err) {
+			go n.restartRaft()
+			return
+		}
+		n.log.Warn().Err(err).Msg("leader could not establish the lease or hand it over; retrying")
+		select {
+		case <-stop:
+			return
+		case <-time.After(bo.Next()):
+		}
+	}
+}
+
+// establish makes this leader the active: Barrier so that every earlier entry
+// is applied, then commit a lease entry with an epoch above every earlier one.
+func (n *Node) establish() (Lease, error) {
+	r := n.r()
+	if err := r.Barrier(n.cfg.ElectionTimeout * 4).Error(); err != nil {
+		return Lease{}, fmt.Errorf("barrier: %w", err)
+	}
+	lease := Lease{
+		Epoch:   n.state.currentLease().Epoch + 1,
+		Holder:  n.cfg.Name,
+		Address: n.cfg.Address,
+		Since:   time.Now().UTC(),
+	}
+	b, err := encodeCommand(KindLease, lease.Epoch, lease)
+	if err != nil {
+		return Lease{}, err
+	}
+	f := r.Apply(b, n.cfg.ElectionTimeout*4)
+	if err := f.Error(); err != nil {
+		return Lease{}, fmt.Errorf("commit lease: %w", err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return Lease{}, fmt.Errorf("commit lease: %w", err)
+	}
+	return lease, nil
+}
+
+// runActive runs the active's work under lease until leadership is lost
+// (returns false) or HandOver asks it to yield (returns true). Either way the
+// work has stopped when it returns.
+func (n *Node) runActive(stop <-chan struct{}, lease Lease) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	term := &activeTerm{lease: lease, cancel: cancel, yield: make(chan struct{})}
+	n.mu.Lock()
+	if n.stopping {
+		n.mu.Unlock()
+		cancel()
+		return true
+	}
+	n.active = term
+	n.mu.Unlock()
+	n.log.Info().Uint64("epoch", lease.Epoch).Str("status", "ACTIVE").Msg("lease gained: this instance is active")
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if n.cfg.OnActive != nil {
+			n.cfg.OnActive(ctx, lease)
+		}
+	}()
+
+	yielded := false
+	select {
+	case <-stop:
+	case <-term.yield:
+		yielded = true
+	}
+	cancel()
+	<-done
+	n.mu.Lock()
+	n.active = nil
+	n.mu.Unlock()
+	if yielded {
+		n.log.Info().Uint64("epoch", lease.Epoch).Msg("work stopped: handing the lease over")
+	} else {
+		n.log.Warn().Uint64("epoch", lease.Epoch).Msg("lease lost: work stopped")
+	}
+	return yielded
+}
+
+// handOff transfers raft leadership to the best data instance that answers.
+func (n *Node) handOff() error {
+	cands := n.takeoverCandidates()
+	if len(cands) == 0 {
+		return ErrNoStandby
+	}
+	var errs []error
+	for _, c := range cands {
+		n.log.Info().Str("to", c.Name).Msg("transferring leadership")
+		err := n.r().LeadershipTransferToServer(raft.ServerID(c.Name), raft.ServerAddress(c.Address)).Error()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrNotLeader) {
+			return err
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
+	}
+	return errors.Join(errs...)
+}
+
+// takeoverCandidates lists the data instances that can take the lease, best
+// first: those that answer a probe now and say they can take over, most
+// caught-up first.
+func (n *Node) takeoverCandidates() []InstanceStatus {
+	var out []InstanceStatus
+	for _, p := range n.cfg.Instances {
+		if p.Name == n.cfg.Name || p.Witness {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
+		st, err := n.cfg.Peers.Probe(ctx, p.Address)
+		cancel()
+		if err != nil {
+			n.log.Debug().Err(err).Str("peer", p.Name).Msg("probe before hand-over failed")
+			continue
+		}
+		if st.Name != p.Name || !st.CanTakeOver {
+			continue
+		}
+		out = append(out, st)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LastApplied > out[j].LastApplied })
+	return out
+}
+
+func (n *Node) isStopping() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stopping
+}
+
+func (n *Node) reportHandoff(err error) {
+	select {
+	case <-n.handoffErr:
+	default:
+	}
+	n.handoffErr <- err
+}
+
+// HandOver stops this instance being active and hands the lease to a standby:
+// it takes no new work (STOPPING); unless immediate, it lets in-flight work
+// finish (Drain); it stops the work, transfers leadership to the best standby,
+// and returns the new active's lease once it has committed. ErrNoStandby means
+// this is the last data instance: nothing took over. On a standby it only
+// marks the instance stopping.
+func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
+	n.mu.Lock()
+	n.stopping = true
+	term := n.active
+	n.mu.Unlock()
+	if term == nil {
+		return n.Lease(), nil
+	}
+	n.log.Info().Bool("immediate", immediate).Str("status", "STOPPING").Msg("stopping the active instance")
+	if !immediate && n.cfg.Drain != nil {
+		if err := n.cfg.Drain(ctx); err != nil {
+			return Lease{}, fmt.Errorf("drain: %w", err)
+		}
+	}
+	select { // discard an outcome from before this hand-over
+	case <-n.handoffErr:
+	default:
+	}
+	close(term.yield)
+
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if l := n.Lease(); l.Epoch > term.lease.Epoch && l.Holder != n.cfg.Name {
+			n.log.Info().Str("active", l.Holder).Uint64("epoch", l.Epoch).Msg("lease handed over")
+			return l, nil
+		}
+		select {
+		case err := <-n.handoffErr:
+			if errors.Is(err, ErrNoStandby) {
+				return Lease{}, err
+			}
+			if err != nil {
+				n.log.Warn().Err(err).Msg("hand-over attempt failed; retrying")
+			}
+		case <-tick.C:
+		case <-ctx.Done():
+			return Lease{}, fmt.Errorf("waiting for a standby to take the lease: %w", ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,400 @@
+// Package ha owns an instance's raft node and the agent's exclusive lease: who
+// is active, under which epoch, leadership changes, standby status publishing
+// and discarding, planned hand-over and witness instances. It knows nothing of
+// transfers: it offers the lease, commands through the replicated log, and a
+// callback that runs the active's work while the lease is held.
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
+)
+
+// Peer is one instance of the agent as configured.
+type Peer struct {
+	Name    string
+	Address string
+	Witness bool
+}
+
+// Peers is how instances talk to each other outside raft: a standby publishes
+// its status to the active, and the active probes a standby before handing it
+// the lease. cmd wires it over the client API; tests call nodes directly.
+type Peers interface {
+	Publish(ctx context.Context, activeAddress string, s InstanceStatus) error
+	Probe(ctx context.Context, address string) (InstanceStatus, error)
+}
+
+// Config is what a Node needs. Durations of zero take the LAN defaults.
+type Config struct {
+	AgentName string
+	Name      string // this instance; raft server ID
+	Address   string // this instance's address; raft server address
+	Witness   bool
+	Instances []Peer // every instance of the agent, this one included
+
+	DataDir string // raft log, stable store and snapshots; "" keeps them in memory (tests)
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+
+	PublishInterval  time.Duration // standbyStatusPublishInterval
+	DiscardTime      time.Duration // standbyStatusDiscardTime
+	RetryMaxInterval time.Duration // cap of the backoff while the others cannot be reached
+
+	Version string
+	Logger  zerolog.Logger
+
+	// StateMachine receives every command kind pkg/ha does not own.
+	StateMachine StateMachine
+	// OnActive runs the active's work while this instance holds the lease. It
+	// starts after the lease entry committed and must return promptly once ctx
+	// is cancelled (lease lost or handed over): the node waits for it.
+	OnActive func(ctx context.Context, lease Lease)
+	// Drain, if set, is called by a normal (not immediate) stop of the active
+	// to let in-flight work finish before the lease is handed over.
+	Drain func(ctx context.Context) error
+
+	// NewTransport makes the raft transport; it is called again when the raft
+	// node restarts (see restartRaft), so it must return a fresh one each time.
+	NewTransport func() (raft.Transport, error)
+	Peers        Peers
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatTimeout, 500*time.Millisecond)
+	def(&c.ElectionTimeout, 500*time.Millisecond)
+	def(&c.LeaderLeaseTimeout, 250*time.Millisecond)
+	def(&c.CommitTimeout, 50*time.Millisecond)
+	def(&c.PublishInterval, 300*time.Second)
+	def(&c.DiscardTime, 600*time.Second)
+	def(&c.RetryMaxInterval, 30*time.Second)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+}
+
+// Node is one instance's raft node and lease holder.
+type Node struct {
+	cfg   Config
+	log   zerolog.Logger
+	state *state
+	start time.Time
+
+	notifyCh   chan bool
+	leaderSeen chan struct{} // raft observed a leader change
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
+
+	mu       sync.Mutex
+	raft     *raft.Raft
+	stores   *raftboltdb.BoltStore // nil when in memory
+	observer *raft.Observer
+	// active is set while this instance holds the lease and its work runs.
+	active     *activeTerm
+	stopping   bool
+	handoffErr chan error // the leader loop's hand-over outcome, for HandOver
+	standbys   map[string]standbyEntry
+
+	shutdownOnce sync.Once
+}
+
+type activeTerm struct {
+	lease  Lease
+	cancel context.CancelFunc
+	yield  chan struct{} // closed by HandOver: stop work and hand the lease on
+}
+
+// New opens the node's stores and starts raft. A node with no raft state
+// bootstraps the configured group; one with state rejoins with it.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.NewTransport == nil {
+		return nil, errors.New("ha: NewTransport is required")
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger.With().Str("instance", cfg.Name).Logger(),
+		state:      &state{app: cfg.StateMachine},
+		start:      time.Now(),
+		notifyCh:   make(chan bool, 16),
+		leaderSeen: make(chan struct{}, 1),
+		shutdownCh: make(chan struct{}),
+		handoffErr: make(chan error, 1),
+		standbys:   make(map[string]standbyEntry),
+	}
+	if err := n.startRaft(); err != nil {
+		return nil, err
+	}
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); n.monitorLeadership() }()
+	go func() { defer n.wg.Done(); n.publishLoop() }()
+	go func() { defer n.wg.Done(); n.discardLoop() }()
+	return n, nil
+}
+
+func (n *Node) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.CommitTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.NotifyCh = n.notifyCh
+	rc.Logger = raftLogger(n.log)
+	return rc
+}
+
+// startRaft opens the stores and transport and starts a raft node on them.
+func (n *Node) startRaft() error {
+	rc := n.raftConfig()
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		bolt   *raftboltdb.BoltStore
+	)
+	if n.cfg.DataDir == "" {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+			return fmt.Errorf("data directory %q: %w", n.cfg.DataDir, err)
+		}
+		var err error
+		bolt, err = raftboltdb.New(raftboltdb.Options{
+			Path: filepath.Join(n.cfg.DataDir, "raft.db"),
+			// Never hang on a lock held by another process.
+			BoltOptions: &bbolt.Options{Timeout: 5 * time.Second},
+		})
+		if err != nil {
+			return fmt.Errorf("open raft log %q (is another instance using this data directory?): %w",
+				filepath.Join(n.cfg.DataDir, "raft.db"), err)
+		}
+		fss, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, rc.Logger)
+		if err != nil {
+			bolt.Close()
+			return fmt.Errorf("open snapshot store: %w", err)
+		}
+		logs, stable, snaps = bolt, bolt, fss
+	}
+	closeStores := func() {
+		if bolt != nil {
+			bolt.Close()
+		}
+	}
+	trans, err := n.cfg.NewTransport()
+	if err != nil {
+		closeStores()
+		return fmt.Errorf("raft transport: %w", err)
+	}
+
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		closeStores()
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	if !has {
+		var servers []raft.Server
+		for _, p := range n.cfg.Instances {
+			servers = append(servers, raft.Server{
+				Suffrage: raft.Voter,
+				ID:       raft.ServerID(p.Name),
+				Address:  raft.ServerAddress(p.Address),
+			})
+		}
+		// Every instance bootstraps the same configuration on first start;
+		// raft makes that safe, whichever starts first.
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: servers}); err != nil &&
+			!errors.Is(err, raft.ErrCantBootstrap) {
+			closeStores()
+			return fmt.Errorf("bootstrap raft group: %w", err)
+		}
+		n.log.Info().Int("instances", len(servers)).Msg("bootstrapped the agent's raft group")
+	}
+
+	r, err := raft.NewRaft(rc, fsm{n.state}, logs, stable, snaps, trans)
+	if err != nil {
+		closeStores()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	obsCh := make(chan raft.Observation, 8)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(obs)
+	go n.forwardObservations(obsCh)
+
+	n.mu.Lock()
+	n.raft, n.stores, n.observer = r, bolt, obs
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Node) forwardObservations(ch <-chan raft.Observation) {
+	// The observer's channel is never closed; the node's shutdown ends this.
+	for {
+		select {
+		case <-ch:
+			select {
+			case n.leaderSeen <- struct{}{}:
+			default:
+			}
+		case <-n.shutdownCh:
+			return
+		}
+	}
+}
+
+// stopRaft shuts the raft node down and closes its stores.
+func (n *Node) stopRaft() error {
+	n.mu.Lock()
+	r, bolt, obs := n.raft, n.stores, n.observer
+	n.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.DeregisterObserver(obs)
+	err := r.Shutdown().Error()
+	if bolt != nil {
+		if cerr := bolt.Close(); err == nil {
+			err = cerr
+		}
+	}
+	// raft may drop its last leadership notification while it shuts down:
+	// make sure the leader loop is revoked.
+	select {
+	case n.notifyCh <- false:
+	case <-n.shutdownCh:
+	}
+	return err
+}
+
+// restartRaft replaces a wedged raft node with a fresh one on the same
+// stores. It exists because of hashicorp/raft#696: a leadership transfer
+// interrupted by a step-down can leave "leadership transfer in progress" set
+// for good, and a node in that state refuses every write when re-elected.
+func (n *Node) restartRaft() {
+	n.log.Warn().Msg("raft node wedged in a leadership transfer (hashicorp/raft#696); restarting it")
+	if err := n.stopRaft(); err != nil {
+		n.log.Error().Err(err).Msg("stop wedged raft node")
+	}
+	select {
+	case <-n.shutdownCh:
+		return
+	default:
+	}
+	bo := newBackoff(100*time.Millisecond, n.cfg.RetryMaxInterval)
+	for {
+		err := n.startRaft()
+		if err == nil {
+			n.log.Info().Msg("raft node restarted")
+			return
+		}
+		n.log.Error().Err(err).Msg("restart raft node")
+		select {
+		case <-time.After(bo.Next()):
+		case <-n.shutdownCh:
+			return
+		}
+	}
+}
+
+// r returns the current raft node.
+func (n *Node) r() *raft.Raft {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.raft
+}
+
+// Shutdown stops the node: work first, then raft. It does not hand the lease
+// over; see HandOver.
+func (n *Node) Shutdown() error {
+	var err error
+	n.shutdownOnce.Do(func() {
+		n.mu.Lock()
+		if n.active != nil {
+			n.active.cancel()
+		}
+		n.mu.Unlock()
+		close(n.shutdownCh)
+		n.wg.Wait() // leader loop revoked: work has stopped
+		r := n.r()
+		if r == nil {
+			return
+		}
+		err = r.Shutdown().Error()
+		n.mu.Lock()
+		bolt := n.stores
+		n.mu.Unlock()
+		if bolt != nil {
+			if cerr := bolt.Close(); err == nil {
+				err = cerr
+			}
+		}
+		n.log.Info().Msg("instance stopped")
+	})
+	return err
+}
+
+// Lease returns the lease as the replicated state has it.
+func (n *Node) Lease() Lease { return n.state.currentLease() }
+
+// Name is this instance's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// IsActive reports whether this instance holds the lease and runs work.
+func (n *Node) IsActive() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.active != nil
+}
+
+// VerifyLease confirms, with a round trip to a quorum, that this instance is
+// still the leader under epoch. Call it before an irreversible step.
+func (n *Node) VerifyLease(epoch uint64) error {
+	if err := n.r().VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("verify lease: %w", err)
+	}
+	if l := n.Lease(); l.Epoch != epoch || l.Holder != n.cfg.Name {
+		return fmt.Errorf("%w: lease is at epoch %d held by %s, not %d", ErrStaleEpoch, l.Epoch, l.Holder, epoch)
+	}
+	return nil
+}
+
+// Apply commits a command of the plugged-in state machine under epoch and
+// returns the state machine's result.
+func (n *Node) Apply(kind string, epoch uint64, data any, timeout time.Duration) (any, error) {
+	b, err := encodeCommand(kind, epoch, data)
+	if err != nil {
+		return nil, err
+	}
+	f := n.r().Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", kind, err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}

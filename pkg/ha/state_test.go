@@ -1,0 +1,105 @@
+package ha
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+type recordingSM struct {
+	applied []string
+	snap    []byte
+}
+
+func (r *recordingSM) Apply(kind string, epoch uint64, data []byte, index uint64) any {
+	r.applied = append(r.applied, kind)
+	return nil
+}
+func (r *recordingSM) Snapshot() ([]byte, error) { return json.Marshal(r.applied) }
+func (r *recordingSM) Restore(b []byte) error    { r.snap = b; return json.Unmarshal(b, &r.applied) }
+
+func mustEncode(t *testing.T, kind string, epoch uint64, data any) []byte {
+	t.Helper()
+	b, err := encodeCommand(kind, epoch, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestStateLeaseEpochsOnlyGrow(t *testing.T) {
+	s := &state{}
+	steps := []struct {
+		epoch   uint64
+		wantErr error
+	}{
+		{1, nil},
+		{1, ErrStaleEpoch}, // a racing proposer with the same epoch loses
+		{3, nil},
+		{2, ErrStaleEpoch},
+		{0, ErrStaleEpoch},
+		{4, nil},
+	}
+	for i, st := range steps {
+		res := s.apply(uint64(i+1), mustEncode(t, KindLease, st.epoch, Lease{Epoch: st.epoch, Holder: "x"}))
+		err, _ := res.(error)
+		if !errors.Is(err, st.wantErr) && !(err == nil && st.wantErr == nil) {
+			t.Fatalf("step %d epoch %d: got %v, want %v", i, st.epoch, err, st.wantErr)
+		}
+	}
+	if got := s.currentLease().Epoch; got != 4 {
+		t.Fatalf("epoch %d, want 4", got)
+	}
+}
+
+func TestStateRefusesStaleCommandEpoch(t *testing.T) {
+	sm := &recordingSM{}
+	s := &state{app: sm}
+	s.apply(1, mustEncode(t, KindLease, 5, Lease{Epoch: 5, Holder: "a"}))
+	if res := s.apply(2, mustEncode(t, "transfer.checkpoint", 4, nil)); !errors.Is(res.(error), ErrStaleEpoch) {
+		t.Fatalf("stale command: got %v, want ErrStaleEpoch", res)
+	}
+	if res := s.apply(3, mustEncode(t, "transfer.checkpoint", 5, nil)); res != nil {
+		t.Fatalf("current-epoch command refused: %v", res)
+	}
+	if len(sm.applied) != 1 {
+		t.Fatalf("state machine saw %v, want exactly the current-epoch command", sm.applied)
+	}
+}
+
+func TestStateRefusesNewerFormatAndUnknownKinds(t *testing.T) {
+	s := &state{}
+	b, _ := json.Marshal(Command{Format: FormatVersion + 1, Kind: KindLease})
+	if res := s.apply(1, b); !errors.Is(res.(error), ErrNewerFormat) {
+		t.Fatalf("newer format: got %v", res)
+	}
+	if res := s.apply(2, mustEncode(t, "no.such.kind", 0, nil)); !errors.Is(res.(error), ErrUnknownKind) {
+		t.Fatalf("unknown kind without a state machine: got %v", res)
+	}
+}
+
+func TestStateSnapshotRoundTrip(t *testing.T) {
+	sm := &recordingSM{}
+	s := &state{app: sm}
+	s.apply(1, mustEncode(t, KindLease, 7, Lease{Epoch: 7, Holder: "ha2", Address: "127.0.0.1:7102"}))
+	s.apply(2, mustEncode(t, "transfer.create", 7, nil))
+	b, err := s.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm2 := &recordingSM{}
+	s2 := &state{app: sm2}
+	if err := s2.restore(b); err != nil {
+		t.Fatal(err)
+	}
+	if s2.currentLease() != s.currentLease() {
+		t.Fatalf("lease %+v, want %+v", s2.currentLease(), s.currentLease())
+	}
+	if len(sm2.applied) != 1 || sm2.applied[0] != "transfer.create" {
+		t.Fatalf("state machine restored %v", sm2.applied)
+	}
+	newer, _ := json.Marshal(snapshotData{Format: FormatVersion + 1})
+	if err := s2.restore(newer); !errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("newer snapshot: got %v", err)
+	}
+}

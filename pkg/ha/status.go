@@ -1,0 +1,281 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Roles of an instance.
+const (
+	RoleActive  = "active"
+	RoleStandby = "standby"
+	RoleWitness = "witness"
+	RoleUnknown = "unknown"
+)
+
+// Status words, as IBM MQ MFT uses them.
+const (
+	StatusActive      = "ACTIVE"
+	StatusReady       = "READY"
+	StatusStarting    = "STARTING"
+	StatusStopping    = "STOPPING"
+	StatusUnreachable = "UNREACHABLE"
+)
+
+// InstanceStatus is what an instance says of itself: what a standby publishes
+// to the active, and what any instance answers when asked directly.
+type InstanceStatus struct {
+	Agent         string    `json:"agent"`
+	Name          string    `json:"name"`
+	Address       string    `json:"address"`
+	Version       string    `json:"version"`
+	Role          string    `json:"role"`
+	Status        string    `json:"status"`
+	StartTime     time.Time `json:"startTime"`
+	LastApplied   uint64    `json:"lastApplied"`
+	CanTakeOver   bool      `json:"canTakeOver"`
+	Leader        string    `json:"leader"`
+	LeaderAddress string    `json:"leaderAddress"`
+	Epoch         uint64    `json:"epoch"`
+	LeaseHolder   string    `json:"leaseHolder"`
+	RaftState     string    `json:"raftState"`
+}
+
+// Status reports this instance's own view.
+func (n *Node) Status() InstanceStatus {
+	r := n.r()
+	addr, id := r.LeaderWithID()
+	lease := n.Lease()
+	n.mu.Lock()
+	active, stopping := n.active != nil, n.stopping
+	n.mu.Unlock()
+
+	s := InstanceStatus{
+		Agent:         n.cfg.AgentName,
+		Name:          n.cfg.Name,
+		Address:       n.cfg.Address,
+		Version:       n.cfg.Version,
+		StartTime:     n.start.UTC(),
+		LastApplied:   r.AppliedIndex(),
+		Leader:        string(id),
+		LeaderAddress: string(addr),
+		Epoch:         lease.Epoch,
+		LeaseHolder:   lease.Holder,
+		RaftState:     r.State().String(),
+	}
+	switch {
+	case n.cfg.Witness:
+		s.Role = RoleWitness
+	case active:
+		s.Role = RoleActive
+	default:
+		s.Role = RoleStandby
+	}
+	switch {
+	case stopping:
+		s.Status = StatusStopping
+	case active:
+		s.Status = StatusActive
+	case id == "":
+		s.Status = StatusStarting // not yet in touch with a leader
+	case r.State() == raft.Leader:
+		s.Status = StatusStarting // leader, lease not (yet) held
+	default:
+		s.Status = StatusReady
+	}
+	s.CanTakeOver = !n.cfg.Witness && !stopping && id != "" && r.State() == raft.Follower
+	return s
+}
+
+// standbyEntry is the active's record of a standby's last status.
+type standbyEntry struct {
+	status   InstanceStatus
+	received time.Time
+}
+
+// ErrNotLeader means the request belongs to the active instance.
+var ErrNotLeader = errors.New("this instance is not the active")
+
+// ReportStandby records a standby's published status. Only the leader keeps
+// the table.
+func (n *Node) ReportStandby(s InstanceStatus) error {
+	if n.r().State() != raft.Leader {
+		return ErrNotLeader
+	}
+	known := false
+	for _, p := range n.cfg.Instances {
+		if p.Name == s.Name {
+			known = true
+		}
+	}
+	if !known {
+		return errors.New("unknown instance " + s.Name)
+	}
+	n.mu.Lock()
+	_, had := n.standbys[s.Name]
+	n.standbys[s.Name] = standbyEntry{status: s, received: time.Now()}
+	n.mu.Unlock()
+	if !had {
+		n.log.Info().Str("standby", s.Name).Str("version", s.Version).Msg("standby reported")
+	}
+	return nil
+}
+
+func (n *Node) clearStandbys() {
+	n.mu.Lock()
+	n.standbys = make(map[string]standbyEntry)
+	n.mu.Unlock()
+}
+
+// publishLoop sends this instance's status to the active every publish
+// interval, and at once whenever the leader changes. While no leader is known
+// it waits for one (raft tells it) rather than polling.
+func (n *Node) publishLoop() {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	bo := newBackoff(100*time.Millisecond, n.cfg.RetryMaxInterval)
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-timer.C:
+		case <-n.leaderSeen:
+			bo.Reset()
+		}
+		next := n.cfg.PublishInterval
+		r := n.r()
+		if r == nil {
+			timer.Reset(next)
+			continue
+		}
+		addr, id := r.LeaderWithID()
+		if id != "" && string(id) != n.cfg.Name {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := n.cfg.Peers.Publish(ctx, string(addr), n.Status())
+			cancel()
+			if err != nil {
+				n.log.Debug().Err(err).Str("active", string(id)).Msg("publish status to the active failed")
+				if d := bo.Next(); d < next {
+					next = d
+				}
+			} else {
+				bo.Reset()
+			}
+		}
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(next)
+	}
+}
+
+// discardLoop forgets standbys whose last status is older than the discard
+// time, logging each discard once.
+func (n *Node) discardLoop() {
+	every := n.cfg.DiscardTime / 10
+	if every > time.Second {
+		every = time.Second
+	}
+	if every < 10*time.Millisecond {
+		every = 10 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		n.mu.Lock()
+		for name, e := range n.standbys {
+			if age := now.Sub(e.received); age > n.cfg.DiscardTime {
+				delete(n.standbys, name)
+				n.log.Warn().Str("standby", name).Dur("statusAge", age).Dur("discardTime", n.cfg.DiscardTime).
+					Msg("standby discarded: no status within the discard time")
+			}
+		}
+		n.mu.Unlock()
+	}
+}
+
+// AgentView is the active's view of the whole agent.
+type AgentView struct {
+	Agent         string         `json:"agent"`
+	Status        string         `json:"status"`
+	Active        string         `json:"active"`
+	ActiveAddress string         `json:"activeAddress"`
+	Epoch         uint64         `json:"epoch"`
+	Standbys      []string       `json:"standbys"`
+	Instances     []InstanceView `json:"instances"`
+}
+
+// InstanceView is one instance as the active sees it.
+type InstanceView struct {
+	Name        string     `json:"name"`
+	Address     string     `json:"address"`
+	Role        string     `json:"role"`
+	Status      string     `json:"status"`
+	Version     string     `json:"version"`
+	StatusAge   *float64   `json:"statusAge"`
+	StartTime   *time.Time `json:"startTime,omitempty"`
+	LastApplied uint64     `json:"lastApplied"`
+	CanTakeOver bool       `json:"canTakeOver"`
+}
+
+// View returns the agent as this leader sees it; ErrNotLeader elsewhere.
+func (n *Node) View() (AgentView, error) {
+	r := n.r()
+	if r.State() != raft.Leader {
+		return AgentView{}, ErrNotLeader
+	}
+	self := n.Status()
+	lease := n.Lease()
+	v := AgentView{
+		Agent:     n.cfg.AgentName,
+		Status:    self.Status,
+		Epoch:     lease.Epoch,
+		Standbys:  []string{},
+		Instances: []InstanceView{},
+	}
+	if self.Role == RoleActive {
+		v.Active, v.ActiveAddress = n.cfg.Name, n.cfg.Address
+	}
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range n.cfg.Instances {
+		iv := InstanceView{Name: p.Name, Address: p.Address, Role: RoleUnknown, Status: StatusUnreachable}
+		if p.Name == n.cfg.Name {
+			st := self.StartTime
+			iv.Role, iv.Status, iv.Version, iv.StartTime = self.Role, self.Status, self.Version, &st
+			iv.LastApplied, iv.CanTakeOver = self.LastApplied, self.CanTakeOver
+			v.Instances = append(v.Instances, iv)
+			continue
+		}
+		if p.Witness {
+			iv.Role = RoleWitness
+		}
+		if e, ok := n.standbys[p.Name]; ok {
+			age := now.Sub(e.received)
+			if age <= n.cfg.DiscardTime {
+				secs := age.Seconds()
+				st := e.status.StartTime
+				iv.StatusAge, iv.Version, iv.Status, iv.StartTime = &secs, e.status.Version, e.status.Status, &st
+				iv.LastApplied, iv.CanTakeOver = e.status.LastApplied, e.status.CanTakeOver
+				if !p.Witness {
+					iv.Role = RoleStandby
+					v.Standbys = append(v.Standbys, p.Name)
+				}
+			}
+		}
+		v.Instances = append(v.Instances, iv)
+	}
+	return v, nil
+}
