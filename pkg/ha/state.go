@@ -29,7 +29,7 @@ type ApplyResult struct {
 // state is the whole replicated state: the lease, plus the plugged-in state
 // machine. It is the only thing the raft log changes.
 type state struct {
-	mu      sync.RWMutex
+	mu    sync.RWMutex
 	lease Lease
 	app   StateMachine
 }
