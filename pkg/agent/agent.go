@@ -1,0 +1,205 @@
+// Package agent assembles one running instance of an agent: its listener
+// (shared by raft and the client API), its raft node and lease, and the client
+// API. cmd/ftagent parses flags and calls Start and Run; everything an
+// instance does lives here or below.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/rs/zerolog"
+
+	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/config"
+	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/netmux"
+)
+
+// Options says which instance to run.
+type Options struct {
+	Config  *config.Config
+	Self    config.Instance
+	Version string
+	Logger  zerolog.Logger
+}
+
+// Instance is one running instance of an agent.
+type Instance struct {
+	cfg  *config.Config
+	self config.Instance
+	log  zerolog.Logger
+
+	mux  *netmux.Mux
+	node *ha.Node
+	srv  *http.Server
+
+	stopMu    sync.Mutex
+	stopRes   *StopResult
+	stopped   chan struct{} // closed once a stop has finished its hand-over
+	serveDone chan error
+}
+
+// Start opens the listener and the data directory and starts the raft node.
+// Configuration problems found here (data directory, port in use) are
+// *config.Error, as for the file itself.
+func Start(opts Options) (*Instance, error) {
+	cfg, self := opts.Config, opts.Self
+	log := opts.Logger.With().Str("agent", cfg.AgentName).Logger()
+	if err := cfg.CheckDataDirectory(self.Name); err != nil {
+		return nil, err
+	}
+	mux, err := netmux.Listen(self.Address)
+	if err != nil {
+		msg := fmt.Sprintf("instance %s cannot listen on %s: %v", self.Name, self.Address, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			msg = fmt.Sprintf("instance %s address %s is already in use (is another instance or program running there?)", self.Name, self.Address)
+		}
+		return nil, &config.Error{File: cfg.Path, Key: "instances", Msg: msg}
+	}
+
+	peerClient, err := client.New(cfg.Addresses(), client.WithPolicy(peerPolicy()))
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	var instances []ha.Peer
+	for _, p := range cfg.Instances {
+		instances = append(instances, ha.Peer{Name: p.Name, Address: p.Address, Witness: p.Witness})
+	}
+	in := &Instance{
+		cfg:       cfg,
+		self:      self,
+		log:       log,
+		mux:       mux,
+		stopped:   make(chan struct{}),
+		serveDone: make(chan error, 1),
+	}
+	node, err := ha.New(ha.Config{
+		AgentName:          cfg.AgentName,
+		Name:               self.Name,
+		Address:            self.Address,
+		Witness:            self.Witness,
+		Instances:          instances,
+		DataDir:            cfg.InstanceDataDir(self.Name),
+		HeartbeatTimeout:   cfg.RaftHeartbeatTimeout,
+		ElectionTimeout:    cfg.RaftElectionTimeout,
+		LeaderLeaseTimeout: cfg.RaftLeaderLeaseTimeout,
+		CommitTimeout:      cfg.RaftCommitTimeout,
+		SnapshotThreshold:  cfg.RaftSnapshotThreshold,
+		PublishInterval:    cfg.StandbyStatusPublishInterval,
+		DiscardTime:        cfg.StandbyStatusDiscardTime,
+		RetryMaxInterval:   cfg.ConnectionRetryMaxInterval,
+		Version:            opts.Version,
+		Logger:             log,
+		NewTransport: func() (raft.Transport, error) {
+			return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+				Stream:  mux.NewRaftLayer(self.Address),
+				MaxPool: 3,
+				Timeout: 2 * time.Second,
+				Logger:  nil,
+			}), nil
+		},
+		Peers: clientPeers{c: peerClient},
+	})
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	in.node = node
+	in.srv = &http.Server{
+		Handler:           in.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	go func() { in.serveDone <- in.srv.Serve(mux.API()) }()
+	log.Info().Str("instance", self.Name).Str("address", self.Address).Bool("witness", self.Witness).
+		Str("version", opts.Version).Str("status", ha.StatusStarting).Msg("instance started")
+	return in, nil
+}
+
+// Node is the instance's raft node.
+func (in *Instance) Node() *ha.Node { return in.node }
+
+// Addr is the address the instance listens on.
+func (in *Instance) Addr() net.Addr { return in.mux.Addr() }
+
+// Run serves until a stop request has been carried out or ctx is cancelled
+// (a signal), in which case it stops normally first. It then shuts down.
+func (in *Instance) Run(ctx context.Context) error {
+	select {
+	case <-in.stopped:
+	case <-ctx.Done():
+		in.log.Info().Msg("signal received: stopping")
+		if _, err := in.stop(context.Background(), false); err != nil {
+			in.log.Error().Err(err).Msg("stop")
+		}
+	case err := <-in.serveDone:
+		in.shutdown()
+		return fmt.Errorf("client API stopped: %w", err)
+	}
+	in.shutdown()
+	return nil
+}
+
+// stop carries out one stop of this instance (later requests get the same
+// result): the active hands the lease to a standby first.
+func (in *Instance) stop(ctx context.Context, immediate bool) (StopResult, error) {
+	in.stopMu.Lock()
+	defer in.stopMu.Unlock()
+	if in.stopRes != nil {
+		return *in.stopRes, nil
+	}
+	// A stop, once asked for, completes even if the asker goes away.
+	ctx = context.WithoutCancel(ctx)
+	res := StopResult{Agent: in.cfg.AgentName, Instance: in.self.Name, WasActive: in.node.IsActive()}
+	if res.WasActive {
+		hctx := ctx
+		if immediate {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+		}
+		lease, err := in.node.HandOver(hctx, immediate)
+		switch {
+		case errors.Is(err, ha.ErrNoStandby):
+			res.LastInstance = true
+			res.Message = fmt.Sprintf("%s was the last data instance able to hold the lease: no standby took over, the agent %s has no active instance now",
+				in.self.Name, in.cfg.AgentName)
+		case err != nil:
+			res.Message = fmt.Sprintf("%s stopped, but the hand-over did not complete (%v): a standby takes over after the election timeout", in.self.Name, err)
+		default:
+			res.NewActive, res.Epoch = lease.Holder, lease.Epoch
+			res.Message = fmt.Sprintf("%s stopped; %s is now active (epoch %d)", in.self.Name, lease.Holder, lease.Epoch)
+		}
+	} else {
+		if _, err := in.node.HandOver(ctx, immediate); err != nil {
+			return res, err
+		}
+		res.Message = fmt.Sprintf("%s stopped (it was not the active instance)", in.self.Name)
+	}
+	in.log.Info().Bool("immediate", immediate).Str("newActive", res.NewActive).Uint64("epoch", res.Epoch).
+		Bool("lastInstance", res.LastInstance).Str("status", ha.StatusStopping).Msg("stop: " + res.Message)
+	in.stopRes = &res
+	close(in.stopped)
+	return res, nil
+}
+
+func (in *Instance) shutdown() {
+	// Let the stop request's answer reach the caller before going away.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = in.srv.Shutdown(ctx)
+	if err := in.node.Shutdown(); err != nil {
+		in.log.Error().Err(err).Msg("raft shutdown")
+	}
+	_ = in.mux.Close()
+	in.log.Info().Str("status", "STOPPED").Msg("instance stopped")
+}

@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/ha"
+)
+
+// API paths. Every instance serves all of them; requests that belong to the
+// active are answered by a follower with 421 and a pointer to the active.
+const (
+	PathInstance = "/v1/instance" // GET: this instance's own status
+	PathAgent    = "/v1/agent"    // GET: the agent as the active sees it
+	PathStandby  = "/v1/standby"  // POST: a standby publishes its status
+	PathStop     = "/v1/stop"     // POST: stop this instance (?target=active: the active)
+)
+
+// StopRequest asks an instance to stop.
+type StopRequest struct {
+	Immediate bool `json:"immediate"`
+}
+
+// StopResult says what a stop did.
+type StopResult struct {
+	Agent     string `json:"agent"`
+	Instance  string `json:"instance"`
+	WasActive bool   `json:"wasActive"`
+	// NewActive and Epoch name the instance that took the lease over, when
+	// the stopped instance was the active and a standby took over.
+	NewActive string `json:"newActive,omitempty"`
+	Epoch     uint64 `json:"epoch,omitempty"`
+	// LastInstance is set when no data instance could take the lease over.
+	LastInstance bool   `json:"lastInstance,omitempty"`
+	Message      string `json:"message"`
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, apiError{Error: msg})
+}
+
+// handler builds the client API of an instance.
+func (in *Instance) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathInstance, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, in.node.Status())
+	})
+	mux.HandleFunc("GET "+PathAgent, func(w http.ResponseWriter, r *http.Request) {
+		v, err := in.node.View()
+		if err != nil {
+			in.misdirected(w)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+	mux.HandleFunc("POST "+PathStandby, func(w http.ResponseWriter, r *http.Request) {
+		var s ha.InstanceStatus
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&s); err != nil {
+			writeError(w, http.StatusBadRequest, "bad status: "+err.Error())
+			return
+		}
+		if err := in.node.ReportStandby(s); err != nil {
+			if errors.Is(err, ha.ErrNotLeader) {
+				in.misdirected(w)
+				return
+			}
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST "+PathStop, func(w http.ResponseWriter, r *http.Request) {
+		var req StopRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "bad stop request: "+err.Error())
+			return
+		}
+		if r.URL.Query().Get("target") == "active" && !in.node.IsActive() {
+			in.misdirected(w)
+			return
+		}
+		res, err := in.stop(r.Context(), req.Immediate)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	return mux
+}
+
+// misdirected answers a request that belongs to the active: 421 with a
+// pointer when the active is known, else 503 so that clients try elsewhere.
+func (in *Instance) misdirected(w http.ResponseWriter) {
+	st := in.node.Status()
+	if st.LeaderAddress != "" && st.Leader != st.Name {
+		w.Header().Set(client.ActiveHeader, st.LeaderAddress)
+		writeError(w, http.StatusMisdirectedRequest, "not the active instance; the active is "+st.Leader)
+		return
+	}
+	writeError(w, http.StatusServiceUnavailable, "no active instance at the moment (election in progress)")
+}
+
+// clientPeers implements ha.Peers over the client API.
+type clientPeers struct {
+	c *client.Client
+}
+
+func (p clientPeers) Publish(ctx context.Context, address string, s ha.InstanceStatus) error {
+	return p.c.DoAt(ctx, address, http.MethodPost, PathStandby, s, nil)
+}
+
+func (p clientPeers) Probe(ctx context.Context, address string) (ha.InstanceStatus, error) {
+	var s ha.InstanceStatus
+	err := p.c.DoAt(ctx, address, http.MethodGet, PathInstance, nil, &s)
+	return s, err
+}
+
+// peerPolicy is the client policy between instances: one quick try, since
+// the callers have their own schedules.
+func peerPolicy() client.Policy {
+	p := client.DefaultPolicy()
+	p.RequestTimeout = 5 * time.Second
+	return p
+}

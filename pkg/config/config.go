@@ -1,0 +1,707 @@
+// Package config loads and checks an ftagent agent.properties file.
+//
+// The file is a Java properties file (parsed by
+// github.com/magiconair/properties, UTF-8). Every instance of an agent reads
+// one identical file; which instance a process is comes from --instance, the
+// instanceName property or the host name (see Config.Select).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/magiconair/properties"
+)
+
+// Instance is one entry of the `instances` property.
+type Instance struct {
+	Name    string // e.g. "ha1"
+	Address string // host:port, as written (host may be a name or an IP; port 1-65535)
+	Witness bool   // listed in witnessInstances
+}
+
+// Config is a loaded, validated agent.properties.
+type Config struct {
+	Path string // absolute path of the file
+	Dir  string // its directory; relative paths resolve against it
+
+	AgentName       string
+	HighlyAvailable bool
+	Instances       []Instance
+	InstanceName    string // value of `instanceName` property, "" if unset (the default, host name, is applied by Select)
+	DataDirectory   string // absolute
+
+	StandbyStatusPublishInterval time.Duration // default 300s
+	StandbyStatusDiscardTime     time.Duration // default 600s
+
+	RaftHeartbeatTimeout   time.Duration // default 500ms
+	RaftElectionTimeout    time.Duration // default 500ms
+	RaftLeaderLeaseTimeout time.Duration // default 250ms
+	RaftCommitTimeout      time.Duration // default 50ms
+	RaftSnapshotThreshold  uint64        // default 8192 (log entries between snapshots)
+
+	ConnectionRetryMaxInterval time.Duration // default 30s: cap of the jittered backoff an instance uses while it cannot reach the others
+
+	// Client defaults (commands such as `ftagent show` and `ftstop` use these unless flags override)
+	ClientConnectAttempts   int           // default 2  (passes over the whole list on first connect)
+	ClientConnectDelay      time.Duration // default 500ms
+	ClientReconnectAttempts int           // default 4
+	ClientReconnectDelay    time.Duration // default 500ms
+	ClientPrimaryRetries    int           // default 0 (-fr)
+	ClientPrimaryRetryDelay time.Duration // default 500ms (-fd)
+	ClientRequestTimeout    time.Duration // default 10s
+
+	LogLevel string // default "info"; one of trace, debug, info, warn, error
+
+	Warnings []string // e.g. unknown keys: `agent.properties: unknown key "standbyStatusPublishIntervall" (ignored; did you mean "standbyStatusPublishInterval"?)`
+
+	file string // the path as given to Load, used in messages
+}
+
+// Error is a configuration error: one clear line naming the file, the key and, where known, the line.
+type Error struct {
+	File string
+	Line int    // 0 when unknown
+	Key  string // "" for file-level errors
+	Msg  string
+
+	err error // underlying cause, if any (see Unwrap)
+}
+
+// Error formats the error as `file:line: key: msg`, leaving out the parts
+// that are unknown, e.g. `agent.properties: agentName: required`.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	} else if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap returns the underlying cause (for example an *fs.PathError), if any.
+func (e *Error) Unwrap() error { return e.err }
+
+// nameRE is the alphabet of agent and instance names.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// maxAgentName is the IBM MQ MFT limit on agent names.
+const maxAgentName = 28
+
+// parseErrorRE picks the line number out of a magiconair/properties syntax
+// error ("properties: Line 3: invalid unicode literal").
+var parseErrorRE = regexp.MustCompile(`^properties: Line ([0-9]+): (.*)$`)
+
+// Load reads and validates the file. It does not require this host to be one of the instances.
+// Errors are *Error (use errors.As).
+func Load(path string) (*Config, error) {
+	display := path
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &Error{File: display, Msg: "cannot resolve path: " + err.Error(), err: err}
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		msg := err.Error()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return nil, &Error{File: display, Msg: "cannot read: " + msg, err: err}
+	}
+	// Values are taken literally: ${...} is not expanded (see checkExpansion).
+	loader := &properties.Loader{Encoding: properties.UTF8, DisableExpansion: true}
+	props, err := loader.LoadBytes(data)
+	if err != nil {
+		e := &Error{File: display, Msg: err.Error(), err: err}
+		if m := parseErrorRE.FindStringSubmatch(err.Error()); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Msg = "syntax error: " + m[2]
+		}
+		return nil, e
+	}
+
+	c := &Config{Path: abs, Dir: filepath.Dir(abs), file: display}
+	l := &checker{c: c, props: props}
+	if err := l.load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checker carries the state of one Load.
+type checker struct {
+	c     *Config
+	props *properties.Properties
+}
+
+func (l *checker) errorf(key, format string, args ...any) *Error {
+	return &Error{File: l.c.file, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (l *checker) warnf(format string, args ...any) {
+	l.c.Warnings = append(l.c.Warnings, l.c.file+": "+fmt.Sprintf(format, args...))
+}
+
+// value returns the trimmed value of key; ok is false when the key is
+// absent or its value is empty (both mean "use the default").
+func (l *checker) value(key string) (string, bool) {
+	v, ok := l.props.Get(key)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+func (l *checker) load() error {
+	c := l.c
+	l.checkKeys()
+
+	// agentName
+	name, ok := l.value(KeyAgentName)
+	switch {
+	case !ok:
+		return l.errorf(KeyAgentName, "required")
+	case len(name) > maxAgentName:
+		return l.errorf(KeyAgentName, "%q is %d characters long; at most %d are allowed", name, len(name), maxAgentName)
+	case !nameRE.MatchString(name):
+		return l.errorf(KeyAgentName, "%q may contain only letters, digits, '.', '_' and '-'", name)
+	}
+	c.AgentName = name
+
+	// instances, witnessInstances, highlyAvailable, instanceName
+	if err := l.loadInstances(); err != nil {
+		return err
+	}
+	if err := l.loadWitnesses(); err != nil {
+		return err
+	}
+	if err := l.loadHighlyAvailable(); err != nil {
+		return err
+	}
+	if v, ok := l.value(KeyInstanceName); ok {
+		if !validName(v) {
+			return l.errorf(KeyInstanceName, "%q may contain only letters, digits, '.', '_' and '-'", v)
+		}
+		c.InstanceName = v
+	}
+
+	// dataDirectory
+	dir, ok := l.value(KeyDataDirectory)
+	if !ok {
+		return l.errorf(KeyDataDirectory, "required")
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(c.Dir, dir)
+	}
+	c.DataDirectory = filepath.Clean(dir)
+
+	// durations and integers
+	var err error
+	durations := []struct {
+		key string
+		dst *time.Duration
+		min time.Duration // smallest allowed value
+	}{
+		{KeyStandbyStatusPublishInterval, &c.StandbyStatusPublishInterval, 1},
+		{KeyStandbyStatusDiscardTime, &c.StandbyStatusDiscardTime, 1},
+		{KeyRaftHeartbeatTimeout, &c.RaftHeartbeatTimeout, 5 * time.Millisecond},
+		{KeyRaftElectionTimeout, &c.RaftElectionTimeout, 5 * time.Millisecond},
+		{KeyRaftLeaderLeaseTimeout, &c.RaftLeaderLeaseTimeout, 5 * time.Millisecond},
+		{KeyRaftCommitTimeout, &c.RaftCommitTimeout, time.Millisecond},
+		{KeyConnectionRetryMaxInterval, &c.ConnectionRetryMaxInterval, 1},
+		{KeyClientConnectDelay, &c.ClientConnectDelay, 0},
+		{KeyClientReconnectDelay, &c.ClientReconnectDelay, 0},
+		{KeyClientPrimaryRetryDelay, &c.ClientPrimaryRetryDelay, 0},
+		{KeyClientRequestTimeout, &c.ClientRequestTimeout, 1},
+	}
+	for _, d := range durations {
+		if *d.dst, err = l.duration(d.key, d.min); err != nil {
+			return err
+		}
+	}
+	ints := []struct {
+		key string
+		dst *int
+		min int
+	}{
+		{KeyClientConnectAttempts, &c.ClientConnectAttempts, 1},
+		{KeyClientReconnectAttempts, &c.ClientReconnectAttempts, 1},
+		{KeyClientPrimaryRetries, &c.ClientPrimaryRetries, 0},
+	}
+	for _, i := range ints {
+		n, err := l.integer(i.key, uint64(i.min), uint64(maxInt))
+		if err != nil {
+			return err
+		}
+		*i.dst = int(n)
+	}
+	if c.RaftSnapshotThreshold, err = l.integer(KeyRaftSnapshotThreshold, 1, ^uint64(0)); err != nil {
+		return err
+	}
+
+	// relations between durations
+	if c.StandbyStatusDiscardTime <= c.StandbyStatusPublishInterval {
+		return l.errorf(KeyStandbyStatusDiscardTime, "must be larger than %s (%s), or a standby would be forgotten between two of its reports",
+			KeyStandbyStatusPublishInterval, formatDuration(c.StandbyStatusPublishInterval))
+	}
+	if c.RaftElectionTimeout < c.RaftHeartbeatTimeout {
+		return l.errorf(KeyRaftElectionTimeout, "must not be smaller than %s (%s)",
+			KeyRaftHeartbeatTimeout, formatDuration(c.RaftHeartbeatTimeout))
+	}
+	if c.RaftLeaderLeaseTimeout > c.RaftHeartbeatTimeout {
+		return l.errorf(KeyRaftLeaderLeaseTimeout, "must not be larger than %s (%s), so that a deposed active steps down before another can be elected",
+			KeyRaftHeartbeatTimeout, formatDuration(c.RaftHeartbeatTimeout))
+	}
+	if c.RaftCommitTimeout > c.RaftHeartbeatTimeout {
+		return l.errorf(KeyRaftCommitTimeout, "must not be larger than %s (%s)",
+			KeyRaftHeartbeatTimeout, formatDuration(c.RaftHeartbeatTimeout))
+	}
+
+	// logLevel
+	c.LogLevel = defaultOf(KeyLogLevel)
+	if v, ok := l.value(KeyLogLevel); ok {
+		lv := strings.ToLower(v)
+		switch lv {
+		case "trace", "debug", "info", "warn", "error":
+			c.LogLevel = lv
+		default:
+			return l.errorf(KeyLogLevel, "%q is not one of trace, debug, info, warn, error", v)
+		}
+	}
+
+	l.groupWarnings()
+	return nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+// checkKeys warns about keys Load does not know, and about values that look
+// like ${...} expansions, which are not performed.
+func (l *checker) checkKeys() {
+	for _, k := range l.props.Keys() {
+		if _, known := LookupKey(k); !known {
+			if s := suggest(k); s != "" {
+				l.warnf("unknown key %q (ignored; did you mean %q?)", k, s)
+			} else {
+				l.warnf("unknown key %q (ignored)", k)
+			}
+			continue
+		}
+		if v, _ := l.props.Get(k); strings.Contains(v, "${") {
+			l.warnf("%s: value %q contains \"${\"; ftagent does not expand variables, the value is used as written", k, strings.TrimSpace(v))
+		}
+	}
+}
+
+// suggest returns the known key closest to an unknown one, or "".
+func suggest(unknown string) string {
+	best, bestDist := "", 3 // suggest only within an edit distance of 2
+	for _, k := range Keys {
+		if strings.EqualFold(k.Name, unknown) {
+			return k.Name
+		}
+		if d := editDistance(strings.ToLower(unknown), strings.ToLower(k.Name)); d < bestDist {
+			best, bestDist = k.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// duration reads a duration key (or its default) and checks it is >= min.
+func (l *checker) duration(key string, minimum time.Duration) (time.Duration, error) {
+	v, ok := l.value(key)
+	if !ok {
+		v = defaultOf(key)
+	}
+	d, err := ParseDuration(v)
+	if err != nil {
+		return 0, l.errorf(key, "%v", err)
+	}
+	switch {
+	case d < minimum && minimum == 1:
+		return 0, l.errorf(key, "must be larger than 0")
+	case d < minimum:
+		return 0, l.errorf(key, "%s is too short; the minimum is %s", formatDuration(d), formatDuration(minimum))
+	}
+	return d, nil
+}
+
+// integer reads a non-negative decimal integer key (or its default) and
+// checks it is within [minimum, maximum].
+func (l *checker) integer(key string, minimum, maximum uint64) (uint64, error) {
+	v, ok := l.value(key)
+	if !ok {
+		v = defaultOf(key)
+	}
+	if strings.HasPrefix(v, "-") {
+		return 0, l.errorf(key, "%q: must not be negative", v)
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, l.errorf(key, "%q is too large", v)
+		}
+		return 0, l.errorf(key, "%q is not a whole number", v)
+	}
+	if n < minimum {
+		return 0, l.errorf(key, "must be at least %d", minimum)
+	}
+	if n > maximum {
+		return 0, l.errorf(key, "%q is too large", v)
+	}
+	return n, nil
+}
+
+// validName reports whether s is a usable agent or instance name. "." and
+// ".." are refused because instance names become directory names.
+func validName(s string) bool {
+	return nameRE.MatchString(s) && s != "." && s != ".."
+}
+
+// splitList splits a comma-separated list and trims each entry. It returns
+// nil for an empty value.
+func splitList(v string) []string {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	parts := strings.Split(v, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+func (l *checker) loadInstances() error {
+	v, ok := l.value(KeyInstances)
+	if !ok {
+		return l.errorf(KeyInstances, "required: a comma-separated list of name@host:port, e.g. ha1@host1:7101,ha2@host2:7101,ha3@host3:7101")
+	}
+	byName := map[string]int{} // lower-case name -> entry number
+	byAddr := map[string]int{} // canonical address -> index in Instances
+	for i, entry := range splitList(v) {
+		n := i + 1
+		if entry == "" {
+			return l.errorf(KeyInstances, "entry %d is empty (check for a stray comma)", n)
+		}
+		name, addr, found := strings.Cut(entry, "@")
+		name, addr = strings.TrimSpace(name), strings.TrimSpace(addr)
+		switch {
+		case !found:
+			return l.errorf(KeyInstances, "entry %d %q: missing '@' (want name@host:port)", n, entry)
+		case name == "":
+			return l.errorf(KeyInstances, "entry %d %q: empty instance name (want name@host:port)", n, entry)
+		case !validName(name):
+			return l.errorf(KeyInstances, "entry %d %q: instance name %q may contain only letters, digits, '.', '_' and '-'", n, entry, name)
+		}
+		canon, err := checkAddress(addr)
+		if err != nil {
+			return l.errorf(KeyInstances, "entry %d %q: %v", n, entry, err)
+		}
+		if prev, dup := byName[strings.ToLower(name)]; dup {
+			return l.errorf(KeyInstances, "instance name %q is listed twice (entries %d and %d; names are compared ignoring case)", name, prev, n)
+		}
+		byName[strings.ToLower(name)] = n
+		if prev, dup := byAddr[canon]; dup {
+			return l.errorf(KeyInstances, "address %q of %q is also the address of %q; each instance needs its own host:port",
+				addr, name, l.c.Instances[prev].Name)
+		}
+		byAddr[canon] = len(l.c.Instances)
+		l.c.Instances = append(l.c.Instances, Instance{Name: name, Address: addr})
+	}
+	return nil
+}
+
+// checkAddress checks a host:port and returns a canonical form used to
+// detect duplicates (lower-case host or normalised IP, decimal port).
+func checkAddress(addr string) (string, error) {
+	if addr == "" {
+		return "", errors.New("empty address (want name@host:port)")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("address %q is not host:port", addr)
+	}
+	if host == "" {
+		return "", fmt.Errorf("address %q has no host", addr)
+	}
+	if port == "" {
+		return "", fmt.Errorf("address %q has no port", addr)
+	}
+	for _, r := range port {
+		if r < '0' || r > '9' {
+			return "", fmt.Errorf("port %q is not a number", port)
+		}
+	}
+	p, err := strconv.ParseUint(port, 10, 32)
+	if err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("port %s is out of range 1-65535", port)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(ip.Unmap().String(), strconv.FormatUint(p, 10)), nil
+	}
+	if !validHostName(host) {
+		return "", fmt.Errorf("host %q is neither an IP address nor a valid host name", host)
+	}
+	return net.JoinHostPort(strings.ToLower(host), strconv.FormatUint(p, 10)), nil
+}
+
+// validHostName accepts DNS-style names: dot-separated labels of 1-63
+// letters, digits, '-' or '_', not starting or ending with '-'.
+func validHostName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (l *checker) loadWitnesses() error {
+	v, _ := l.value(KeyWitnessInstances)
+	seen := map[string]bool{}
+	for i, w := range splitList(v) {
+		if w == "" {
+			return l.errorf(KeyWitnessInstances, "entry %d is empty (check for a stray comma)", i+1)
+		}
+		idx := -1
+		for j := range l.c.Instances {
+			if l.c.Instances[j].Name == w {
+				idx = j
+				break
+			}
+		}
+		if idx < 0 {
+			return l.errorf(KeyWitnessInstances, "%q is not one of the instances (%s)", w, strings.Join(l.c.names(), ", "))
+		}
+		if seen[w] {
+			l.warnf("%s: %q is listed more than once", KeyWitnessInstances, w)
+		}
+		seen[w] = true
+		l.c.Instances[idx].Witness = true
+	}
+	if len(l.c.Instances) > 0 && len(seen) == len(l.c.Instances) {
+		return l.errorf(KeyWitnessInstances, "every instance is a witness; at least one instance must be able to become active")
+	}
+	return nil
+}
+
+func (l *checker) loadHighlyAvailable() error {
+	n := len(l.c.Instances)
+	v, ok := l.value(KeyHighlyAvailable)
+	if !ok {
+		l.c.HighlyAvailable = n > 1
+		return nil
+	}
+	switch strings.ToLower(v) {
+	case "true":
+		l.c.HighlyAvailable = true
+	case "false":
+		if n > 1 {
+			return l.errorf(KeyHighlyAvailable, "false, but %d instances are listed; an agent that is not highly available has exactly one instance", n)
+		}
+		l.c.HighlyAvailable = false
+	default:
+		return l.errorf(KeyHighlyAvailable, "%q is not true or false", v)
+	}
+	return nil
+}
+
+// groupWarnings points out groups that cannot fail over.
+func (l *checker) groupWarnings() {
+	c := l.c
+	if !c.HighlyAvailable {
+		return
+	}
+	var active []string
+	for _, in := range c.Instances {
+		if !in.Witness {
+			active = append(active, in.Name)
+		}
+	}
+	if len(active) == 1 {
+		l.warnf("%s: only %q can become active; there is no standby to fail over to", KeyInstances, active[0])
+	}
+	if len(c.Instances) == 2 {
+		l.warnf("%s: a group of 2 instances stops when either one is lost (raft needs a majority); add a third instance, which may be a witness, to survive the loss of one host", KeyInstances)
+	}
+}
+
+// names returns the instance names in listed order.
+func (c *Config) names() []string {
+	out := make([]string, len(c.Instances))
+	for i, in := range c.Instances {
+		out[i] = in.Name
+	}
+	return out
+}
+
+// hostname is os.Hostname; tests replace it.
+var hostname = os.Hostname
+
+// displayFile is the file name used in messages.
+func (c *Config) displayFile() string {
+	if c.file != "" {
+		return c.file
+	}
+	return c.Path
+}
+
+// Select resolves which instance this process is: override (from --instance)
+// if non-empty, else the instanceName property, else os.Hostname(). It is an
+// *Error (Key "instanceName") if that name is not in Instances; the message
+// names the known names.
+//
+// Names are matched exactly first, then ignoring case. When the name comes
+// from the host name and is a fully qualified name ("host1.example.com")
+// that is not listed, its first label ("host1") is tried as well.
+func (c *Config) Select(override string) (Instance, error) {
+	var name, source string
+	switch {
+	case override != "":
+		name, source = override, "from --instance"
+	case c.InstanceName != "":
+		name, source = c.InstanceName, "from the instanceName property"
+	default:
+		h, err := hostname()
+		if err != nil || h == "" {
+			msg := "not set, and the host name is unknown"
+			if err != nil {
+				msg += ": " + err.Error()
+			}
+			return Instance{}, &Error{File: c.displayFile(), Key: KeyInstanceName, Msg: msg + "; use --instance or set instanceName", err: err}
+		}
+		name, source = h, "the host name"
+	}
+	candidates := []string{name}
+	if source == "the host name" {
+		if short, _, found := strings.Cut(name, "."); found && short != "" {
+			candidates = append(candidates, short)
+		}
+	}
+	for _, cand := range candidates {
+		for _, in := range c.Instances {
+			if in.Name == cand {
+				return in, nil
+			}
+		}
+		for _, in := range c.Instances {
+			if strings.EqualFold(in.Name, cand) {
+				return in, nil
+			}
+		}
+	}
+	hint := ""
+	if source == "the host name" {
+		hint = "; use --instance or set instanceName"
+	}
+	return Instance{}, &Error{File: c.displayFile(), Key: KeyInstanceName,
+		Msg: fmt.Sprintf("%q (%s) is not one of the instances (%s)%s", name, source, strings.Join(c.names(), ", "), hint)}
+}
+
+// Addresses returns every instance address in the listed order (for clients).
+func (c *Config) Addresses() []string {
+	out := make([]string, len(c.Instances))
+	for i, in := range c.Instances {
+		out[i] = in.Address
+	}
+	return out
+}
+
+// InstanceDataDir returns <DataDirectory>/<name>.
+func (c *Config) InstanceDataDir(name string) string {
+	return filepath.Join(c.DataDirectory, name)
+}
+
+// CheckDataDirectory creates <DataDirectory>/<name> (0o750, parents
+// included) if missing and proves it is writable by creating and removing a
+// temporary file; on failure an *Error with Key "dataDirectory".
+func (c *Config) CheckDataDirectory(name string) error {
+	fail := func(err error, format string, args ...any) error {
+		return &Error{File: c.displayFile(), Key: KeyDataDirectory, Msg: fmt.Sprintf(format, args...), err: err}
+	}
+	if !validName(name) {
+		return fail(nil, "instance name %q cannot name a directory", name)
+	}
+	if c.DataDirectory == "" {
+		return fail(nil, "not set")
+	}
+	dir := c.InstanceDataDir(name)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fail(err, "cannot create %s: %v", dir, causeOf(err))
+	}
+	f, err := os.CreateTemp(dir, ".ftagent-write-check-*")
+	if err != nil {
+		return fail(err, "%s is not writable: %v", dir, causeOf(err))
+	}
+	tmp := f.Name()
+	_, werr := f.Write([]byte("ftagent\n"))
+	cerr := f.Close()
+	rerr := os.Remove(tmp)
+	for _, err := range []error{werr, cerr} {
+		if err != nil {
+			return fail(err, "%s is not writable: %v", dir, causeOf(err))
+		}
+	}
+	if rerr != nil {
+		return fail(rerr, "cannot remove test file %s: %v", tmp, causeOf(rerr))
+	}
+	return nil
+}
+
+// causeOf strips the operation and path from an *os.PathError so that
+// messages do not repeat the path.
+func causeOf(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

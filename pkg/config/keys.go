@@ -1,0 +1,140 @@
+package config
+
+// Property names of agent.properties. Names are case-sensitive, as in Java
+// properties files and IBM MQ MFT.
+const (
+	KeyAgentName        = "agentName"
+	KeyHighlyAvailable  = "highlyAvailable"
+	KeyInstances        = "instances"
+	KeyWitnessInstances = "witnessInstances"
+	KeyInstanceName     = "instanceName"
+	KeyDataDirectory    = "dataDirectory"
+
+	KeyStandbyStatusPublishInterval = "standbyStatusPublishInterval"
+	KeyStandbyStatusDiscardTime     = "standbyStatusDiscardTime"
+
+	KeyRaftHeartbeatTimeout   = "raftHeartbeatTimeout"
+	KeyRaftElectionTimeout    = "raftElectionTimeout"
+	KeyRaftLeaderLeaseTimeout = "raftLeaderLeaseTimeout"
+	KeyRaftCommitTimeout      = "raftCommitTimeout"
+	KeyRaftSnapshotThreshold  = "raftSnapshotThreshold"
+
+	KeyConnectionRetryMaxInterval = "connectionRetryMaxInterval"
+
+	KeyClientConnectAttempts   = "clientConnectAttempts"
+	KeyClientConnectDelay      = "clientConnectDelay"
+	KeyClientReconnectAttempts = "clientReconnectAttempts"
+	KeyClientReconnectDelay    = "clientReconnectDelay"
+	KeyClientPrimaryRetries    = "clientPrimaryRetries"
+	KeyClientPrimaryRetryDelay = "clientPrimaryRetryDelay"
+	KeyClientRequestTimeout    = "clientRequestTimeout"
+
+	KeyLogLevel = "logLevel"
+)
+
+// KeyDoc describes one property of agent.properties.
+type KeyDoc struct {
+	Name     string // property name, e.g. "standbyStatusPublishInterval"
+	Default  string // default as it would be written in the file; "" when required or computed (see Doc)
+	Form     string // accepted forms, e.g. "duration > 0"
+	Required bool
+	Doc      string // one or two sentences
+}
+
+// Keys lists every property Load understands, in the order the example file
+// and the reference documentation present them. Any other key in the file is
+// reported in Config.Warnings and otherwise ignored. The Default strings are
+// the values Load applies when a key is absent or empty.
+var Keys = []KeyDoc{
+	{Name: KeyAgentName, Required: true,
+		Form: "1-28 characters: letters, digits, '.', '_', '-'",
+		Doc:  "Name of the logical agent. Every instance of the agent uses the same name."},
+	{Name: KeyHighlyAvailable, Default: "", // computed
+		Form: "true or false",
+		Doc:  "Whether the agent runs as a highly available group. Default: true when more than one instance is listed, false otherwise. false with more than one instance is an error."},
+	{Name: KeyInstances, Required: true,
+		Form: "comma-separated name@host:port",
+		Doc:  "Every instance of the agent, in the order clients try them. The name identifies the instance (and its data directory); host:port is where it listens for the other instances and for clients."},
+	{Name: KeyWitnessInstances, Default: "",
+		Form: "comma-separated instance names",
+		Doc:  "Instances that vote in elections but never become active and run no transfers. Each must be listed in instances; at least one instance must not be a witness."},
+	{Name: KeyInstanceName, Default: "",
+		Form: "an instance name",
+		Doc:  "Which instance this process is. Default: the host name. The --instance flag overrides it. Usually left unset so that one identical file serves every host."},
+	{Name: KeyDataDirectory, Required: true,
+		Form: "directory path; relative paths resolve against the directory of agent.properties",
+		Doc:  "Directory under which each instance keeps its own state in <dataDirectory>/<instance name> (raft log, snapshots). Each instance's directory must be on storage local to its host."},
+
+	{Name: KeyStandbyStatusPublishInterval, Default: "300",
+		Form: "duration > 0",
+		Doc:  "How often a standby publishes its status to the active instance."},
+	{Name: KeyStandbyStatusDiscardTime, Default: "600",
+		Form: "duration > standbyStatusPublishInterval",
+		Doc:  "The active instance forgets a standby whose last status is older than this."},
+
+	{Name: KeyRaftHeartbeatTimeout, Default: "500ms",
+		Form: "duration >= 5ms",
+		Doc:  "Raft: time without contact from the leader after which a follower starts an election."},
+	{Name: KeyRaftElectionTimeout, Default: "500ms",
+		Form: "duration >= 5ms and >= raftHeartbeatTimeout",
+		Doc:  "Raft: time a candidate waits for votes before starting a new election."},
+	{Name: KeyRaftLeaderLeaseTimeout, Default: "250ms",
+		Form: "duration >= 5ms and <= raftHeartbeatTimeout",
+		Doc:  "Raft: time the leader stays leader without contact from a majority; a deposed active stops after this."},
+	{Name: KeyRaftCommitTimeout, Default: "50ms",
+		Form: "duration >= 1ms and <= raftHeartbeatTimeout",
+		Doc:  "Raft: longest the leader waits before sending an append without new entries, so followers learn the commit index."},
+	{Name: KeyRaftSnapshotThreshold, Default: "8192",
+		Form: "integer >= 1",
+		Doc:  "Raft: log entries between snapshots."},
+
+	{Name: KeyConnectionRetryMaxInterval, Default: "30s",
+		Form: "duration > 0",
+		Doc:  "Cap of the jittered back-off an instance uses while it cannot reach the other instances."},
+
+	{Name: KeyClientConnectAttempts, Default: "2",
+		Form: "integer >= 1",
+		Doc:  "Clients (ftagent show, ftstop, ...): passes over the whole instance list on first connect."},
+	{Name: KeyClientConnectDelay, Default: "500ms",
+		Form: "duration >= 0",
+		Doc:  "Clients: delay between connection attempts on first connect."},
+	{Name: KeyClientReconnectAttempts, Default: "4",
+		Form: "integer >= 1",
+		Doc:  "Clients: passes over the instance list when an established connection is lost."},
+	{Name: KeyClientReconnectDelay, Default: "500ms",
+		Form: "duration >= 0",
+		Doc:  "Clients: delay between reconnection attempts."},
+	{Name: KeyClientPrimaryRetries, Default: "0",
+		Form: "integer >= 0",
+		Doc:  "Clients: extra attempts on the first (primary) address before trying the others (flag -fr)."},
+	{Name: KeyClientPrimaryRetryDelay, Default: "500ms",
+		Form: "duration >= 0",
+		Doc:  "Clients: delay between retries of the primary address (flag -fd)."},
+	{Name: KeyClientRequestTimeout, Default: "10s",
+		Form: "duration > 0",
+		Doc:  "Clients: time allowed for one request to an instance."},
+
+	{Name: KeyLogLevel, Default: "info",
+		Form: "trace, debug, info, warn or error (any case)",
+		Doc:  "Least severe level that the agent logs."},
+}
+
+// LookupKey returns the description of a known key.
+func LookupKey(name string) (KeyDoc, bool) {
+	for _, k := range Keys {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return KeyDoc{}, false
+}
+
+// defaultOf returns the Default of a known key; it panics on an unknown
+// name, which is a programming error caught by the tests.
+func defaultOf(name string) string {
+	k, ok := LookupKey(name)
+	if !ok {
+		panic("config: no such key " + name)
+	}
+	return k.Default
+}
