@@ -159,7 +159,7 @@ func (in *Instance) stop(ctx context.Context, immediate bool) (StopResult, error
 	}
 	// A stop, once asked for, completes even if the asker goes away.
 	ctx = context.WithoutCancel(ctx)
-	res := StopResult{Agent: in.cfg.AgentName, Instance: in.self.Name, WasActive: in.node.IsActive()}
+	res := StopResult{Agent: in.cfg.AgentName, Instance: in.self.Name, Address: in.self.Address, WasActive: in.node.IsActive()}
 	if res.WasActive {
 		hctx := ctx
 		if immediate {

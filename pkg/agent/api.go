@@ -29,6 +29,7 @@ type StopRequest struct {
 type StopResult struct {
 	Agent     string `json:"agent"`
 	Instance  string `json:"instance"`
+	Address   string `json:"address"`
 	WasActive bool   `json:"wasActive"`
 	// NewActive and Epoch name the instance that took the lease over, when
 	// the stopped instance was the active and a standby took over.

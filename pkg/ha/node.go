@@ -352,7 +352,7 @@ func (n *Node) Shutdown() error {
 				err = cerr
 			}
 		}
-		n.log.Info().Msg("instance stopped")
+		n.log.Debug().Msg("raft node stopped")
 	})
 	return err
 }

@@ -263,13 +263,17 @@ func (n *Node) View() (AgentView, error) {
 			iv.Role = RoleWitness
 		}
 		if e, ok := n.standbys[p.Name]; ok {
+			// An instance started with --witness says so itself.
+			witness := p.Witness || e.status.Role == RoleWitness
 			age := now.Sub(e.received)
 			if age <= n.cfg.DiscardTime {
 				secs := age.Seconds()
 				st := e.status.StartTime
 				iv.StatusAge, iv.Version, iv.Status, iv.StartTime = &secs, e.status.Version, e.status.Status, &st
 				iv.LastApplied, iv.CanTakeOver = e.status.LastApplied, e.status.CanTakeOver
-				if !p.Witness {
+				if witness {
+					iv.Role = RoleWitness
+				} else {
 					iv.Role = RoleStandby
 					v.Standbys = append(v.Standbys, p.Name)
 				}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftagent/ftagent/internal/command"
+	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/ha"
+)
+
+func showCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "show the agent: its status, the active instance and epoch, and every instance",
+		UsageText: "ftagent show [--config FILE | -x HOST:PORT,...] [--json]",
+		Flags:     command.ClientFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return command.Usagef("show takes no arguments (got %q)", c.Args().First())
+			}
+			cl, cfg, err := command.Client(c)
+			if err != nil {
+				return err
+			}
+			v, err := agent.FetchView(c.Context, cl)
+			if v.Agent == "" && cfg != nil {
+				v.Agent = cfg.AgentName
+			}
+			if v.Status == "" {
+				return err
+			}
+			if c.Bool(command.FlagJSON) {
+				enc := json.NewEncoder(os.Stdout)
+				if e := enc.Encode(v); e != nil {
+					return e
+				}
+			} else {
+				printView(v)
+			}
+			return err
+		},
+	}
+}
+
+func printView(v ha.AgentView) {
+	fmt.Printf("Agent:   %s\n", v.Agent)
+	fmt.Printf("Status:  %s\n", v.Status)
+	if v.Active != "" {
+		fmt.Printf("Active:  %s (%s), lease epoch %d\n", v.Active, v.ActiveAddress, v.Epoch)
+	} else {
+		fmt.Printf("Active:  none\n")
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tADDRESS\tROLE\tSTATUS\tVERSION\tSTATUS AGE")
+	for _, iv := range v.Instances {
+		age := "-"
+		if iv.StatusAge != nil {
+			age = fmt.Sprintf("%.1fs", *iv.StatusAge)
+		}
+		name, ver := iv.Name, iv.Version
+		if name == "" {
+			name = "?"
+		}
+		if ver == "" {
+			ver = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, iv.Address, iv.Role, iv.Status, ver, age)
+	}
+	_ = tw.Flush()
+	if len(v.Standbys) > 0 {
+		fmt.Printf("\nStandbys ready to take over: %s\n", strings.Join(v.Standbys, ", "))
+	}
+}

@@ -1,0 +1,53 @@
+// Command ftstop stops an instance of an agent: by default the active one,
+// which first hands the lease to a standby. -i hands over at once, leaving
+// in-flight transfers at their last checkpoint for the new active.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftagent/ftagent/internal/command"
+	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/version"
+)
+
+func main() {
+	app := &cli.App{
+		Name:      "ftstop",
+		Usage:     "stop an instance of an agent (by default the active one, handing its lease to a standby)",
+		UsageText: "ftstop [-i] [--instance NAME] [--config FILE | -x HOST:PORT,...] [--json]",
+		Version:   version.String(),
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "immediate", Aliases: []string{"i"},
+				Usage: "hand the lease over now; in-flight transfers resume from their last checkpoint on the new active"},
+			&cli.StringFlag{Name: "instance", Usage: "stop this instance instead of the active one"},
+		}, command.ClientFlags()...),
+		HideHelpCommand: true,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return command.Usagef("ftstop takes no arguments (got %q)", c.Args().First())
+			}
+			cl, cfg, err := command.Client(c)
+			if err != nil {
+				return err
+			}
+			res, err := agent.Stop(c.Context, cl, cfg, agent.StopOptions{
+				Instance:  c.String("instance"),
+				Immediate: c.Bool("immediate"),
+			})
+			if err != nil {
+				return err
+			}
+			if c.Bool(command.FlagJSON) {
+				return json.NewEncoder(os.Stdout).Encode(res)
+			}
+			fmt.Println(res.Message)
+			return nil
+		},
+	}
+	command.Main(app)
+}

@@ -1,0 +1,51 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/ha"
+)
+
+// FetchView returns the agent as its active sees it, reached through any
+// instance. When no instance can point to an active (an election, or too few
+// instances up), it asks every address for its own status and assembles what
+// they say, with status STARTING; when none answers, status UNREACHABLE and
+// the client's error.
+func FetchView(ctx context.Context, cl *client.Client) (ha.AgentView, error) {
+	var v ha.AgentView
+	err := cl.Do(ctx, http.MethodGet, PathAgent, nil, &v)
+	if err == nil {
+		return v, nil
+	}
+	var apiErr *client.APIError
+	if errors.As(err, &apiErr) || ctx.Err() != nil {
+		return v, err
+	}
+	v = ha.AgentView{Status: ha.StatusUnreachable, Standbys: []string{}, Instances: []ha.InstanceView{}}
+	answered := false
+	for _, addr := range cl.Addresses() {
+		var st ha.InstanceStatus
+		iv := ha.InstanceView{Address: addr, Role: ha.RoleUnknown, Status: ha.StatusUnreachable}
+		if e := cl.DoAt(ctx, addr, http.MethodGet, PathInstance, nil, &st); e == nil {
+			answered = true
+			v.Agent = st.Agent
+			if st.Epoch > v.Epoch {
+				v.Epoch = st.Epoch
+			}
+			start := st.StartTime
+			iv.Name, iv.Role, iv.Status, iv.Version = st.Name, st.Role, st.Status, st.Version
+			iv.StartTime, iv.LastApplied, iv.CanTakeOver = &start, st.LastApplied, st.CanTakeOver
+			zero := 0.0
+			iv.StatusAge = &zero // just asked
+		}
+		v.Instances = append(v.Instances, iv)
+	}
+	if answered {
+		v.Status = ha.StatusStarting
+		return v, nil
+	}
+	return v, err
+}
