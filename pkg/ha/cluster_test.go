@@ -24,6 +24,8 @@ type testCluster struct {
 	peers    []Peer
 	events   *eventLog
 	tuneCfg  func(*Config)
+	// wrap, if set, may replace a node's transport (fault injection).
+	wrap func(name string, t *raft.InmemTransport) raft.Transport
 	dataDirs map[string]string
 }
 
@@ -110,7 +112,13 @@ func (c *testCluster) start(name string) *Node {
 		RetryMaxInterval:   200 * time.Millisecond,
 		Version:            "test",
 		Logger:             log,
-		NewTransport:       func() (raft.Transport, error) { return c.newTransport(name), nil },
+		NewTransport: func() (raft.Transport, error) {
+			t := c.newTransport(name)
+			if c.wrap != nil {
+				return c.wrap(name, t), nil
+			}
+			return t, nil
+		},
 		Peers:              testPeers{c: c, from: name},
 		OnActive: func(ctx context.Context, l Lease) {
 			c.events.add(workEvent{node: name, epoch: l.Epoch, start: true, at: time.Now()})
@@ -133,7 +141,7 @@ func (c *testCluster) start(name string) *Node {
 
 // newTransport makes a fresh in-memory transport for name and connects it
 // with every other live transport, unless name or the other is cut off.
-func (c *testCluster) newTransport(name string) raft.Transport {
+func (c *testCluster) newTransport(name string) *raft.InmemTransport {
 	_, t := raft.NewInmemTransport(raft.ServerAddress(name))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -545,4 +553,56 @@ func TestRestartedNodeRejoinsWithItsState(t *testing.T) {
 	if a := c.actives(); len(a) != 1 || a[0] != next {
 		t.Fatalf("actives %v, want only %s", a, next)
 	}
+}
+
+// hungTimeoutNow is a transport whose TimeoutNow never returns: the leadership
+// transfer goroutine inside raft never finishes, and raft's "leadership
+// transfer in progress" flag stays set for good, the state hashicorp/raft#696
+// leaves a node in.
+type hungTimeoutNow struct {
+	*raft.InmemTransport
+	release chan struct{}
+}
+
+func (h *hungTimeoutNow) TimeoutNow(raft.ServerID, raft.ServerAddress, *raft.TimeoutNowRequest, *raft.TimeoutNowResponse) error {
+	<-h.release
+	return errors.New("released")
+}
+
+func TestWedgedLeadershipTransferRestartsRaft(t *testing.T) {
+	c := newTestCluster(t, []string{"d1", "d2", "w"}, "w")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var mu sync.Mutex
+	wrapped := 0
+	c.wrap = func(name string, tr *raft.InmemTransport) raft.Transport {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == "w" && wrapped == 0 {
+			wrapped++ // only the witness's first raft node hangs; a restarted one is healthy
+			return &hungTimeoutNow{InmemTransport: tr, release: release}
+		}
+		return tr
+	}
+	c.startAll()
+	active := c.waitActive(10*time.Second, "w")
+	epoch := c.node(active).Lease().Epoch
+	// Make the witness leader. Its hand-over to a data instance hangs in
+	// TimeoutNow, wedging its raft node; the guard must restart that node so
+	// that the agent gets an active again.
+	if err := c.node(active).r().LeadershipTransferToServer("w", "w").Error(); err != nil {
+		t.Fatalf("transfer to witness: %v", err)
+	}
+	if !waitFor(5*time.Second, func() bool { return c.node("w").r().State() == raft.Leader }) {
+		t.Fatalf("witness never became leader")
+	}
+	first := c.node("w").r()
+	next := c.waitActive(20*time.Second, "w")
+	if l := c.node(next).Lease(); l.Epoch <= epoch {
+		t.Fatalf("lease %+v after the wedge, old epoch %d", l, epoch)
+	}
+	if c.node("w").r() == first {
+		t.Fatalf("the witness's wedged raft node was not restarted")
+	}
+	checkOneWriter(t, c.events.snapshot())
 }

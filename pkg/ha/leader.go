@@ -55,7 +55,10 @@ func (n *Node) monitorLeadership() {
 // it is told to hand over; a witness, or an instance that is stopping, hands
 // leadership to a data instance instead.
 func (n *Node) leaderLoop(stop <-chan struct{}) {
-	n.clearStandbys() // a new leader learns its standbys afresh; they publish at once
+	// A leader learns its standbys afresh (they publish at once on a leader
+	// change) and forgets them when it stops leading.
+	n.clearStandbys()
+	defer n.clearStandbys()
 	// Without a lease there is no active: retry briskly, but never spin.
 	bo := newBackoff(20*time.Millisecond, min(n.cfg.RetryMaxInterval, 5*time.Second))
 	var wedgedSince time.Time

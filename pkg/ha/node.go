@@ -339,6 +339,7 @@ func (n *Node) Shutdown() error {
 		n.mu.Unlock()
 		close(n.shutdownCh)
 		n.wg.Wait() // leader loop revoked: work has stopped
+		n.publishFinal()
 		r := n.r()
 		if r == nil {
 			return

@@ -22,6 +22,7 @@ const (
 	StatusReady       = "READY"
 	StatusStarting    = "STARTING"
 	StatusStopping    = "STOPPING"
+	StatusStopped     = "STOPPED"
 	StatusUnreachable = "UNREACHABLE"
 )
 
@@ -130,6 +131,26 @@ func (n *Node) clearStandbys() {
 	n.mu.Unlock()
 }
 
+// publishFinal tells the active, best effort, that this instance has stopped,
+// so that it leaves the standbys at once rather than after the discard time.
+func (n *Node) publishFinal() {
+	r := n.r()
+	if r == nil {
+		return
+	}
+	addr, id := r.LeaderWithID()
+	if id == "" || string(id) == n.cfg.Name {
+		return
+	}
+	s := n.Status()
+	s.Status, s.CanTakeOver = StatusStopped, false
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := n.cfg.Peers.Publish(ctx, string(addr), s); err != nil {
+		n.log.Debug().Err(err).Msg("could not tell the active this instance stopped")
+	}
+}
+
 // publishLoop sends this instance's status to the active every publish
 // interval, and at once whenever the leader changes. While no leader is known
 // it waits for one (raft tells it) rather than polling.
@@ -197,7 +218,8 @@ func (n *Node) discardLoop() {
 		for name, e := range n.standbys {
 			if age := now.Sub(e.received); age > n.cfg.DiscardTime {
 				delete(n.standbys, name)
-				n.log.Warn().Str("standby", name).Dur("statusAge", age).Dur("discardTime", n.cfg.DiscardTime).
+				n.log.Warn().Str("standby", name).Str("statusAge", age.Round(time.Millisecond).String()).
+					Str("discardTime", n.cfg.DiscardTime.String()).
 					Msg("standby discarded: no status within the discard time")
 			}
 		}
@@ -271,9 +293,12 @@ func (n *Node) View() (AgentView, error) {
 				st := e.status.StartTime
 				iv.StatusAge, iv.Version, iv.Status, iv.StartTime = &secs, e.status.Version, e.status.Status, &st
 				iv.LastApplied, iv.CanTakeOver = e.status.LastApplied, e.status.CanTakeOver
-				if witness {
+				switch {
+				case witness:
 					iv.Role = RoleWitness
-				} else {
+				case e.status.Status == StatusStopping || e.status.Status == StatusStopped:
+					iv.Role = RoleStandby // said it is going away: not ready to take over
+				default:
 					iv.Role = RoleStandby
 					v.Standbys = append(v.Standbys, p.Name)
 				}
