@@ -16,16 +16,16 @@ import (
 // testCluster runs nodes in one process over raft's in-memory transport, with
 // partitions that cut both raft traffic and the status/probe calls.
 type testCluster struct {
-	t        *testing.T
-	mu       sync.Mutex
-	trans    map[string]*raft.InmemTransport
-	nodes    map[string]*Node
-	cut      map[string]bool
-	peers    []Peer
-	events   *eventLog
-	tuneCfg  func(*Config)
+	t       *testing.T
+	mu      sync.Mutex
+	trans   map[string]*raft.InmemTransport
+	nodes   map[string]*Node
+	cut     map[string]bool
+	peers   []Peer
+	events  *eventLog
+	tuneCfg func(*Config)
 	// wrap, if set, may replace a node's transport (fault injection).
-	wrap func(name string, t *raft.InmemTransport) raft.Transport
+	wrap     func(name string, t *raft.InmemTransport) raft.Transport
 	dataDirs map[string]string
 }
 
@@ -119,7 +119,7 @@ func (c *testCluster) start(name string) *Node {
 			}
 			return t, nil
 		},
-		Peers:              testPeers{c: c, from: name},
+		Peers: testPeers{c: c, from: name},
 		OnActive: func(ctx context.Context, l Lease) {
 			c.events.add(workEvent{node: name, epoch: l.Epoch, start: true, at: time.Now()})
 			<-ctx.Done()
@@ -255,6 +255,30 @@ func (c *testCluster) waitActive(timeout time.Duration, exclude ...string) strin
 		c.t.Fatalf("no single active within %v (actives: %v, excluded %v)", timeout, last, exclude)
 	}
 	return last[0]
+}
+
+// waitActiveAbove waits until exactly one node, not excluded, is active
+// under a lease epoch above epoch.
+func (c *testCluster) waitActiveAbove(timeout time.Duration, epoch uint64, exclude ...string) string {
+	c.t.Helper()
+	var next string
+	if !waitFor(timeout, func() bool {
+		a := c.actives()
+		if len(a) != 1 {
+			return false
+		}
+		for _, e := range exclude {
+			if a[0] == e {
+				return false
+			}
+		}
+		next = a[0]
+		n := c.node(next)
+		return n != nil && n.Lease().Epoch > epoch
+	}) {
+		c.t.Fatalf("no single active above epoch %d within %v (actives %v, excluded %v)", epoch, timeout, c.actives(), exclude)
+	}
+	return next
 }
 
 func waitFor(timeout time.Duration, cond func() bool) bool {
@@ -477,7 +501,7 @@ func TestWitnessHandsLeadershipToDataInstance(t *testing.T) {
 		c.node("w").Lease().Epoch == epoch {
 		t.Fatalf("witness never became raft leader")
 	}
-	next := c.waitActive(10*time.Second, "w")
+	next := c.waitActiveAbove(10*time.Second, epoch, "w")
 	if l := c.node(next).Lease(); l.Epoch <= epoch || l.Holder != next {
 		t.Fatalf("after the witness led: lease %+v, old epoch %d", l, epoch)
 	}
@@ -597,10 +621,7 @@ func TestWedgedLeadershipTransferRestartsRaft(t *testing.T) {
 		t.Fatalf("witness never became leader")
 	}
 	first := c.node("w").r()
-	next := c.waitActive(20*time.Second, "w")
-	if l := c.node(next).Lease(); l.Epoch <= epoch {
-		t.Fatalf("lease %+v after the wedge, old epoch %d", l, epoch)
-	}
+	c.waitActiveAbove(20*time.Second, epoch, "w")
 	if c.node("w").r() == first {
 		t.Fatalf("the witness's wedged raft node was not restarted")
 	}
