@@ -104,7 +104,7 @@ func Start(opts Options) (*Instance, error) {
 				Stream:  mux.NewRaftLayer(self.Address),
 				MaxPool: 3,
 				Timeout: 2 * time.Second,
-				Logger:  nil,
+				Logger:  ha.RaftLogger(log.With().Str("instance", self.Name).Logger()),
 			}), nil
 		},
 		Peers: clientPeers{c: peerClient},

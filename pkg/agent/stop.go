@@ -23,8 +23,14 @@ type StopOptions struct {
 func Stop(ctx context.Context, cl *client.Client, cfg *config.Config, opts StopOptions) (StopResult, error) {
 	var res StopResult
 	req := StopRequest{Immediate: opts.Immediate}
+	// A stop waits for the hand-over (and, unless immediate, for in-flight
+	// work to finish): allow for it rather than give up on a busy instance.
+	sctx := client.WithRequestTimeout(ctx, time.Hour)
+	if opts.Immediate {
+		sctx = client.WithRequestTimeout(ctx, 45*time.Second)
+	}
 	if opts.Instance == "" {
-		if err := cl.Do(ctx, http.MethodPost, PathStop+"?target=active", req, &res); err != nil {
+		if err := cl.Do(sctx, http.MethodPost, PathStop+"?target=active", req, &res); err != nil {
 			return res, err
 		}
 	} else {
@@ -32,7 +38,7 @@ func Stop(ctx context.Context, cl *client.Client, cfg *config.Config, opts StopO
 		if err != nil {
 			return res, err
 		}
-		if err := cl.DoAt(ctx, addr, http.MethodPost, PathStop, req, &res); err != nil {
+		if err := cl.DoAt(sctx, addr, http.MethodPost, PathStop, req, &res); err != nil {
 			return res, err
 		}
 	}

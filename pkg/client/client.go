@@ -314,9 +314,22 @@ type result struct {
 	apiErr   *APIError // 421 or 503 seen as an API error (DoAt)
 }
 
+type timeoutKey struct{}
+
+// WithRequestTimeout returns a context under which each attempt of a request
+// may take d instead of Policy.RequestTimeout: for requests that are slow by
+// nature (a stop that waits for a hand-over), where the short default would
+// move on from an instance that is merely busy.
+func WithRequestTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, timeoutKey{}, d)
+}
+
 // attempt makes one HTTP request to address within Policy.RequestTimeout.
 func (c *Client) attempt(ctx context.Context, address, method, path string, payload []byte, out any) result {
 	timeout := c.policy.requestTimeout()
+	if d, ok := ctx.Value(timeoutKey{}).(time.Duration); ok && d > 0 {
+		timeout = d
+	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

@@ -24,7 +24,7 @@ type Policy struct {
 	PrimaryRetries    int           // extra tries of the first (primary) address before the others, each pass; default 0 (QAnywhere -fr)
 	PrimaryRetryDelay time.Duration // between those tries; default 500ms (QAnywhere -fd)
 	Jitter            float64       // every delay is multiplied by a random factor in [1-Jitter, 1+Jitter]; default 0.2
-	RequestTimeout    time.Duration // per HTTP attempt; default 10s
+	RequestTimeout    time.Duration // per HTTP attempt; default 2s
 }
 
 // Default values of a Policy.
@@ -36,7 +36,7 @@ const (
 	DefaultPrimaryRetries    = 0
 	DefaultPrimaryRetryDelay = 500 * time.Millisecond
 	DefaultJitter            = 0.2
-	DefaultRequestTimeout    = 10 * time.Second
+	DefaultRequestTimeout    = 2 * time.Second
 )
 
 // DefaultPolicy returns the default policy: first connect 2 passes 500ms apart,

@@ -19,7 +19,7 @@ func TestDefaultPolicy(t *testing.T) {
 		PrimaryRetries:    0,
 		PrimaryRetryDelay: 500 * ms,
 		Jitter:            0.2,
-		RequestTimeout:    10 * time.Second,
+		RequestTimeout:    2 * time.Second,
 	}
 	if p != want {
 		t.Fatalf("DefaultPolicy() = %+v, want %+v", p, want)

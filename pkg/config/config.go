@@ -57,7 +57,7 @@ type Config struct {
 	ClientReconnectDelay    time.Duration // default 500ms
 	ClientPrimaryRetries    int           // default 0 (-fr)
 	ClientPrimaryRetryDelay time.Duration // default 500ms (-fd)
-	ClientRequestTimeout    time.Duration // default 10s
+	ClientRequestTimeout    time.Duration // default 2s
 
 	LogLevel string // default "info"; one of trace, debug, info, warn, error
 

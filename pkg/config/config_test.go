@@ -134,7 +134,7 @@ func TestLoadMinimalDefaults(t *testing.T) {
 		{"ClientConnectDelay", c.ClientConnectDelay, 500 * time.Millisecond},
 		{"ClientReconnectDelay", c.ClientReconnectDelay, 500 * time.Millisecond},
 		{"ClientPrimaryRetryDelay", c.ClientPrimaryRetryDelay, 500 * time.Millisecond},
-		{"ClientRequestTimeout", c.ClientRequestTimeout, 10 * time.Second},
+		{"ClientRequestTimeout", c.ClientRequestTimeout, 2 * time.Second},
 	}
 	for _, d := range durs {
 		if d.got != d.want {

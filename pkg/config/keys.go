@@ -110,7 +110,7 @@ var Keys = []KeyDoc{
 	{Name: KeyClientPrimaryRetryDelay, Default: "500ms",
 		Form: "duration >= 0",
 		Doc:  "Clients: delay between retries of the primary address (flag -fd)."},
-	{Name: KeyClientRequestTimeout, Default: "10s",
+	{Name: KeyClientRequestTimeout, Default: "2s",
 		Form: "duration > 0",
 		Doc:  "Clients: time allowed for one request to an instance."},
 

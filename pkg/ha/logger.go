@@ -8,9 +8,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// raftLogger routes hashicorp/raft's hclog output into zerolog, so that an
-// instance writes one log stream in one format.
-func raftLogger(log zerolog.Logger) hclog.Logger {
+// RaftLogger routes hashicorp/raft's hclog output (the raft node's, and the
+// network transport's) into zerolog, so that an instance writes one log
+// stream in one format.
+func RaftLogger(log zerolog.Logger) hclog.Logger {
 	level := hclog.Info
 	switch log.GetLevel() {
 	case zerolog.TraceLevel:

@@ -160,7 +160,7 @@ func (n *Node) raftConfig() *raft.Config {
 	rc.CommitTimeout = n.cfg.CommitTimeout
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.NotifyCh = n.notifyCh
-	rc.Logger = raftLogger(n.log)
+	rc.Logger = RaftLogger(n.log)
 	return rc
 }
 

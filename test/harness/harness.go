@@ -1,0 +1,337 @@
+// Package harness runs real ftagent processes for end-to-end tests and
+// benchmarks: it builds the binaries, writes an agent.properties for
+// instances on loopback ports, starts, kills, freezes and stops instances, and
+// reads the agent through the real `ftagent show --json` and `ftstop`.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/ha"
+)
+
+// Binaries are the built commands.
+type Binaries struct {
+	Ftagent string
+	Ftstop  string
+	Version string // stamped into both
+}
+
+// Build compiles ftagent and ftstop from the module at root into dir, with
+// version stamped through -ldflags.
+func Build(root, dir, version string) (Binaries, error) {
+	b := Binaries{
+		Ftagent: filepath.Join(dir, "ftagent"),
+		Ftstop:  filepath.Join(dir, "ftstop"),
+		Version: version,
+	}
+	ldflags := "-X github.com/ftagent/ftagent/pkg/version.Version=" + version
+	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", dir+string(os.PathSeparator), "./cmd/ftagent", "./cmd/ftstop")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return b, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return b, nil
+}
+
+// Options shape a cluster's agent.properties.
+type Options struct {
+	AgentName string
+	Names     []string // default ha1, ha2, ha3
+	Witnesses []string
+	// Extra lines appended to agent.properties (e.g. publish interval).
+	Extra []string
+}
+
+// Cluster is one agent's instances on this machine.
+type Cluster struct {
+	Bin   Binaries
+	Dir   string
+	Props string
+	Names []string
+	Addr  map[string]string
+
+	mu    sync.Mutex
+	procs map[string]*Proc
+}
+
+// Proc is one running instance.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string
+	done chan struct{}
+	err  error
+}
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit error, once Done.
+func (p *Proc) Err() error { <-p.done; return p.err }
+
+// New writes the properties file for a cluster in dir.
+func New(bin Binaries, dir string, opts Options) (*Cluster, error) {
+	if opts.AgentName == "" {
+		opts.AgentName = "ORDERS"
+	}
+	if len(opts.Names) == 0 {
+		opts.Names = []string{"ha1", "ha2", "ha3"}
+	}
+	c := &Cluster{Bin: bin, Dir: dir, Names: opts.Names, Addr: map[string]string{}, procs: map[string]*Proc{}}
+	var entries []string
+	for _, n := range opts.Names {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		c.Addr[n] = fmt.Sprintf("127.0.0.1:%d", port)
+		entries = append(entries, n+"@"+c.Addr[n])
+	}
+	lines := []string{
+		"agentName=" + opts.AgentName,
+		"instances=" + strings.Join(entries, ","),
+		"dataDirectory=data",
+	}
+	if len(opts.Witnesses) > 0 {
+		lines = append(lines, "witnessInstances="+strings.Join(opts.Witnesses, ","))
+	}
+	lines = append(lines, opts.Extra...)
+	c.Props = filepath.Join(dir, "agent.properties")
+	if err := os.WriteFile(c.Props, []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start starts instance name (extra arguments go to `ftagent start`).
+func (c *Cluster) Start(name string, extra ...string) (*Proc, error) {
+	logPath := filepath.Join(c.Dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"start", "--config", c.Props, "--instance", name, "--log-format", "json"}, extra...)
+	cmd := exec.Command(c.Bin.Ftagent, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	c.mu.Lock()
+	c.procs[name] = p
+	c.mu.Unlock()
+	return p, nil
+}
+
+// StartAll starts every instance.
+func (c *Cluster) StartAll() error {
+	for _, n := range c.Names {
+		if _, err := c.Start(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Proc returns the last process started for name.
+func (c *Cluster) Proc(name string) *Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.procs[name]
+}
+
+// Kill sends SIGKILL to name and waits for it to die.
+func (c *Cluster) Kill(name string) error {
+	p := c.Proc(name)
+	if p == nil {
+		return fmt.Errorf("%s not started", name)
+	}
+	if err := p.Cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	<-p.done
+	return nil
+}
+
+// Signal sends sig to name.
+func (c *Cluster) Signal(name string, sig syscall.Signal) error {
+	p := c.Proc(name)
+	if p == nil {
+		return fmt.Errorf("%s not started", name)
+	}
+	return p.Cmd.Process.Signal(sig)
+}
+
+// StopAll ends every process: SIGCONT (in case one is frozen), SIGTERM, then
+// SIGKILL after a grace period.
+func (c *Cluster) StopAll() {
+	c.mu.Lock()
+	procs := make([]*Proc, 0, len(c.procs))
+	for _, p := range c.procs {
+		procs = append(procs, p)
+	}
+	c.mu.Unlock()
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		_ = p.Cmd.Process.Signal(syscall.SIGCONT)
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.Cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+// Result is a finished command.
+type Result struct {
+	Stdout, Stderr string
+	Exit           int
+}
+
+// Run runs one of the binaries with args and returns its output and status.
+func Run(ctx context.Context, bin string, args ...string) (Result, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := Result{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.Exit = ee.ExitCode()
+		err = nil
+	}
+	return r, err
+}
+
+// Show runs `ftagent show --json` against the cluster.
+func (c *Cluster) Show(ctx context.Context) (ha.AgentView, Result, error) {
+	r, err := Run(ctx, c.Bin.Ftagent, "show", "--config", c.Props, "--json")
+	var v ha.AgentView
+	if err != nil {
+		return v, r, err
+	}
+	if r.Stdout == "" {
+		return v, r, fmt.Errorf("show printed nothing (exit %d): %s", r.Exit, r.Stderr)
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil {
+		return v, r, fmt.Errorf("show --json printed %q: %w", r.Stdout, err)
+	}
+	return v, r, nil
+}
+
+// WaitView polls `ftagent show --json` until cond holds, and returns that
+// view; on timeout it returns the last view and an error describing it.
+func (c *Cluster) WaitView(timeout time.Duration, what string, cond func(ha.AgentView) bool) (ha.AgentView, error) {
+	deadline := time.Now().Add(timeout)
+	var last ha.AgentView
+	var lastErr error
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, r, err := c.Show(ctx)
+		cancel()
+		if err == nil && r.Exit == 0 {
+			last = v
+			if cond(v) {
+				return v, nil
+			}
+		} else {
+			lastErr = fmt.Errorf("%v (exit %d, stderr %q)", err, r.Exit, strings.TrimSpace(r.Stderr))
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.Marshal(last)
+			return last, fmt.Errorf("timed out after %v waiting for %s; last view %s; last error %v", timeout, what, b, lastErr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Ftstop runs ftstop against the cluster.
+func (c *Cluster) Ftstop(ctx context.Context, args ...string) (Result, error) {
+	return Run(ctx, c.Bin.Ftstop, append([]string{"--config", c.Props}, args...)...)
+}
+
+// CPUTime returns the user+system CPU time a process has used so far.
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may contain spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("unexpected /proc stat %q", s)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc stat %q", s)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc stat %q", s)
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// RSS returns a process's resident set size in bytes.
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, err := strconv.ParseInt(f[1], 10, 64)
+				return kb * 1024, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
