@@ -289,6 +289,11 @@ func TestStandbyFrozenIsDiscardedAndReturns(t *testing.T) {
 	if gone < 2*time.Second {
 		t.Fatalf("%s discarded after %v, before the 3s discard time", frozen, gone)
 	}
+	// Nor much after: discard time + one publish interval, plus the polling
+	// (a show may spend the 2s request timeout on the frozen instance).
+	if gone > 9*time.Second {
+		t.Fatalf("%s discarded only after %v", frozen, gone)
+	}
 	if iv := instance(v, frozen); iv.Role != ha.RoleUnknown || iv.StatusAge != nil {
 		t.Errorf("discarded %s shown as %+v", frozen, iv)
 	}

@@ -213,17 +213,23 @@ func (n *Node) discardLoop() {
 			return
 		case <-t.C:
 		}
-		now := time.Now()
 		n.mu.Lock()
-		for name, e := range n.standbys {
-			if age := now.Sub(e.received); age > n.cfg.DiscardTime {
-				delete(n.standbys, name)
-				n.log.Warn().Str("standby", name).Str("statusAge", age.Round(time.Millisecond).String()).
-					Str("discardTime", n.cfg.DiscardTime.String()).
-					Msg("standby discarded: no status within the discard time")
-			}
-		}
+		n.discardStaleLocked(time.Now())
 		n.mu.Unlock()
+	}
+}
+
+// discardStaleLocked removes the standbys whose last status is older than
+// the discard time. The loop calls it, and so does View, so that what is
+// shown and what is logged agree to the instant.
+func (n *Node) discardStaleLocked(now time.Time) {
+	for name, e := range n.standbys {
+		if age := now.Sub(e.received); age > n.cfg.DiscardTime {
+			delete(n.standbys, name)
+			n.log.Warn().Str("standby", name).Str("statusAge", age.Round(time.Millisecond).String()).
+				Str("discardTime", n.cfg.DiscardTime.String()).
+				Msg("standby discarded: no status within the discard time")
+		}
 	}
 }
 
@@ -272,6 +278,7 @@ func (n *Node) View() (AgentView, error) {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.discardStaleLocked(now)
 	for _, p := range n.cfg.Instances {
 		iv := InstanceView{Name: p.Name, Address: p.Address, Role: RoleUnknown, Status: StatusUnreachable}
 		if p.Name == n.cfg.Name {
@@ -284,24 +291,21 @@ func (n *Node) View() (AgentView, error) {
 		if p.Witness {
 			iv.Role = RoleWitness
 		}
-		if e, ok := n.standbys[p.Name]; ok {
+		if e, ok := n.standbys[p.Name]; ok { // younger than the discard time
 			// An instance started with --witness says so itself.
 			witness := p.Witness || e.status.Role == RoleWitness
-			age := now.Sub(e.received)
-			if age <= n.cfg.DiscardTime {
-				secs := age.Seconds()
-				st := e.status.StartTime
-				iv.StatusAge, iv.Version, iv.Status, iv.StartTime = &secs, e.status.Version, e.status.Status, &st
-				iv.LastApplied, iv.CanTakeOver = e.status.LastApplied, e.status.CanTakeOver
-				switch {
-				case witness:
-					iv.Role = RoleWitness
-				case e.status.Status == StatusStopping || e.status.Status == StatusStopped:
-					iv.Role = RoleStandby // said it is going away: not ready to take over
-				default:
-					iv.Role = RoleStandby
-					v.Standbys = append(v.Standbys, p.Name)
-				}
+			secs := now.Sub(e.received).Seconds()
+			st := e.status.StartTime
+			iv.StatusAge, iv.Version, iv.Status, iv.StartTime = &secs, e.status.Version, e.status.Status, &st
+			iv.LastApplied, iv.CanTakeOver = e.status.LastApplied, e.status.CanTakeOver
+			switch {
+			case witness:
+				iv.Role = RoleWitness
+			case e.status.Status == StatusStopping || e.status.Status == StatusStopped:
+				iv.Role = RoleStandby // said it is going away: not ready to take over
+			default:
+				iv.Role = RoleStandby
+				v.Standbys = append(v.Standbys, p.Name)
 			}
 		}
 		v.Instances = append(v.Instances, iv)
