@@ -104,7 +104,8 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 		return nil, nil, err
 	}
 	var addrs []string
-	if vals := c.StringSlice(FlagAddress); len(vals) > 0 {
+	// An empty FTAGENT_ADDRESSES counts as unset.
+	if vals := nonEmpty(c.StringSlice(FlagAddress)); len(vals) > 0 {
 		addrs, err = client.ParseAddresses(vals...)
 		if err != nil {
 			return nil, nil, Usagef("-x: %v", err)
@@ -147,6 +148,16 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 		return nil, nil, Usagef("%v", err)
 	}
 	return cl, cfg, nil
+}
+
+func nonEmpty(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		if strings.TrimSpace(v) != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Logger builds the process logger: JSON lines on stderr by default, console
@@ -197,9 +208,22 @@ func ExitCode(err error) int {
 
 // Main runs a cli app and exits with one error line and the right status.
 func Main(app *cli.App) {
-	app.OnUsageError = func(c *cli.Context, err error, isSubcommand bool) error {
-		return Usagef("%v (see %s --help)", err, c.App.Name)
+	usage := func(c *cli.Context, err error, isSubcommand bool) error {
+		name := c.App.Name
+		if c.Command != nil && c.Command.Name != "" && c.Command.Name != name {
+			name += " " + c.Command.FullName()
+		}
+		return Usagef("%v (see %s --help)", err, name)
 	}
+	app.OnUsageError = usage
+	var setUsage func(cmds []*cli.Command)
+	setUsage = func(cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			cmd.OnUsageError = usage
+			setUsage(cmd.Subcommands)
+		}
+	}
+	setUsage(app.Commands)
 	app.ExitErrHandler = func(*cli.Context, error) {} // Main reports errors itself
 	err := app.Run(os.Args)
 	if err != nil {

@@ -60,7 +60,7 @@ func (m *Mux) API() net.Listener { return m.api }
 // connections from now on. Closing a layer (raft does so at shutdown) does not
 // close the mux, so a restarted raft node can take a new one.
 func (m *Mux) NewRaftLayer(advertise string) *RaftLayer {
-	l := &RaftLayer{chanListener: newChanListener(m.ln.Addr(), nil), advertise: advertise}
+	l := &RaftLayer{chanListener: newChanListener(m.ln.Addr(), m.done), advertise: advertise}
 	m.mu.Lock()
 	m.raft = l
 	m.mu.Unlock()
@@ -170,7 +170,7 @@ func (a advertisedAddr) String() string  { return string(a) }
 type chanListener struct {
 	addr   net.Addr
 	ch     chan net.Conn
-	parent <-chan struct{} // closed when the mux closes (nil: never)
+	parent <-chan struct{} // closed when the mux closes
 
 	mu     sync.Mutex
 	closed chan struct{}
