@@ -125,6 +125,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{bin.Ftagent, "show", "-x", "not-an-address"},
 		{bin.Ftstop},
 		{bin.Ftagent, "start"},
+		{bin.Ftagent, "nosuch"},
 	}
 	for _, args := range cases {
 		cmd := exec.Command(args[0], args[1:]...)

@@ -21,7 +21,7 @@ func startCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			command.ConfigFlag(),
 			&cli.StringFlag{Name: "instance", Aliases: []string{"i"}, EnvVars: []string{"FTAGENT_INSTANCE"},
-				Usage: "which entry of `instances` this process is (default: instanceName, else the host name)"},
+				Usage: "which `NAME` of the instances property this process is (default: instanceName, else the host name)"},
 			&cli.BoolFlag{Name: "witness", Usage: "vote in elections but never hold the lease"},
 		}, command.LogFlags()...),
 		Action: func(c *cli.Context) error {

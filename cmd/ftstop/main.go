@@ -1,6 +1,6 @@
 // Command ftstop stops an instance of an agent: by default the active one,
-// which first hands the lease to a standby. -i hands over at once, leaving
-// in-flight transfers at their last checkpoint for the new active.
+// which first hands the lease to a standby. Without -i the active first lets
+// in-flight work finish; -i hands over at once.
 package main
 
 import (
@@ -23,7 +23,7 @@ func main() {
 		Version:   version.String(),
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "immediate", Aliases: []string{"i"},
-				Usage: "hand the lease over now; in-flight transfers resume from their last checkpoint on the new active"},
+				Usage: "hand the lease over now, without waiting for in-flight work to finish"},
 			&cli.StringFlag{Name: "instance", Usage: "stop this instance instead of the active one"},
 		}, command.ClientFlags()...),
 		HideHelpCommand: true,

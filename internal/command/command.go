@@ -55,12 +55,18 @@ func ClientFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: FlagAddress, Aliases: []string{"x"}, EnvVars: []string{"FTAGENT_ADDRESSES"},
 			Usage: "instance `HOST:PORT`, in order of preference (repeat, or separate with commas); default: the instances of --config"},
 		&cli.BoolFlag{Name: FlagJSON, Usage: "print one JSON object, for scripts"},
-		&cli.IntFlag{Name: flagAttempts, Usage: "passes over the address list when first connecting (default from --config, else 2)"},
-		&cli.DurationFlag{Name: flagDelay, Usage: "pause between first-connect passes (default 500ms)"},
-		&cli.IntFlag{Name: flagRAttempts, Usage: "passes over the list when reconnecting after a failover (default 4)"},
-		&cli.DurationFlag{Name: flagRDelay, Usage: "pause between reconnect passes (default 500ms)"},
-		&cli.IntFlag{Name: flagPRetries, Aliases: []string{"fr"}, Usage: "extra tries of the first address before the others"},
-		&cli.DurationFlag{Name: flagPRetryWait, Aliases: []string{"fd"}, Usage: "pause between tries of the first address (default 500ms)"},
+		&cli.IntFlag{Name: flagAttempts, DefaultText: "clientConnectAttempts, else 2",
+			Usage: "passes over the address list when first connecting"},
+		&cli.DurationFlag{Name: flagDelay, DefaultText: "clientConnectDelay, else 500ms",
+			Usage: "pause between first-connect passes"},
+		&cli.IntFlag{Name: flagRAttempts, DefaultText: "clientReconnectAttempts, else 4",
+			Usage: "passes over the list when reconnecting after a failover"},
+		&cli.DurationFlag{Name: flagRDelay, DefaultText: "clientReconnectDelay, else 500ms",
+			Usage: "pause between reconnect passes"},
+		&cli.IntFlag{Name: flagPRetries, Aliases: []string{"fr"}, DefaultText: "clientPrimaryRetries, else 0",
+			Usage: "extra tries of the first address before the others"},
+		&cli.DurationFlag{Name: flagPRetryWait, Aliases: []string{"fd"}, DefaultText: "clientPrimaryRetryDelay, else 500ms",
+			Usage: "pause between tries of the first address"},
 	}
 }
 
@@ -224,6 +230,10 @@ func Main(app *cli.App) {
 		}
 	}
 	setUsage(app.Commands)
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		fmt.Fprintf(os.Stderr, "%s: no command %q (see %s --help)\n", app.Name, name, app.Name)
+		os.Exit(ExitUsage)
+	}
 	app.ExitErrHandler = func(*cli.Context, error) {} // Main reports errors itself
 	err := app.Run(os.Args)
 	if err != nil {

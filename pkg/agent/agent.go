@@ -48,11 +48,12 @@ type Instance struct {
 }
 
 // Start opens the listener and the data directory and starts the raft node.
-// Configuration problems found here (data directory, port in use) are
-// *config.Error, as for the file itself.
+// An unwritable data directory or a port in use is a *config.Error, as for
+// the file itself; a data directory locked by a running instance is not.
 func Start(opts Options) (*Instance, error) {
 	cfg, self := opts.Config, opts.Self
-	log := opts.Logger.With().Str("agent", cfg.AgentName).Logger()
+	agentLog := opts.Logger.With().Str("agent", cfg.AgentName).Logger()
+	log := agentLog.With().Str("instance", self.Name).Logger() // pkg/ha adds its own
 	if err := cfg.CheckDataDirectory(self.Name); err != nil {
 		return nil, err
 	}
@@ -98,13 +99,13 @@ func Start(opts Options) (*Instance, error) {
 		DiscardTime:        cfg.StandbyStatusDiscardTime,
 		RetryMaxInterval:   cfg.ConnectionRetryMaxInterval,
 		Version:            opts.Version,
-		Logger:             log,
+		Logger:             agentLog,
 		NewTransport: func() (raft.Transport, error) {
 			return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 				Stream:  mux.NewRaftLayer(self.Address),
 				MaxPool: 3,
 				Timeout: 2 * time.Second,
-				Logger:  ha.RaftLogger(log.With().Str("instance", self.Name).Logger()),
+				Logger:  ha.RaftLogger(log),
 			}), nil
 		},
 		Peers: clientPeers{c: peerClient},
@@ -120,7 +121,7 @@ func Start(opts Options) (*Instance, error) {
 		ErrorLog:          nil,
 	}
 	go func() { in.serveDone <- in.srv.Serve(mux.API()) }()
-	log.Info().Str("instance", self.Name).Str("address", self.Address).Bool("witness", self.Witness).
+	log.Info().Str("address", self.Address).Bool("witness", self.Witness).
 		Str("version", opts.Version).Str("status", ha.StatusStarting).Msg("instance started")
 	return in, nil
 }

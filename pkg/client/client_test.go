@@ -260,7 +260,7 @@ func TestDoAllDeadFollowsPlan(t *testing.T) {
 	equal(t, "passes", ue.Passes, 2)
 	want := []TriedAddress{{addrs[0], "connection refused"}, {addrs[1], "connection refused"}, {addrs[2], "connection refused"}}
 	equal(t, "Tried", ue.Tried, want)
-	wantMsg := fmt.Sprintf("no instance of the agent answered: %s (connection refused), %s (connection refused), %s (connection refused) after 2 passes",
+	wantMsg := fmt.Sprintf("no instance of the agent could serve the request: %s (connection refused), %s (connection refused), %s (connection refused) after 2 passes",
 		addrs[0], addrs[1], addrs[2])
 	equal(t, "message", err.Error(), wantMsg)
 	equal(t, "current", h.c.Current(), "")

@@ -44,7 +44,7 @@ func (e *UnreachableError) Error() string {
 	if e.Passes == 1 {
 		unit = "pass"
 	}
-	return fmt.Sprintf("no instance of the agent answered: %s after %d %s", e.triedList(), e.Passes, unit)
+	return fmt.Sprintf("no instance of the agent could serve the request: %s after %d %s", e.triedList(), e.Passes, unit)
 }
 
 func (e *UnreachableError) triedList() string {

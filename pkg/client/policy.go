@@ -15,7 +15,7 @@ import (
 // A Policy is used as given; DefaultPolicy holds the defaults. Out-of-range values
 // are clamped: fewer than one pass means one pass, negative delays or retries mean
 // zero, Jitter is clamped to [0, 1], and a RequestTimeout that is not positive
-// means the default (10s).
+// means the default (2s).
 type Policy struct {
 	ConnectAttempts   int           // passes over the list on first connect; default 2
 	ConnectDelay      time.Duration // pause between first-connect passes; default 500ms
@@ -41,7 +41,7 @@ const (
 
 // DefaultPolicy returns the default policy: first connect 2 passes 500ms apart,
 // reconnect 4 passes 500ms apart, no extra primary retries (500ms apart when set),
-// 20% jitter and a 10s timeout per HTTP attempt.
+// 20% jitter and a 2s timeout per HTTP attempt.
 func DefaultPolicy() Policy {
 	return Policy{
 		ConnectAttempts:   DefaultConnectAttempts,

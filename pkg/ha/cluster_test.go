@@ -627,3 +627,53 @@ func TestWedgedLeadershipTransferRestartsRaft(t *testing.T) {
 	}
 	checkOneWriter(t, c.events.snapshot())
 }
+
+// countingSM is a state machine that counts the commands it applied.
+type countingSM struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *countingSM) Apply(kind string, epoch uint64, data []byte, index uint64) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	return s.n
+}
+func (s *countingSM) Snapshot() ([]byte, error) { return []byte("{}"), nil }
+func (s *countingSM) Restore([]byte) error      { return nil }
+
+func TestDeposedActiveIsFenced(t *testing.T) {
+	c := newTestCluster(t, []string{"ha1", "ha2", "ha3"})
+	c.tuneCfg = func(cfg *Config) { cfg.StateMachine = &countingSM{} }
+	c.startAll()
+	old := c.waitActive(10 * time.Second)
+	oldEpoch := c.node(old).Lease().Epoch
+	if _, err := c.node(old).Apply("test.write", oldEpoch, nil, time.Second); err != nil {
+		t.Fatalf("active's write under its own epoch: %v", err)
+	}
+	if err := c.node(old).VerifyLease(oldEpoch); err != nil {
+		t.Fatalf("active's lease check: %v", err)
+	}
+
+	// Cut the active off; a new one takes over.
+	c.partition(old)
+	next := c.waitActiveAbove(10*time.Second, oldEpoch, old)
+	// The deposed active can neither confirm its lease nor write.
+	if err := c.node(old).VerifyLease(oldEpoch); err == nil {
+		t.Fatalf("deposed %s still verifies its lease", old)
+	}
+	c.heal(old)
+	newEpoch := c.node(next).Lease().Epoch
+	if !waitFor(5*time.Second, func() bool { return c.node(old).Lease().Epoch == newEpoch }) {
+		t.Fatalf("%s did not learn the new lease", old)
+	}
+	// A write proposed under the old epoch is refused by the replicated
+	// state even when the current leader proposes it.
+	if _, err := c.node(next).Apply("test.write", oldEpoch, nil, time.Second); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("write under stale epoch %d: got %v, want ErrStaleEpoch", oldEpoch, err)
+	}
+	if _, err := c.node(next).Apply("test.write", newEpoch, nil, time.Second); err != nil {
+		t.Fatalf("write under the current epoch: %v", err)
+	}
+}

@@ -269,6 +269,11 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 	}
 	close(term.yield)
 
+	// In-flight work may take as long as it takes; the hand-over itself may
+	// not: a standby that answers probes but never wins is given up on.
+	limit := max(30*time.Second, 40*n.cfg.ElectionTimeout)
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -285,6 +290,8 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 				n.log.Warn().Err(err).Msg("hand-over attempt failed; retrying")
 			}
 		case <-tick.C:
+		case <-deadline.C:
+			return Lease{}, fmt.Errorf("no standby took the lease within %v", limit)
 		case <-ctx.Done():
 			return Lease{}, fmt.Errorf("waiting for a standby to take the lease: %w", ctx.Err())
 		}

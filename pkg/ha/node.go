@@ -115,6 +115,10 @@ type Node struct {
 	standbys   map[string]standbyEntry
 
 	shutdownOnce sync.Once
+	// lifeMu serialises a raft restart with Shutdown, so that neither closes
+	// stores the other is using, and no raft node starts after Shutdown.
+	lifeMu sync.Mutex
+	closed bool
 }
 
 type activeTerm struct {
@@ -295,6 +299,11 @@ func (n *Node) stopRaft() error {
 // interrupted by a step-down can leave "leadership transfer in progress" set
 // for good, and a node in that state refuses every write when re-elected.
 func (n *Node) restartRaft() {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.closed {
+		return
+	}
 	n.log.Warn().Msg("raft node wedged in a leadership transfer (hashicorp/raft#696); restarting it")
 	if err := n.stopRaft(); err != nil {
 		n.log.Error().Err(err).Msg("stop wedged raft node")
@@ -340,6 +349,9 @@ func (n *Node) Shutdown() error {
 		close(n.shutdownCh)
 		n.wg.Wait() // leader loop revoked: work has stopped
 		n.publishFinal()
+		n.lifeMu.Lock() // waits for a raft restart in progress to give up
+		defer n.lifeMu.Unlock()
+		n.closed = true
 		r := n.r()
 		if r == nil {
 			return

@@ -20,12 +20,6 @@ type StateMachine interface {
 	Restore(data []byte) error
 }
 
-// ApplyResult is what Node.Apply returns for pkg/ha's own commands.
-type ApplyResult struct {
-	Err   error
-	Value any
-}
-
 // state is the whole replicated state: the lease, plus the plugged-in state
 // machine. It is the only thing the raft log changes.
 type state struct {

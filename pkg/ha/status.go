@@ -132,7 +132,8 @@ func (n *Node) clearStandbys() {
 }
 
 // publishFinal tells the active, best effort, that this instance has stopped,
-// so that it leaves the standbys at once rather than after the discard time.
+// so that it leaves the standbys list at once (shown as STOPPED until the
+// discard time) rather than only when its status grows too old.
 func (n *Node) publishFinal() {
 	r := n.r()
 	if r == nil {
@@ -226,6 +227,10 @@ func (n *Node) discardStaleLocked(now time.Time) {
 	for name, e := range n.standbys {
 		if age := now.Sub(e.received); age > n.cfg.DiscardTime {
 			delete(n.standbys, name)
+			if e.status.Status == StatusStopped {
+				n.log.Info().Str("standby", name).Msg("stopped instance forgotten after the discard time")
+				continue
+			}
 			n.log.Warn().Str("standby", name).Str("statusAge", age.Round(time.Millisecond).String()).
 				Str("discardTime", n.cfg.DiscardTime.String()).
 				Msg("standby discarded: no status within the discard time")

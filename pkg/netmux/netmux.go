@@ -87,19 +87,16 @@ func (m *Mux) serve() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Temporary (e.g. too many open files): back off, do not spin.
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-				} else if delay < time.Second {
-					delay *= 2
-				}
-				time.Sleep(delay)
-				continue
+			// Anything but our own Close (e.g. too many open files) is
+			// passing: back off and keep serving, never spin and never give
+			// the instance up for it.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
 			}
-			m.api.fail(err)
-			return
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		go m.route(conn)
