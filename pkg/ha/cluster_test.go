@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -579,16 +580,20 @@ func TestRestartedNodeRejoinsWithItsState(t *testing.T) {
 	}
 }
 
-// hungTimeoutNow is a transport whose TimeoutNow never returns: the leadership
-// transfer goroutine inside raft never finishes, and raft's "leadership
-// transfer in progress" flag stays set for good, the state hashicorp/raft#696
-// leaves a node in.
+// hungTimeoutNow is a transport whose TimeoutNow, once armed, never returns:
+// the leadership transfer goroutine inside raft never finishes, and raft's
+// "leadership transfer in progress" flag stays set for good, the state
+// hashicorp/raft#696 leaves a node in.
 type hungTimeoutNow struct {
 	*raft.InmemTransport
+	armed   *atomic.Bool
 	release chan struct{}
 }
 
-func (h *hungTimeoutNow) TimeoutNow(raft.ServerID, raft.ServerAddress, *raft.TimeoutNowRequest, *raft.TimeoutNowResponse) error {
+func (h *hungTimeoutNow) TimeoutNow(id raft.ServerID, addr raft.ServerAddress, req *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	if !h.armed.Load() {
+		return h.InmemTransport.TimeoutNow(id, addr, req, resp)
+	}
 	<-h.release
 	return errors.New("released")
 }
@@ -597,14 +602,15 @@ func TestWedgedLeadershipTransferRestartsRaft(t *testing.T) {
 	c := newTestCluster(t, []string{"d1", "d2", "w"}, "w")
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
+	var armed atomic.Bool
 	var mu sync.Mutex
 	wrapped := 0
 	c.wrap = func(name string, tr *raft.InmemTransport) raft.Transport {
 		mu.Lock()
 		defer mu.Unlock()
 		if name == "w" && wrapped == 0 {
-			wrapped++ // only the witness's first raft node hangs; a restarted one is healthy
-			return &hungTimeoutNow{InmemTransport: tr, release: release}
+			wrapped++ // only the witness's first raft node can hang; a restarted one is healthy
+			return &hungTimeoutNow{InmemTransport: tr, armed: &armed, release: release}
 		}
 		return tr
 	}
@@ -614,13 +620,14 @@ func TestWedgedLeadershipTransferRestartsRaft(t *testing.T) {
 	// Make the witness leader. Its hand-over to a data instance hangs in
 	// TimeoutNow, wedging its raft node; the guard must restart that node so
 	// that the agent gets an active again.
+	first := c.node("w").r()
+	armed.Store(true)
 	if err := c.node(active).r().LeadershipTransferToServer("w", "w").Error(); err != nil {
 		t.Fatalf("transfer to witness: %v", err)
 	}
 	if !waitFor(5*time.Second, func() bool { return c.node("w").r().State() == raft.Leader }) {
 		t.Fatalf("witness never became leader")
 	}
-	first := c.node("w").r()
 	c.waitActiveAbove(20*time.Second, epoch, "w")
 	if c.node("w").r() == first {
 		t.Fatalf("the witness's wedged raft node was not restarted")

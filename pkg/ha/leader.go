@@ -55,9 +55,10 @@ func (n *Node) monitorLeadership() {
 // it is told to hand over; a witness, or an instance that is stopping, hands
 // leadership to a data instance instead.
 func (n *Node) leaderLoop(stop <-chan struct{}) {
-	// A leader learns its standbys afresh (they publish at once on a leader
-	// change) and forgets them when it stops leading.
-	n.clearStandbys()
+	// A leader forgets its standbys when it stops leading. It does not clear
+	// the table on gaining leadership: standbys publish the moment they see
+	// the new leader, which can be before this loop starts, and a report
+	// wiped here would not come again for a whole publish interval.
 	defer n.clearStandbys()
 	// Without a lease there is no active: retry briskly, but never spin.
 	bo := newBackoff(20*time.Millisecond, min(n.cfg.RetryMaxInterval, 5*time.Second))
