@@ -425,8 +425,8 @@ func TestShowWhenNothingAnswers(t *testing.T) {
 	if r.Exit != 1 {
 		t.Fatalf("show with no instance running: exit %d, want 1", r.Exit)
 	}
-	if !strings.Contains(r.Stdout, "UNREACHABLE") {
-		t.Errorf("show printed %q, want status UNREACHABLE", r.Stdout)
+	if !strings.Contains(r.Stdout, "UNREACHABLE") || !strings.Contains(r.Stdout, "ha2 ") {
+		t.Errorf("show printed %q, want status UNREACHABLE and the instances named from --config", r.Stdout)
 	}
 	lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], c.Addr["ha1"]) || !strings.Contains(lines[0], c.Addr["ha3"]) {

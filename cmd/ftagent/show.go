@@ -28,10 +28,7 @@ func showCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			v, err := agent.FetchView(c.Context, cl)
-			if v.Agent == "" && cfg != nil {
-				v.Agent = cfg.AgentName
-			}
+			v, err := agent.FetchView(c.Context, cl, cfg)
 			if v.Status == "" {
 				return err
 			}

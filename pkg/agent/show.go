@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
 )
 
@@ -13,8 +14,8 @@ import (
 // instance. When no instance can point to an active (an election, or too few
 // instances up), it asks every address for its own status and assembles what
 // they say, with status STARTING; when none answers, status UNREACHABLE and
-// the client's error.
-func FetchView(ctx context.Context, cl *client.Client) (ha.AgentView, error) {
+// the client's error. cfg, when known, names the instances that do not answer.
+func FetchView(ctx context.Context, cl *client.Client, cfg *config.Config) (ha.AgentView, error) {
 	var v ha.AgentView
 	err := cl.Do(ctx, http.MethodGet, PathAgent, nil, &v)
 	if err == nil {
@@ -25,10 +26,23 @@ func FetchView(ctx context.Context, cl *client.Client) (ha.AgentView, error) {
 		return v, err
 	}
 	v = ha.AgentView{Status: ha.StatusUnreachable, Standbys: []string{}, Instances: []ha.InstanceView{}}
+	known := map[string]config.Instance{}
+	if cfg != nil {
+		v.Agent = cfg.AgentName
+		for _, in := range cfg.Instances {
+			known[in.Address] = in
+		}
+	}
 	answered := false
 	for _, addr := range cl.Addresses() {
 		var st ha.InstanceStatus
 		iv := ha.InstanceView{Address: addr, Role: ha.RoleUnknown, Status: ha.StatusUnreachable}
+		if in, ok := known[addr]; ok {
+			iv.Name = in.Name
+			if in.Witness {
+				iv.Role = ha.RoleWitness
+			}
+		}
 		if e := cl.DoAt(ctx, addr, http.MethodGet, PathInstance, nil, &st); e == nil {
 			answered = true
 			v.Agent = st.Agent

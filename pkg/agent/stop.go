@@ -44,7 +44,7 @@ func Stop(ctx context.Context, cl *client.Client, cfg *config.Config, opts StopO
 	}
 	if res.NewActive != "" {
 		// Confirm through the agent itself that the new active holds the lease.
-		v, err := FetchView(ctx, cl)
+		v, err := FetchView(ctx, cl, cfg)
 		if err != nil {
 			return res, fmt.Errorf("%s: could not confirm the new active: %w", res.Message, err)
 		}
@@ -84,7 +84,7 @@ func instanceAddress(ctx context.Context, cl *client.Client, cfg *config.Config,
 		}
 		return "", &config.Error{File: cfg.Path, Key: "instances", Msg: fmt.Sprintf("no instance named %q", name)}
 	}
-	v, err := FetchView(ctx, cl)
+	v, err := FetchView(ctx, cl, cfg)
 	if err != nil {
 		return "", err
 	}

@@ -133,7 +133,7 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(opts.Out, "\nftagent dev: stopping the instances (standbys first)\n")
 	active := ""
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	if v, err := agent.FetchView(sctx, cl); err == nil {
+	if v, err := agent.FetchView(sctx, cl, cfg); err == nil {
 		active = v.Active
 	}
 	cancel()
@@ -219,7 +219,7 @@ func waitActive(ctx context.Context, cl *client.Client, children []*child, dir s
 			}
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		v, err := agent.FetchView(qctx, cl)
+		v, err := agent.FetchView(qctx, cl, nil)
 		cancel()
 		if err == nil && v.Status == ha.StatusActive {
 			return v, nil

@@ -278,7 +278,7 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if l := n.Lease(); l.Epoch > term.lease.Epoch && l.Holder != n.cfg.Name {
+		if l, ok := n.leaseTakenOver(term.lease.Epoch); ok {
 			n.log.Info().Str("active", l.Holder).Uint64("epoch", l.Epoch).Msg("lease handed over")
 			return l, nil
 		}
@@ -297,4 +297,25 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 			return Lease{}, fmt.Errorf("waiting for a standby to take the lease: %w", ctx.Err())
 		}
 	}
+}
+
+// leaseTakenOver reports whether another instance holds a lease above epoch:
+// as this instance's replicated state has it, or, sooner, as the new leader
+// itself says (this follower learns that the lease entry committed only with
+// the leader's next message, up to a commit timeout later).
+func (n *Node) leaseTakenOver(epoch uint64) (Lease, bool) {
+	if l := n.Lease(); l.Epoch > epoch && l.Holder != n.cfg.Name {
+		return l, true
+	}
+	addr, id := n.r().LeaderWithID()
+	if id == "" || string(id) == n.cfg.Name {
+		return Lease{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
+	defer cancel()
+	st, err := n.cfg.Peers.Probe(ctx, string(addr))
+	if err != nil || st.Name != string(id) || st.Role != RoleActive || st.Epoch <= epoch || st.LeaseHolder != st.Name {
+		return Lease{}, false
+	}
+	return Lease{Epoch: st.Epoch, Holder: st.Name, Address: st.Address}, true
 }
