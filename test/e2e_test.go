@@ -433,3 +433,31 @@ func TestShowWhenNothingAnswers(t *testing.T) {
 		t.Errorf("error should be one line naming what was tried, got %q", r.Stderr)
 	}
 }
+
+func TestWitnessFlagOnTheCommandLine(t *testing.T) {
+	// No witnessInstances property: the third instance is a witness because
+	// it is started with --witness.
+	c := newCluster(t, harness.Options{Names: []string{"d1", "d2", "w"}})
+	for _, n := range []string{"d1", "d2"} {
+		if _, err := c.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Start("w", "--witness"); err != nil {
+		t.Fatal(err)
+	}
+	v := wait(t, c, 20*time.Second, "a data instance active, the witness reporting", func(v ha.AgentView) bool {
+		return v.Status == ha.StatusActive && len(v.Standbys) == 1 && instance(v, "w").Role == ha.RoleWitness
+	})
+	if v.Active == "w" || slices.Contains(v.Standbys, "w") {
+		t.Fatalf("witness active or listed as standby: %+v", v)
+	}
+	lost := v.Active
+	if err := c.Kill(lost); err != nil {
+		t.Fatal(err)
+	}
+	survivor := others([]string{"d1", "d2"}, lost)[0]
+	wait(t, c, 20*time.Second, survivor+" active after losing "+lost, func(v ha.AgentView) bool {
+		return v.Status == ha.StatusActive && v.Active == survivor
+	})
+}
