@@ -50,6 +50,19 @@ type Config struct {
 
 	ConnectionRetryMaxInterval time.Duration // default 30s: cap of the jittered backoff an instance uses while it cannot reach the others
 
+	// Transfers
+	TransferRoot            string        // absolute and cleaned; default Dir. Relative transfer paths resolve against it. Existence is checked when an instance starts, not by Load.
+	SandboxRoot             []string      // entries as written, trimmed ("!" + path for a denied subtree; each path absolute or relative to TransferRoot); nil means TransferRoot alone. Resolution is pkg/sandbox's job.
+	MaxSourceTransfers      int           // default 25
+	MaxDestinationTransfers int           // default 25
+	MaxQueuedTransfers      int           // default 1000
+	TransferRecoveryTimeout time.Duration // default RecoverForever (< 0: retry forever); 0: fail at once
+	CheckpointBytes         int64         // key checkpointInterval; default 64 MiB, at least 64 KiB
+	CheckpointTime          time.Duration // key checkpointTimeInterval; default 5s
+	MaxBandwidth            int64         // bytes per second over all transfers; default 0 = unlimited
+	TransferHistoryCount    int           // default 1000 finished transfers kept
+	TransferHistoryAge      time.Duration // default 168h
+
 	// Client defaults (commands such as `ftagent show` and `ftstop` use these unless flags override)
 	ClientConnectAttempts   int           // default 2  (passes over the whole list on first connect)
 	ClientConnectDelay      time.Duration // default 500ms
@@ -230,6 +243,8 @@ func (l *checker) load() error {
 		{KeyClientReconnectDelay, &c.ClientReconnectDelay, 0},
 		{KeyClientPrimaryRetryDelay, &c.ClientPrimaryRetryDelay, 0},
 		{KeyClientRequestTimeout, &c.ClientRequestTimeout, 1},
+		{KeyCheckpointTimeInterval, &c.CheckpointTime, 1},
+		{KeyTransferHistoryAge, &c.TransferHistoryAge, 1},
 	}
 	for _, d := range durations {
 		if *d.dst, err = l.duration(d.key, d.min); err != nil {
@@ -244,6 +259,10 @@ func (l *checker) load() error {
 		{KeyClientConnectAttempts, &c.ClientConnectAttempts, 1},
 		{KeyClientReconnectAttempts, &c.ClientReconnectAttempts, 1},
 		{KeyClientPrimaryRetries, &c.ClientPrimaryRetries, 0},
+		{KeyMaxSourceTransfers, &c.MaxSourceTransfers, 1},
+		{KeyMaxDestinationTransfers, &c.MaxDestinationTransfers, 1},
+		{KeyMaxQueuedTransfers, &c.MaxQueuedTransfers, 1},
+		{KeyTransferHistoryCount, &c.TransferHistoryCount, 0},
 	}
 	for _, i := range ints {
 		n, err := l.integer(i.key, uint64(i.min), uint64(maxInt))
@@ -253,6 +272,10 @@ func (l *checker) load() error {
 		*i.dst = int(n)
 	}
 	if c.RaftSnapshotThreshold, err = l.integer(KeyRaftSnapshotThreshold, 1, ^uint64(0)); err != nil {
+		return err
+	}
+
+	if err := l.loadTransfers(); err != nil {
 		return err
 	}
 
@@ -386,6 +409,124 @@ func (l *checker) integer(key string, minimum, maximum uint64) (uint64, error) {
 	}
 	if n > maximum {
 		return 0, l.errorf(key, "%q is too large", v)
+	}
+	return n, nil
+}
+
+// RecoverForever is the TransferRecoveryTimeout of `transferRecoveryTimeout=-1`:
+// a recovering transfer is retried until it succeeds or is cancelled. Any
+// negative timeout means the same; test with `< 0`.
+const RecoverForever time.Duration = -1
+
+// minCheckpointBytes is the smallest checkpointInterval: smaller intervals
+// would spend more time in fsync and raft commits than in copying.
+const minCheckpointBytes = 64 << 10
+
+// loadTransfers reads the transfer keys that need more than the generic
+// duration and integer checks.
+func (l *checker) loadTransfers() error {
+	c := l.c
+
+	// transferRoot
+	root, ok := l.value(KeyTransferRoot)
+	switch {
+	case !ok:
+		root = c.Dir
+	case !filepath.IsAbs(root):
+		root = filepath.Join(c.Dir, root)
+	}
+	c.TransferRoot = filepath.Clean(root)
+
+	// sandboxRoot
+	if err := l.loadSandboxRoot(); err != nil {
+		return err
+	}
+
+	// transferRecoveryTimeout
+	v, ok := l.value(KeyTransferRecoveryTimeout)
+	if !ok {
+		v = defaultOf(KeyTransferRecoveryTimeout)
+	}
+	d, err := ParseRecoveryTimeout(v)
+	if err != nil {
+		return l.errorf(KeyTransferRecoveryTimeout, "%v", err)
+	}
+	c.TransferRecoveryTimeout = d
+
+	// sizes
+	if c.CheckpointBytes, err = l.size(KeyCheckpointInterval, minCheckpointBytes); err != nil {
+		return err
+	}
+	if c.MaxBandwidth, err = l.size(KeyMaxBandwidth, 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+// loadSandboxRoot splits sandboxRoot on ':' (as IBM MQ MFT does on Unix)
+// and on ','. Entries are kept as written apart from surrounding white
+// space (and white space between a leading '!' and the path); resolving
+// them is pkg/sandbox's job.
+func (l *checker) loadSandboxRoot() error {
+	v, ok := l.value(KeySandboxRoot)
+	if !ok {
+		return nil
+	}
+	var entries []string
+	allowed := 0
+	for i, raw := range splitAny(v, ":,") {
+		n := i + 1
+		entry := strings.TrimSpace(raw)
+		path, deny := strings.CutPrefix(entry, "!")
+		path = strings.TrimSpace(path)
+		switch {
+		case entry == "":
+			return l.errorf(KeySandboxRoot, "entry %d is empty (check for a stray ':' or ',')", n)
+		case path == "":
+			return l.errorf(KeySandboxRoot, "entry %d %q: no path after '!'", n, entry)
+		case strings.HasPrefix(path, "!"):
+			return l.errorf(KeySandboxRoot, "entry %d %q: more than one '!'", n, entry)
+		}
+		if deny {
+			entry = "!" + path
+		} else {
+			allowed++
+		}
+		entries = append(entries, entry)
+	}
+	if allowed == 0 {
+		return l.errorf(KeySandboxRoot, "%q has only denied ('!') entries; list at least one root to allow (for example %s itself, \".\")", v, KeyTransferRoot)
+	}
+	l.c.SandboxRoot = entries
+	return nil
+}
+
+// splitAny splits s at every occurrence of any byte of seps, keeping empty
+// fields (so that a stray separator can be reported).
+func splitAny(s, seps string) []string {
+	var out []string
+	for {
+		i := strings.IndexAny(s, seps)
+		if i < 0 {
+			return append(out, s)
+		}
+		out = append(out, s[:i])
+		s = s[i+1:]
+	}
+}
+
+// size reads a size key (or its default) and checks it is >= minimum.
+func (l *checker) size(key string, minimum int64) (int64, error) {
+	v, ok := l.value(key)
+	if !ok {
+		v = defaultOf(key)
+	}
+	n, err := ParseSize(v)
+	if err != nil {
+		return 0, l.errorf(key, "%v", err)
+	}
+	if n < minimum {
+		return 0, l.errorf(key, "%s is too small; the minimum is %s", formatSize(n), formatSize(minimum))
 	}
 	return n, nil
 }

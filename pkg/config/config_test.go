@@ -150,6 +150,38 @@ func TestLoadMinimalDefaults(t *testing.T) {
 	if c.LogLevel != "info" {
 		t.Errorf("LogLevel = %q", c.LogLevel)
 	}
+	// Transfers
+	if c.TransferRoot != wantDir {
+		t.Errorf("TransferRoot = %q, want the file's directory %q", c.TransferRoot, wantDir)
+	}
+	if c.SandboxRoot != nil {
+		t.Errorf("SandboxRoot = %q, want nil (transferRoot alone)", c.SandboxRoot)
+	}
+	ints := []struct {
+		name      string
+		got, want int64
+	}{
+		{"MaxSourceTransfers", int64(c.MaxSourceTransfers), 25},
+		{"MaxDestinationTransfers", int64(c.MaxDestinationTransfers), 25},
+		{"MaxQueuedTransfers", int64(c.MaxQueuedTransfers), 1000},
+		{"CheckpointBytes", c.CheckpointBytes, 64 << 20},
+		{"MaxBandwidth", c.MaxBandwidth, 0},
+		{"TransferHistoryCount", int64(c.TransferHistoryCount), 1000},
+	}
+	for _, i := range ints {
+		if i.got != i.want {
+			t.Errorf("%s = %d, want %d", i.name, i.got, i.want)
+		}
+	}
+	if c.TransferRecoveryTimeout != RecoverForever || c.TransferRecoveryTimeout >= 0 {
+		t.Errorf("TransferRecoveryTimeout = %v, want RecoverForever (negative)", c.TransferRecoveryTimeout)
+	}
+	if c.CheckpointTime != 5*time.Second {
+		t.Errorf("CheckpointTime = %v, want 5s", c.CheckpointTime)
+	}
+	if c.TransferHistoryAge != 7*24*time.Hour {
+		t.Errorf("TransferHistoryAge = %v, want 168h", c.TransferHistoryAge)
+	}
 	if len(c.Warnings) != 0 {
 		t.Errorf("Warnings = %q", c.Warnings)
 	}
@@ -173,6 +205,10 @@ func TestLoadRelativePathAndMessages(t *testing.T) {
 	if want := filepath.Join(filepath.Dir(abs), "state", "x"); c.DataDirectory != want {
 		t.Errorf("DataDirectory = %q, want %q", c.DataDirectory, want)
 	}
+	if c.TransferRoot != abs {
+		t.Errorf("TransferRoot = %q, want %q", c.TransferRoot, abs)
+	}
+
 	// Messages name the file as the user gave it.
 	_, err = c.Select("nope")
 	if got := err.Error(); !strings.HasPrefix(got, "agent.properties: instanceName: ") {
@@ -184,6 +220,24 @@ func TestLoadRelativePathAndMessages(t *testing.T) {
 	want := "agent.properties: standbyStatusDiscardTime: must be larger than standbyStatusPublishInterval (300s)"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error = %v, want prefix %q", err, want)
+	}
+
+	// A relative transferRoot resolves against the file's directory, not
+	// the current one, and is cleaned; it need not exist.
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, sub, props(map[string]string{"transferRoot": "./../files//in/", "sandboxRoot": "in:../out"}))
+	c, err = Load(filepath.Join("sub", "agent.properties"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(abs, "files", "in"); c.TransferRoot != want {
+		t.Errorf("TransferRoot = %q, want %q", c.TransferRoot, want)
+	}
+	if want := []string{"in", "../out"}; !reflect.DeepEqual(c.SandboxRoot, want) {
+		t.Errorf("SandboxRoot = %q, want %q (kept as written)", c.SandboxRoot, want)
 	}
 }
 
@@ -212,6 +266,17 @@ clientPrimaryRetries = 2
 clientPrimaryRetryDelay = 2s
 clientRequestTimeout = 45
 logLevel = DEBUG
+transferRoot = /srv/mft/../mft/root/
+sandboxRoot = /srv/mft/root : ! /srv/mft/root/private ,shared,!shared/tmp
+maxSourceTransfers = 5
+maxDestinationTransfers = 6
+maxQueuedTransfers = 7
+transferRecoveryTimeout = 1m
+checkpointInterval = 512k
+checkpointTimeInterval = 1.5
+maxBandwidth = 10MiB
+transferHistoryCount = 0
+transferHistoryAge = 24h
 `
 	c := mustLoad(t, content)
 	want := &Config{
@@ -242,6 +307,17 @@ logLevel = DEBUG
 		ClientPrimaryRetryDelay:      2 * time.Second,
 		ClientRequestTimeout:         45 * time.Second,
 		LogLevel:                     "debug",
+		TransferRoot:                 "/srv/mft/root",
+		SandboxRoot:                  []string{"/srv/mft/root", "!/srv/mft/root/private", "shared", "!shared/tmp"},
+		MaxSourceTransfers:           5,
+		MaxDestinationTransfers:      6,
+		MaxQueuedTransfers:           7,
+		TransferRecoveryTimeout:      time.Minute,
+		CheckpointBytes:              512 << 10,
+		CheckpointTime:               1500 * time.Millisecond,
+		MaxBandwidth:                 10 << 20,
+		TransferHistoryCount:         0,
+		TransferHistoryAge:           24 * time.Hour,
 		file:                         c.file,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -325,6 +401,47 @@ func TestLoadErrors(t *testing.T) {
 		{"primary retries too large", map[string]string{"clientPrimaryRetries": "99999999999999999999999"}, "clientPrimaryRetries", "too large"},
 		{"request timeout zero", map[string]string{"clientRequestTimeout": "0"}, "clientRequestTimeout", "larger than 0"},
 		{"bad logLevel", map[string]string{"logLevel": "verbose"}, "logLevel", `"verbose" is not one of`},
+
+		{"sandboxRoot stray colon", map[string]string{"sandboxRoot": "/a::/b"}, "sandboxRoot", "entry 2 is empty"},
+		{"sandboxRoot trailing comma", map[string]string{"sandboxRoot": "/a,"}, "sandboxRoot", "entry 2 is empty"},
+		{"sandboxRoot lone bang", map[string]string{"sandboxRoot": "/a:!"}, "sandboxRoot", `entry 2 "!": no path after '!'`},
+		{"sandboxRoot double bang", map[string]string{"sandboxRoot": "/a:!!/a/b"}, "sandboxRoot", "more than one '!'"},
+		{"sandboxRoot only denies", map[string]string{"sandboxRoot": "!/a/private"}, "sandboxRoot", "only denied"},
+
+		{"maxSourceTransfers zero", map[string]string{"maxSourceTransfers": "0"}, "maxSourceTransfers", "at least 1"},
+		{"maxSourceTransfers negative", map[string]string{"maxSourceTransfers": "-5"}, "maxSourceTransfers", "negative"},
+		{"maxSourceTransfers not a number", map[string]string{"maxSourceTransfers": "many"}, "maxSourceTransfers", "not a whole number"},
+		{"maxDestinationTransfers zero", map[string]string{"maxDestinationTransfers": "0"}, "maxDestinationTransfers", "at least 1"},
+		{"maxDestinationTransfers fraction", map[string]string{"maxDestinationTransfers": "2.5"}, "maxDestinationTransfers", "not a whole number"},
+		{"maxQueuedTransfers zero", map[string]string{"maxQueuedTransfers": "0"}, "maxQueuedTransfers", "at least 1"},
+		{"maxQueuedTransfers too large", map[string]string{"maxQueuedTransfers": "99999999999999999999999"}, "maxQueuedTransfers", "too large"},
+
+		{"transferRecoveryTimeout -2", map[string]string{"transferRecoveryTimeout": "-2"}, "transferRecoveryTimeout", "only negative value allowed is -1"},
+		{"transferRecoveryTimeout -1s", map[string]string{"transferRecoveryTimeout": "-1s"}, "transferRecoveryTimeout", "only negative value allowed is -1"},
+		{"transferRecoveryTimeout -1.0", map[string]string{"transferRecoveryTimeout": "-1.0"}, "transferRecoveryTimeout", "only negative value allowed is -1"},
+		{"transferRecoveryTimeout words", map[string]string{"transferRecoveryTimeout": "forever"}, "transferRecoveryTimeout", "invalid duration"},
+
+		{"checkpointInterval below 64K", map[string]string{"checkpointInterval": "32K"}, "checkpointInterval", "32K is too small; the minimum is 64K"},
+		{"checkpointInterval 64K-1", map[string]string{"checkpointInterval": "65535"}, "checkpointInterval", "65535 is too small"},
+		{"checkpointInterval zero", map[string]string{"checkpointInterval": "0"}, "checkpointInterval", "too small"},
+		{"checkpointInterval negative", map[string]string{"checkpointInterval": "-64M"}, "checkpointInterval", `"-64M": must not be negative`},
+		{"checkpointInterval bad unit", map[string]string{"checkpointInterval": "64X"}, "checkpointInterval", `invalid size "64X"`},
+		{"checkpointInterval fraction", map[string]string{"checkpointInterval": "1.5M"}, "checkpointInterval", `invalid size "1.5M"`},
+		{"checkpointInterval overflow", map[string]string{"checkpointInterval": "9999999999G"}, "checkpointInterval", "too large"},
+
+		{"checkpointTimeInterval zero", map[string]string{"checkpointTimeInterval": "0"}, "checkpointTimeInterval", "larger than 0"},
+		{"checkpointTimeInterval negative", map[string]string{"checkpointTimeInterval": "-1"}, "checkpointTimeInterval", "negative"},
+		{"checkpointTimeInterval bad", map[string]string{"checkpointTimeInterval": "soon"}, "checkpointTimeInterval", "invalid duration"},
+
+		{"maxBandwidth negative", map[string]string{"maxBandwidth": "-1"}, "maxBandwidth", "must not be negative"},
+		{"maxBandwidth bad", map[string]string{"maxBandwidth": "fast"}, "maxBandwidth", `invalid size "fast"`},
+		{"maxBandwidth bits", map[string]string{"maxBandwidth": "10Mbit"}, "maxBandwidth", `invalid size "10Mbit"`},
+
+		{"transferHistoryCount negative", map[string]string{"transferHistoryCount": "-1"}, "transferHistoryCount", "negative"},
+		{"transferHistoryCount not a number", map[string]string{"transferHistoryCount": "lots"}, "transferHistoryCount", "not a whole number"},
+		{"transferHistoryAge zero", map[string]string{"transferHistoryAge": "0"}, "transferHistoryAge", "larger than 0"},
+		{"transferHistoryAge days", map[string]string{"transferHistoryAge": "7d"}, "transferHistoryAge", "invalid duration"},
+		{"transferHistoryAge negative", map[string]string{"transferHistoryAge": "-1"}, "transferHistoryAge", "negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -586,6 +703,147 @@ func TestParseDuration(t *testing.T) {
 	}
 }
 
+func TestParseSize(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    int64
+		contain string // non-empty: an error containing this is expected
+	}{
+		{"0", 0, ""},
+		{"1", 1, ""},
+		{"4096", 4096, ""},
+		{"4096B", 4096, ""},
+		{"4096b", 4096, ""},
+		{" 64M ", 64 << 20, ""},
+		{"512K", 512 << 10, ""},
+		{"512k", 512 << 10, ""},
+		{"512KB", 512 << 10, ""},
+		{"512kb", 512 << 10, ""},
+		{"512KiB", 512 << 10, ""},
+		{"512kib", 512 << 10, ""},
+		{"64M", 64 << 20, ""},
+		{"64m", 64 << 20, ""},
+		{"64MB", 64 << 20, ""},
+		{"64MiB", 64 << 20, ""},
+		{"64mIb", 64 << 20, ""},
+		{"1G", 1 << 30, ""},
+		{"1g", 1 << 30, ""},
+		{"1GiB", 1 << 30, ""},
+		{"007K", 7 << 10, ""},
+		{"9223372036854775807", 9223372036854775807, ""},
+		{"8589934591G", 8589934591 << 30, ""}, // largest whole number of G in an int64
+
+		{"", 0, `invalid size "": empty`},
+		{"   ", 0, `invalid size "": empty`},
+		{"-1", 0, `invalid size "-1": must not be negative`},
+		{"-64M", 0, `invalid size "-64M": must not be negative`},
+		{"+1K", 0, `invalid size "+1K"`},
+		{"K", 0, `invalid size "K"`},
+		{"MiB", 0, `invalid size "MiB"`},
+		{"1.5M", 0, `invalid size "1.5M"`},
+		{"1e6", 0, `invalid size "1e6"`},
+		{"0x10", 0, `invalid size "0x10"`},
+		{"1_000", 0, `invalid size "1_000"`},
+		{"64 M", 0, `invalid size "64 M"`},
+		{"64X", 0, `invalid size "64X"`},
+		{"1T", 0, `invalid size "1T"`},
+		{"64iB", 0, `invalid size "64iB"`},
+		{"64Mi", 0, `invalid size "64Mi"`},
+		{"64MBB", 0, `invalid size "64MBB"`},
+		{"64M/s", 0, `invalid size "64M/s"`},
+		{"10Mbit", 0, `invalid size "10Mbit"`},
+		{"9223372036854775808", 0, `invalid size "9223372036854775808": too large`},
+		{"8589934592G", 0, `invalid size "8589934592G": too large`},
+		{"9007199254740992M", 0, `invalid size "9007199254740992M": too large`},
+	}
+	for _, tc := range cases {
+		got, err := ParseSize(tc.in)
+		if tc.contain != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.contain) {
+				t.Errorf("ParseSize(%q) = %d, %v; want an error containing %q", tc.in, got, err, tc.contain)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 1: "1", 65535: "65535", 64 << 10: "64K", 1536 << 10: "1536K", 64 << 20: "64M", 3 << 30: "3G"} {
+		if got := formatSize(n); got != want {
+			t.Errorf("formatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// transferRecoveryTimeout: -1 is retry forever, the only negative value.
+func TestTransferRecoveryTimeout(t *testing.T) {
+	cases := []struct {
+		value string // "" leaves the key out
+		want  time.Duration
+	}{
+		{"", RecoverForever},
+		{"-1", RecoverForever},
+		{" -1 ", RecoverForever},
+		{"0", 0},
+		{"0s", 0},
+		{"21600", 6 * time.Hour},
+		{"1.5", 1500 * time.Millisecond},
+		{"90m", 90 * time.Minute},
+	}
+	for _, tc := range cases {
+		over := map[string]string{}
+		if tc.value != "" {
+			over[KeyTransferRecoveryTimeout] = tc.value
+		}
+		c := mustLoad(t, props(over))
+		if c.TransferRecoveryTimeout != tc.want {
+			t.Errorf("transferRecoveryTimeout=%q: got %v, want %v", tc.value, c.TransferRecoveryTimeout, tc.want)
+		}
+	}
+	if RecoverForever >= 0 {
+		t.Errorf("RecoverForever = %v, want negative", RecoverForever)
+	}
+	// The parser the per-transfer override uses.
+	for _, bad := range []string{"-2", "-1s", "-0.5", "-01", "-", "", "x"} {
+		if d, err := ParseRecoveryTimeout(bad); err == nil {
+			t.Errorf("ParseRecoveryTimeout(%q) = %v, want an error", bad, d)
+		}
+	}
+	if _, err := ParseRecoveryTimeout("-2"); err == nil || !strings.Contains(err.Error(), `"-2"`) {
+		t.Errorf("ParseRecoveryTimeout(-2) error %v does not name the value", err)
+	}
+	// Other durations still refuse -1.
+	if _, err := ParseDuration("-1"); err == nil {
+		t.Error("ParseDuration(-1) succeeded")
+	}
+}
+
+func TestSandboxRoot(t *testing.T) {
+	cases := []struct {
+		value string
+		want  []string
+	}{
+		{"", nil},
+		{"   ", nil},
+		{"/data", []string{"/data"}},
+		{"/data/in:/data/out", []string{"/data/in", "/data/out"}},
+		{"/data/in,/data/out", []string{"/data/in", "/data/out"}},
+		{" /data : !/data/private , in ", []string{"/data", "!/data/private", "in"}},
+		{"/data:! /data/private", []string{"/data", "!/data/private"}},
+		{"in/../out:./x//y", []string{"in/../out", "./x//y"}}, // as written: resolution is pkg/sandbox's
+		{"!/data/private:/data", []string{"!/data/private", "/data"}},
+	}
+	for _, tc := range cases {
+		c := mustLoad(t, props(map[string]string{KeySandboxRoot: tc.value}))
+		if !reflect.DeepEqual(c.SandboxRoot, tc.want) {
+			t.Errorf("sandboxRoot=%q: got %q, want %q", tc.value, c.SandboxRoot, tc.want)
+		}
+	}
+}
+
 func TestErrorFormat(t *testing.T) {
 	cases := []struct {
 		e    Error
@@ -620,6 +878,11 @@ func TestKeysTable(t *testing.T) {
 	// Every field of Config that comes from the file has a key: the
 	// table and the struct must not drift apart.
 	skip := map[string]bool{"Path": true, "Dir": true, "Warnings": true, "file": true}
+	// Fields whose name is not the key's.
+	renamed := map[string]string{
+		"CheckpointBytes": KeyCheckpointInterval,
+		"CheckpointTime":  KeyCheckpointTimeInterval,
+	}
 	typ := reflect.TypeOf(Config{})
 	for i := 0; i < typ.NumField(); i++ {
 		f := typ.Field(i).Name
@@ -627,6 +890,9 @@ func TestKeysTable(t *testing.T) {
 			continue
 		}
 		key := strings.ToLower(f[:1]) + f[1:]
+		if k, ok := renamed[f]; ok {
+			key = k
+		}
 		if !seen[key] {
 			t.Errorf("field %s has no key %q in Keys", f, key)
 		}

@@ -47,3 +47,19 @@ func formatDuration(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// ParseRecoveryTimeout parses a transfer recovery timeout
+// (transferRecoveryTimeout, or a transfer's own override): "-1" means retry
+// forever and gives RecoverForever; "0" means fail at once; anything else
+// is a duration as accepted by ParseDuration. -1 is the only negative value
+// allowed.
+func ParseRecoveryTimeout(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "-1" {
+		return RecoverForever, nil
+	}
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("invalid recovery timeout %q: the only negative value allowed is -1 (retry forever)", s)
+	}
+	return ParseDuration(s)
+}

@@ -21,6 +21,18 @@ const (
 
 	KeyConnectionRetryMaxInterval = "connectionRetryMaxInterval"
 
+	KeyTransferRoot            = "transferRoot"
+	KeySandboxRoot             = "sandboxRoot"
+	KeyMaxSourceTransfers      = "maxSourceTransfers"
+	KeyMaxDestinationTransfers = "maxDestinationTransfers"
+	KeyMaxQueuedTransfers      = "maxQueuedTransfers"
+	KeyTransferRecoveryTimeout = "transferRecoveryTimeout"
+	KeyCheckpointInterval      = "checkpointInterval"
+	KeyCheckpointTimeInterval  = "checkpointTimeInterval"
+	KeyMaxBandwidth            = "maxBandwidth"
+	KeyTransferHistoryCount    = "transferHistoryCount"
+	KeyTransferHistoryAge      = "transferHistoryAge"
+
 	KeyClientConnectAttempts   = "clientConnectAttempts"
 	KeyClientConnectDelay      = "clientConnectDelay"
 	KeyClientReconnectAttempts = "clientReconnectAttempts"
@@ -91,6 +103,40 @@ var Keys = []KeyDoc{
 	{Name: KeyConnectionRetryMaxInterval, Default: "30s",
 		Form: "duration > 0",
 		Doc:  "Cap of the jittered back-off an instance uses while it cannot reach the other instances."},
+
+	{Name: KeyTransferRoot, Default: "", // computed
+		Form: "directory path; relative paths resolve against the directory of agent.properties",
+		Doc:  "Directory against which relative transfer paths resolve. Default: the directory of agent.properties. Every instance must see the same storage here; its existence is checked when an instance starts, not by Load."},
+	{Name: KeySandboxRoot, Default: "",
+		Form: "list of paths separated by ':' (or ','); each absolute or relative to transferRoot; a leading '!' denies",
+		Doc:  "Roots under which every transfer path must lie after cleaning and resolving symbolic links; '!' entries carve out denied subtrees. Default: transferRoot alone."},
+	{Name: KeyMaxSourceTransfers, Default: "25",
+		Form: "integer >= 1",
+		Doc:  "Most transfers the active runs at once as their source agent; the others wait in the queue, higher priority first, then in order of arrival."},
+	{Name: KeyMaxDestinationTransfers, Default: "25",
+		Form: "integer >= 1",
+		Doc:  "Most transfers the active runs at once as their destination agent. A transfer between paths of this agent counts against both limits."},
+	{Name: KeyMaxQueuedTransfers, Default: "1000",
+		Form: "integer >= 1",
+		Doc:  "Most transfers waiting in the queue; a request beyond it is refused with an error."},
+	{Name: KeyTransferRecoveryTimeout, Default: "-1",
+		Form: "-1 (retry forever), 0 (fail at once) or a duration > 0",
+		Doc:  "How long a transfer in recovery (after a transient error such as an I/O error or a full disk) is retried before it fails. A transfer may override it."},
+	{Name: KeyCheckpointInterval, Default: "64M",
+		Form: "size >= 64K (bytes, or with a K, M or G suffix, 1024-based)",
+		Doc:  "Bytes copied between checkpoints: at most this much is copied again after a failover."},
+	{Name: KeyCheckpointTimeInterval, Default: "5s",
+		Form: "duration > 0",
+		Doc:  "Longest time between checkpoints of a running file, however slowly it is copied."},
+	{Name: KeyMaxBandwidth, Default: "0",
+		Form: "size per second (512K, 64M, 1G); 0 = unlimited",
+		Doc:  "Agent-wide cap on the bytes per second copied by all running transfers together."},
+	{Name: KeyTransferHistoryCount, Default: "1000",
+		Form: "integer >= 0",
+		Doc:  "Most finished (completed, failed or cancelled) transfers kept in the replicated state; older ones are forgotten."},
+	{Name: KeyTransferHistoryAge, Default: "168h",
+		Form: "duration > 0",
+		Doc:  "Finished transfers older than this are forgotten, even within transferHistoryCount."},
 
 	{Name: KeyClientConnectAttempts, Default: "2",
 		Form: "integer >= 1",
