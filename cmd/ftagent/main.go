@@ -19,6 +19,7 @@ func main() {
 			startCommand(),
 			showCommand(),
 			devCommand(),
+			transferCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -21,6 +21,9 @@ import (
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/netmux"
+	"github.com/ftagent/ftagent/pkg/sandbox"
+	"github.com/ftagent/ftagent/pkg/transfer"
+	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
 )
 
 // Options says which instance to run.
@@ -37,9 +40,10 @@ type Instance struct {
 	self config.Instance
 	log  zerolog.Logger
 
-	mux  *netmux.Mux
-	node *ha.Node
-	srv  *http.Server
+	mux       *netmux.Mux
+	node      *ha.Node
+	srv       *http.Server
+	transfers *transfer.Manager
 
 	stopMu    sync.Mutex
 	stopRes   *StopResult
@@ -71,6 +75,13 @@ func Start(opts Options) (*Instance, error) {
 		mux.Close()
 		return nil, err
 	}
+	sb, err := sandbox.New(cfg.TransferRoot, cfg.SandboxRoot)
+	if err != nil {
+		mux.Close()
+		return nil, &config.Error{File: cfg.Path, Key: "sandboxRoot", Msg: err.Error()}
+	}
+	state := transfer.NewState()
+	var mgr *transfer.Manager // set below, before raft can call back
 	var instances []ha.Peer
 	for _, p := range cfg.Instances {
 		instances = append(instances, ha.Peer{Name: p.Name, Address: p.Address, Witness: p.Witness})
@@ -108,13 +119,30 @@ func Start(opts Options) (*Instance, error) {
 				Logger:  ha.RaftLogger(log),
 			}), nil
 		},
-		Peers: clientPeers{c: peerClient},
+		Peers:        clientPeers{c: peerClient},
+		StateMachine: state,
+		OnActive:     func(ctx context.Context, l ha.Lease) { mgr.Run(ctx, l) },
+		Drain:        func(ctx context.Context) error { return mgr.Drain(ctx) },
+		BeforeStart: func(node *ha.Node) {
+			mgr = transfer.NewManager(transfer.Limits{
+				MaxSourceTransfers:      cfg.MaxSourceTransfers,
+				MaxDestinationTransfers: cfg.MaxDestinationTransfers,
+				MaxQueuedTransfers:      cfg.MaxQueuedTransfers,
+				RecoveryTimeout:         cfg.TransferRecoveryTimeout,
+				CheckpointBytes:         cfg.CheckpointBytes,
+				CheckpointTime:          cfg.CheckpointTime,
+				MaxBandwidth:            cfg.MaxBandwidth,
+				HistoryCount:            cfg.TransferHistoryCount,
+				HistoryAge:              cfg.TransferHistoryAge,
+			}, state, node, endpoint.Local{}, sb, log)
+		},
 	})
 	if err != nil {
 		mux.Close()
 		return nil, err
 	}
 	in.node = node
+	in.transfers = mgr
 	in.srv = &http.Server{
 		Handler:           in.handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -101,6 +101,7 @@ func (in *Instance) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+	in.transferRoutes(mux)
 	return mux
 }
 

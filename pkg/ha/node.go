@@ -68,6 +68,11 @@ type Config struct {
 	// to let in-flight work finish before the lease is handed over.
 	Drain func(ctx context.Context) error
 
+	// BeforeStart, if set, is called with the node before raft starts, so
+	// that the work OnActive runs can be built on the node (its Apply and
+	// VerifyLease) before the first leadership can call it.
+	BeforeStart func(*Node)
+
 	// NewTransport makes the raft transport; it is called again when the raft
 	// node restarts (see restartRaft), so it must return a fresh one each time.
 	NewTransport func() (raft.Transport, error)
@@ -144,6 +149,9 @@ func New(cfg Config) (*Node, error) {
 		shutdownCh: make(chan struct{}),
 		handoffErr: make(chan error, 1),
 		standbys:   make(map[string]standbyEntry),
+	}
+	if cfg.BeforeStart != nil {
+		cfg.BeforeStart(n)
 	}
 	if err := n.startRaft(); err != nil {
 		return nil, err

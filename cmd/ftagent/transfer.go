@@ -1,0 +1,323 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftagent/ftagent/internal/command"
+	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/config"
+	"github.com/ftagent/ftagent/pkg/transfer"
+	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
+)
+
+func transferCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "transfer",
+		Usage: "create, follow, list and cancel file transfers",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "transfer files from SOURCE... to DEST",
+				UsageText: "ftagent transfer create [options] SOURCE... DEST",
+				Flags: append([]cli.Flag{
+					&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "transfer directories and what they contain"},
+					&cli.BoolFlag{Name: "overwrite", Usage: "replace destination files that exist (default: such a file fails)"},
+					&cli.BoolFlag{Name: "delete-source", Usage: "delete each source file once its transfer has completed"},
+					&cli.IntFlag{Name: "priority", Value: 0, Usage: "0-9, higher first"},
+					&cli.StringFlag{Name: "recovery-timeout", Usage: "how long to retry after transient errors: -1 forever, 0 fail at once, seconds or a duration (default: transferRecoveryTimeout)"},
+					&cli.StringFlag{Name: "bwlimit", Usage: "bandwidth limit of this transfer, e.g. 512K, 64M, 1G (per second)"},
+					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the transfer to its end; exit 0 only if it completed"},
+				}, command.ClientFlags()...),
+				Action: transferCreate,
+			},
+			{
+				Name: "show", Usage: "show one transfer", UsageText: "ftagent transfer show [--json] ID",
+				Flags: command.ClientFlags(), Action: transferShow,
+			},
+			{
+				Name: "list", Usage: "list the transfers the agent keeps", UsageText: "ftagent transfer list [--json]",
+				Flags: command.ClientFlags(), Action: transferList,
+			},
+			{
+				Name: "cancel", Usage: "cancel a transfer", UsageText: "ftagent transfer cancel [--json] ID",
+				Flags: command.ClientFlags(), Action: transferCancel,
+			},
+			{
+				Name: "wait", Usage: "follow a transfer to its end; exit 0 only if it completed", UsageText: "ftagent transfer wait [--json] ID",
+				Flags: command.ClientFlags(), Action: transferWait,
+			},
+		},
+	}
+}
+
+func transferCreate(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) < 2 {
+		return command.Usagef("transfer create needs at least one SOURCE and a DEST")
+	}
+	req := transfer.Request{
+		Sources:     args[:len(args)-1],
+		Destination: args[len(args)-1],
+		Recursive:   c.Bool("recursive"),
+		Priority:    c.Int("priority"),
+		Overwrite:   transfer.OverwriteError,
+		Disposition: transfer.DispositionLeave,
+	}
+	if c.Bool("overwrite") {
+		req.Overwrite = transfer.OverwriteAlways
+	}
+	if c.Bool("delete-source") {
+		req.Disposition = transfer.DispositionDelete
+	}
+	if req.Priority < 0 || req.Priority > 9 {
+		return command.Usagef("--priority %d: must be 0-9", req.Priority)
+	}
+	if s := c.String("recovery-timeout"); s != "" {
+		d, err := config.ParseRecoveryTimeout(s)
+		if err != nil {
+			return command.Usagef("--recovery-timeout: %v", err)
+		}
+		td := transfer.Duration(d)
+		req.RecoveryTimeout = &td
+	}
+	if s := c.String("bwlimit"); s != "" {
+		n, err := copyloop.ParseRate(s)
+		if err != nil {
+			return command.Usagef("--bwlimit: %v", err)
+		}
+		req.BandwidthLimit = n
+	}
+	cl, _, err := command.Client(c)
+	if err != nil {
+		return err
+	}
+	v, err := agent.CreateTransfer(c.Context, cl, req)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("wait") {
+		if c.Bool(command.FlagJSON) {
+			return printJSON(v)
+		}
+		fmt.Println(v.ID)
+		return nil
+	}
+	if !c.Bool(command.FlagJSON) {
+		fmt.Fprintf(os.Stderr, "transfer %s: %d files, %s\n", v.ID, len(v.Files), sizeText(v.Bytes))
+	}
+	return follow(c, cl, v.ID)
+}
+
+func transferWait(c *cli.Context) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	cl, _, err := command.Client(c)
+	if err != nil {
+		return err
+	}
+	return follow(c, cl, id)
+}
+
+// follow waits for a transfer's end with a progress bar on a terminal.
+func follow(c *cli.Context, cl *client.Client, id string) error {
+	var bar *progressBar
+	if !c.Bool(command.FlagJSON) && isatty.IsTerminal(os.Stderr.Fd()) {
+		bar = newProgressBar(os.Stderr)
+	}
+	v, err := agent.WaitTransfer(c.Context, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
+		if bar != nil {
+			bar.update(v)
+		}
+	})
+	if bar != nil {
+		bar.done()
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool(command.FlagJSON) {
+		if err := printJSON(v); err != nil {
+			return err
+		}
+	} else {
+		fmt.Printf("transfer %s %s: %d files, %s", v.ID, v.State, len(v.Files), sizeText(v.Bytes))
+		if v.Failovers > 0 {
+			fmt.Printf(", %d failovers, %s resent", v.Failovers, sizeText(v.BytesResent))
+		}
+		fmt.Println()
+	}
+	if v.State != transfer.StateCompleted {
+		return fmt.Errorf("transfer %s %s: %s", v.ID, v.State, v.Reason)
+	}
+	return nil
+}
+
+func oneID(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", command.Usagef("%s needs exactly one transfer ID", c.Command.FullName())
+	}
+	return c.Args().First(), nil
+}
+
+func transferShow(c *cli.Context) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	cl, _, err := command.Client(c)
+	if err != nil {
+		return err
+	}
+	v, err := agent.GetTransfer(c.Context, cl, id)
+	if err != nil {
+		return err
+	}
+	if c.Bool(command.FlagJSON) {
+		return printJSON(v)
+	}
+	printTransfer(os.Stdout, v)
+	return nil
+}
+
+func transferCancel(c *cli.Context) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	cl, _, err := command.Client(c)
+	if err != nil {
+		return err
+	}
+	v, err := agent.CancelTransfer(c.Context, cl, id)
+	if err != nil {
+		return err
+	}
+	if c.Bool(command.FlagJSON) {
+		return printJSON(v)
+	}
+	fmt.Printf("transfer %s %s\n", v.ID, v.State)
+	return nil
+}
+
+func transferList(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return command.Usagef("transfer list takes no arguments")
+	}
+	cl, _, err := command.Client(c)
+	if err != nil {
+		return err
+	}
+	vs, err := agent.ListTransfers(c.Context, cl)
+	if err != nil {
+		return err
+	}
+	if c.Bool(command.FlagJSON) {
+		return printJSON(vs)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), sizeText(v.Bytes),
+			percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), v.Reason)
+	}
+	return tw.Flush()
+}
+
+func printTransfer(w io.Writer, v transfer.View) {
+	fmt.Fprintf(w, "Transfer:  %s\nState:     %s\n", v.ID, v.State)
+	if v.Reason != "" {
+		fmt.Fprintf(w, "Reason:    %s\n", v.Reason)
+	}
+	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", sizeText(v.BytesDone), sizeText(v.Bytes), percent(v.BytesDone, v.Bytes))
+	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, sizeText(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))
+	if v.Ended != nil {
+		fmt.Fprintf(w, "Ended:     %s\n", v.Ended.Local().Format(time.DateTime))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tBYTES\tSTATE\tSHA-256\tREASON")
+	for _, f := range v.Files {
+		sum := f.SHA256
+		if len(sum) > 16 {
+			sum = sum[:16] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Source, f.Destination, sizeText(f.Bytes), f.State, sum, f.Reason)
+	}
+	_ = tw.Flush()
+}
+
+func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
+
+func percent(done, total int64) string {
+	if total <= 0 {
+		return "100%"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(done)/float64(total))
+}
+
+func sizeText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// progressBar draws one updating line: bar, bytes, rate, ETA, current file.
+type progressBar struct {
+	w        io.Writer
+	start    time.Time
+	lastAt   time.Time
+	lastDone int64
+	rate     float64
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	return &progressBar{w: w, start: time.Now(), lastAt: time.Now()}
+}
+
+func (b *progressBar) update(v transfer.View) {
+	now := time.Now()
+	if dt := now.Sub(b.lastAt).Seconds(); dt > 0 && v.BytesDone >= b.lastDone {
+		inst := float64(v.BytesDone-b.lastDone) / dt
+		if b.rate == 0 {
+			b.rate = inst
+		} else {
+			b.rate = 0.7*b.rate + 0.3*inst // smooth, but follow changes
+		}
+	}
+	b.lastAt, b.lastDone = now, v.BytesDone
+	frac := 1.0
+	if v.Bytes > 0 {
+		frac = float64(v.BytesDone) / float64(v.Bytes)
+	}
+	const width = 24
+	filled := int(frac * width)
+	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
+	eta := "--"
+	if b.rate > 0 && v.Bytes > v.BytesDone {
+		eta = (time.Duration(float64(v.Bytes-v.BytesDone)/b.rate) * time.Second / time.Second).Round(time.Second).String()
+	}
+	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, sizeText(v.BytesDone), sizeText(v.Bytes),
+		sizeText(int64(b.rate)), eta, v.State, v.CurrentFile)
+	fmt.Fprintf(b.w, "\r\033[K%s", line)
+}
+
+func (b *progressBar) done() { fmt.Fprintln(b.w) }

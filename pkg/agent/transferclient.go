@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/transfer"
+)
+
+// CreateTransfer submits a request with a fresh id; the client's retries
+// (to another instance after a failover) carry the same id, so the agent
+// creates the transfer once.
+func CreateTransfer(ctx context.Context, cl *client.Client, req transfer.Request) (transfer.View, error) {
+	var v transfer.View
+	err := cl.Do(ctx, http.MethodPost, PathTransfers, CreateTransferRequest{ID: transfer.NewID(), Request: req}, &v)
+	return v, err
+}
+
+// GetTransfer returns one transfer as the active sees it.
+func GetTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
+	var v transfer.View
+	err := cl.Do(ctx, http.MethodGet, PathTransfers+"/"+url.PathEscape(id), nil, &v)
+	return v, err
+}
+
+// ListTransfers returns every transfer the agent keeps.
+func ListTransfers(ctx context.Context, cl *client.Client) ([]transfer.View, error) {
+	var vs []transfer.View
+	err := cl.Do(ctx, http.MethodGet, PathTransfers, nil, &vs)
+	return vs, err
+}
+
+// CancelTransfer cancels a transfer that has not ended.
+func CancelTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
+	var v transfer.View
+	err := cl.Do(ctx, http.MethodPost, PathTransfers+"/"+url.PathEscape(id)+"/cancel", nil, &v)
+	return v, err
+}
+
+// WaitTransfer follows a transfer until it ends, calling update with each
+// view. Across a failover it keeps asking (the client moves to the new
+// active) for up to patience without an answer.
+func WaitTransfer(ctx context.Context, cl *client.Client, id string, every, patience time.Duration, update func(transfer.View)) (transfer.View, error) {
+	lastOK := time.Now()
+	var last transfer.View
+	for {
+		v, err := GetTransfer(ctx, cl, id)
+		switch {
+		case err == nil:
+			lastOK, last = time.Now(), v
+			if update != nil {
+				update(v)
+			}
+			if transfer.Terminal(v.State) {
+				return v, nil
+			}
+		case ctx.Err() != nil:
+			return last, ctx.Err()
+		default:
+			var apiErr *client.APIError
+			if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+				return last, err
+			}
+			if time.Since(lastOK) > patience {
+				return last, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}

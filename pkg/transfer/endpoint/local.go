@@ -1,0 +1,278 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/ftagent/ftagent/pkg/checkpoint"
+)
+
+// Local is the Endpoint of the local file system: for an HA agent, the
+// storage that all its instances share. Its operations do not block on the
+// context (local system calls cannot be interrupted); they refuse to start
+// once it is done.
+type Local struct{}
+
+var _ Endpoint = Local{}
+
+const (
+	dirMode  = 0o750
+	partMode = 0o640
+)
+
+func infoOf(fi fs.FileInfo) Info {
+	return Info{Size: fi.Size(), Source: checkpoint.Identify(fi), IsDir: fi.IsDir()}
+}
+
+func (Local) Stat(ctx context.Context, path string) (Info, error) {
+	if err := ctx.Err(); err != nil {
+		return Info{}, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Info{}, err
+	}
+	return infoOf(fi), nil
+}
+
+func (Local) OpenSource(ctx context.Context, path string) (SourceFile, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Refuse what is not a regular file before opening it: opening a FIFO
+	// would block until a writer comes.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := regular(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	// The identity is that of the file opened, not of whatever the name
+	// pointed at a moment before.
+	if fi, err = f.Stat(); err == nil {
+		err = regular(path, fi)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &localSource{f: f, info: infoOf(fi)}, nil
+}
+
+func regular(path string, fi fs.FileInfo) error {
+	switch {
+	case fi.IsDir():
+		return &fs.PathError{Op: "open source", Path: path, Err: syscall.EISDIR}
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("open source %s: not a regular file (%s): %w", path, fi.Mode().Type(), fs.ErrInvalid)
+	}
+	return nil
+}
+
+type localSource struct {
+	f    *os.File
+	info Info
+}
+
+func (s *localSource) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
+func (s *localSource) Close() error                            { return s.f.Close() }
+func (s *localSource) Info() Info                              { return s.info }
+
+func (Local) OpenPart(ctx context.Context, path string, offset int64) (PartFile, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	part := PartName(path)
+	if offset < 0 {
+		return nil, fmt.Errorf("open %s at offset %d: %w", part, offset, fs.ErrInvalid)
+	}
+	if offset == 0 {
+		if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, partMode)
+		if err != nil {
+			return nil, err
+		}
+		return newLocalPart(f, 0), nil
+	}
+	f, err := os.OpenFile(part, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("resume %s at offset %d: %w: %w", part, offset, ErrPartLost, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (PartFile, error) {
+		f.Close()
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if fi.Size() < offset {
+		return fail(fmt.Errorf("resume %s at offset %d: it holds only %d bytes: %w", part, offset, fi.Size(), ErrPartLost))
+	}
+	// Bytes after the checkpoint may be any mix of old writes that reached
+	// the disk and ones that did not: they are written again. The cut needs
+	// no sync of its own; the next checkpoint's sync covers it.
+	if fi.Size() > offset {
+		if err := f.Truncate(offset); err != nil {
+			return fail(err)
+		}
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	return newLocalPart(f, offset), nil
+}
+
+// writebackChunk is how much a .part accumulates before its writeback to
+// disk is started (where the platform allows it): the disk then works while
+// the copy goes on, and the sync at a checkpoint finds little left to do.
+const writebackChunk = 8 << 20
+
+type localPart struct {
+	f      *os.File
+	pos    int64 // offset after the last byte written
+	queued int64 // writeback has been started for the bytes before this
+}
+
+func newLocalPart(f *os.File, offset int64) *localPart {
+	return &localPart{f: f, pos: offset, queued: offset}
+}
+
+func (p *localPart) Write(b []byte) (int, error) {
+	n, err := p.f.Write(b)
+	p.pos += int64(n)
+	if p.pos-p.queued >= writebackChunk {
+		startWriteback(p.f, p.queued, p.pos-p.queued)
+		p.queued = p.pos
+	}
+	return n, err
+}
+
+func (p *localPart) Sync() error  { return datasync(p.f) }
+func (p *localPart) Close() error { return p.f.Close() }
+
+func (Local) Commit(ctx context.Context, path string, overwrite bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	part := PartName(path)
+	dir := filepath.Dir(path)
+	pfi, err := os.Lstat(part)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, derr := os.Lstat(path)
+		switch {
+		case derr == nil:
+			// The rename was done before a failover; it may not have
+			// reached the disk yet.
+			if err := syncDir(dir); err != nil {
+				return fmt.Errorf("commit %s: %w", path, err)
+			}
+			return fmt.Errorf("commit %s: %w", path, ErrAlreadyCommitted)
+		case !errors.Is(derr, fs.ErrNotExist):
+			return fmt.Errorf("commit %s: %w", path, derr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	if !pfi.Mode().IsRegular() {
+		return fmt.Errorf("commit %s: %s is not a regular file: %w", path, part, fs.ErrInvalid)
+	}
+	if overwrite {
+		err = os.Rename(part, path)
+	} else {
+		err = renameNoReplace(part, path)
+	}
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	return nil
+}
+
+// renameNoReplace renames oldpath to newpath unless newpath exists
+// (ErrExists). Where the file system can do that in one step it does;
+// elsewhere (NFS, non-Linux) it checks and then renames: only one instance
+// writes at a time (invariant 1), so the window is open only to a writer
+// from outside ftagent.
+func renameNoReplace(oldpath, newpath string) error {
+	err := exclusiveRename(oldpath, newpath)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return ErrExists
+	case !errors.Is(err, errNoExclusiveRename):
+		return err
+	}
+	_, err = os.Lstat(newpath)
+	switch {
+	case err == nil:
+		return ErrExists
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return os.Rename(oldpath, newpath)
+}
+
+// exclusiveRename is renameExclusive; tests replace it to take the path of
+// file systems without an exclusive rename.
+var exclusiveRename = renameExclusive
+
+// errNoExclusiveRename: the platform or file system cannot rename without
+// replacing in one step.
+var errNoExclusiveRename = errors.New("no exclusive rename")
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (Local) Exists(ctx context.Context, path string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	_, err := os.Lstat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+func (Local) Remove(ctx context.Context, path string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

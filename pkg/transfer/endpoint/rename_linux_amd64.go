@@ -1,0 +1,3 @@
+package endpoint
+
+const sysRenameat2 = 316 // not in package syscall for amd64

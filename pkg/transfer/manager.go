@@ -1,0 +1,449 @@
+// Package transfer owns transfers: requests and their checks, the replicated
+// state of every transfer, the queue and its limits, and the active's work of
+// copying files with checkpoints. It builds on pkg/ha's lease and log: the
+// active instance's Manager runs the copies, records every step through the
+// log, and a new active resumes every transfer from its last checkpoint.
+package transfer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/sandbox"
+	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
+	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+)
+
+// Log is what the Manager needs of pkg/ha: commit a command under an epoch,
+// and confirm the lease before an irreversible step.
+type Log interface {
+	Apply(kind string, epoch uint64, data any, timeout time.Duration) (any, error)
+	VerifyLease(epoch uint64) error
+}
+
+// Limits are the agent's transfer settings.
+type Limits struct {
+	MaxSourceTransfers      int
+	MaxDestinationTransfers int
+	MaxQueuedTransfers      int
+	RecoveryTimeout         time.Duration // negative: retry forever
+	CheckpointBytes         int64
+	CheckpointTime          time.Duration
+	MaxBandwidth            int64 // bytes/s, 0 unlimited
+	HistoryCount            int
+	HistoryAge              time.Duration
+}
+
+// ErrNotActive refuses work on an instance that does not hold the lease.
+var ErrNotActive = errors.New("this instance is not the active")
+
+// ErrStopping refuses new transfers while the active stops.
+var ErrStopping = errors.New("the active instance is stopping and takes no new transfers")
+
+// RequestError is a refused request: the reason, in words, for the user.
+type RequestError struct{ Reason string }
+
+func (e *RequestError) Error() string { return e.Reason }
+
+const applyTimeout = 10 * time.Second
+
+// Manager runs the agent's transfers on the active instance.
+type Manager struct {
+	limits Limits
+	log    zerolog.Logger
+	state  *State
+	raft   Log
+	ep     endpoint.Endpoint
+	sb     *sandbox.Sandbox
+	agent  *copyloop.Limiter
+
+	mu       sync.Mutex
+	lease    *ha.Lease // set while active
+	draining bool
+	jobs     map[string]*job
+	wake     chan struct{}
+	idle     *sync.Cond // signalled when a job ends
+}
+
+type job struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	// live progress: bytes written of the file being copied, beyond what the
+	// replicated state records.
+	mu      sync.Mutex
+	file    int
+	written int64
+}
+
+// NewManager builds the manager; it does nothing until Run.
+func NewManager(limits Limits, state *State, raft Log, ep endpoint.Endpoint, sb *sandbox.Sandbox, log zerolog.Logger) *Manager {
+	if limits.MaxSourceTransfers <= 0 {
+		limits.MaxSourceTransfers = 25
+	}
+	m := &Manager{
+		limits: limits,
+		log:    log.With().Str("component", "transfer").Logger(),
+		state:  state,
+		raft:   raft,
+		ep:     ep,
+		sb:     sb,
+		agent:  copyloop.NewLimiter(limits.MaxBandwidth),
+		jobs:   map[string]*job{},
+		wake:   make(chan struct{}, 1),
+	}
+	m.idle = sync.NewCond(&m.mu)
+	return m
+}
+
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run is the active's work: it resumes every transfer that has not ended and
+// runs new ones as they come, until ctx is cancelled (lease lost or handed
+// over); it returns once every copy has stopped.
+func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
+	m.mu.Lock()
+	m.lease, m.draining = &lease, false
+	m.mu.Unlock()
+	m.log.Info().Uint64("epoch", lease.Epoch).Msg("resuming transfers")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		m.schedule(ctx, lease)
+		select {
+		case <-ctx.Done():
+			m.mu.Lock()
+			m.lease = nil
+			for _, j := range m.jobs {
+				j.cancel()
+			}
+			for len(m.jobs) > 0 {
+				m.idle.Wait()
+			}
+			m.mu.Unlock()
+			return
+		case <-m.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// schedule starts jobs for transfers that have not ended, higher priority
+// first, then oldest, up to the concurrency limit.
+func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
+	if ctx.Err() != nil {
+		return
+	}
+	limit := m.limits.MaxSourceTransfers
+	if d := m.limits.MaxDestinationTransfers; d > 0 && d < limit {
+		limit = d // source and destination are the same agent here
+	}
+	var todo []*Transfer
+	for _, t := range m.state.List() {
+		if !Terminal(t.State) {
+			todo = append(todo, t)
+		}
+	}
+	sort.SliceStable(todo, func(i, j int) bool {
+		if todo[i].Request.Priority != todo[j].Request.Priority {
+			return todo[i].Request.Priority > todo[j].Request.Priority
+		}
+		return todo[i].Seq < todo[j].Seq
+	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lease == nil {
+		return
+	}
+	for _, t := range todo {
+		if len(m.jobs) >= limit {
+			return
+		}
+		if _, running := m.jobs[t.ID]; running {
+			continue
+		}
+		if m.draining && t.State == StateQueued {
+			continue // a stopping active finishes what runs and starts nothing
+		}
+		// Recovering transfers wait for their backoff inside their job; a
+		// job ended by an error is retried here on the next tick.
+		jctx, cancel := context.WithCancel(ctx)
+		j := &job{cancel: cancel, done: make(chan struct{}), file: -1}
+		m.jobs[t.ID] = j
+		go func(id string) {
+			defer func() {
+				cancel()
+				m.mu.Lock()
+				delete(m.jobs, id)
+				m.idle.Broadcast()
+				m.mu.Unlock()
+				close(j.done)
+				m.poke()
+			}()
+			m.runTransfer(jctx, lease, id, j)
+		}(t.ID)
+	}
+}
+
+// Drain stops taking new transfers and waits until the running ones have
+// ended (a normal stop). Queued transfers stay queued for the next active.
+func (m *Manager) Drain(ctx context.Context) error {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
+	for {
+		busy := 0
+		for _, t := range m.state.List() {
+			if t.State == StateRunning || t.State == StateRecovering {
+				busy++
+			}
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) activeLease() (ha.Lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lease == nil {
+		return ha.Lease{}, ErrNotActive
+	}
+	if m.draining {
+		return ha.Lease{}, ErrStopping
+	}
+	return *m.lease, nil
+}
+
+// NewID returns a fresh transfer id. Clients make one and send it with the
+// request, so that a submission retried after a failover is not doubled.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Submit checks a request, expands its sources, and commits it. The transfer
+// is accepted once the create entry has committed.
+func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer, error) {
+	lease, err := m.activeLease()
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		id = NewID()
+	}
+	if t, ok := m.state.Get(id); ok {
+		if sameRequest(t.Request, req) {
+			return t, nil
+		}
+		return nil, &RequestError{Reason: fmt.Sprintf("transfer id %s is already used by another request", id)}
+	}
+	t, err := m.plan(id, req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := m.raft.Apply(KindCreate, lease.Epoch, createCmd{
+		Transfer:     *t,
+		MaxQueued:    m.limits.MaxQueuedTransfers,
+		HistoryCount: m.limits.HistoryCount,
+		HistoryAge:   m.limits.HistoryAge,
+	}, applyTimeout)
+	if err != nil {
+		if errors.Is(err, ErrQueueFull) {
+			return nil, &RequestError{Reason: err.Error()}
+		}
+		return nil, err
+	}
+	created, _ := res.(*Transfer)
+	m.log.Info().Str("transfer", id).Int("files", len(t.Files)).Int64("bytes", t.Bytes).Msg("transfer accepted")
+	m.poke()
+	return created, nil
+}
+
+// plan validates a request and lists its files.
+func (m *Manager) plan(id string, req Request) (*Transfer, error) {
+	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
+	if len(req.Sources) == 0 {
+		return nil, bad("no source given")
+	}
+	if req.Destination == "" {
+		return nil, bad("no destination given")
+	}
+	switch req.Overwrite {
+	case "":
+		req.Overwrite = OverwriteError
+	case OverwriteError, OverwriteAlways:
+	default:
+		return nil, bad("overwrite policy %q is not %q or %q", req.Overwrite, OverwriteError, OverwriteAlways)
+	}
+	switch req.Disposition {
+	case "":
+		req.Disposition = DispositionLeave
+	case DispositionLeave, DispositionDelete:
+	default:
+		return nil, bad("source disposition %q is not %q or %q", req.Disposition, DispositionLeave, DispositionDelete)
+	}
+	if req.Priority < 0 || req.Priority > 9 {
+		return nil, bad("priority %d is not between 0 and 9", req.Priority)
+	}
+	if req.BandwidthLimit < 0 {
+		return nil, bad("bandwidth limit must not be negative")
+	}
+	dest, err := m.sb.Resolve(req.Destination)
+	if err != nil {
+		return nil, bad("destination %v", err)
+	}
+	type found struct {
+		src sandbox.File
+		arg string
+	}
+	var files []found
+	for _, s := range req.Sources {
+		fs, err := m.sb.Expand(s, req.Recursive)
+		if err != nil {
+			return nil, bad("source %v", err)
+		}
+		for _, f := range fs {
+			files = append(files, found{src: f, arg: s})
+		}
+	}
+	// One plain source file and a destination that is not an existing
+	// directory (nor written as one): the destination is the file's name.
+	single := len(req.Sources) == 1 && len(files) == 1 && !req.Recursive && !hasWildcard(req.Sources[0])
+	destIsDir := strings.HasSuffix(req.Destination, "/")
+	if info, err := m.ep.Stat(context.Background(), dest); err == nil && info.IsDir {
+		destIsDir = true
+	}
+	t := &Transfer{ID: id, Request: req, Created: time.Now().UTC()}
+	seen := map[string]string{}
+	for _, f := range files {
+		target := dest
+		if !(single && !destIsDir) {
+			rel := f.src.Rel
+			if req.Recursive && !hasWildcard(f.arg) {
+				if info, err := m.ep.Stat(context.Background(), f.src.Path); err == nil && !info.IsDir && len(files) >= 1 {
+					// a plain file among recursive sources keeps its base name
+					rel = filepath.Base(f.src.Path)
+				}
+				// A source directory's own name becomes a level under the
+				// destination directory unless the source ends with "/".
+				if !strings.HasSuffix(f.arg, "/") && rel != filepath.Base(f.src.Path) {
+					rel = path.Join(filepath.Base(filepath.Clean(f.arg)), rel)
+				}
+			}
+			target = filepath.Join(dest, filepath.FromSlash(rel))
+			if _, err := m.sb.Resolve(target); err != nil {
+				return nil, bad("destination %v", err)
+			}
+		}
+		if other, dup := seen[target]; dup {
+			return nil, bad("sources %s and %s would both be written to %s", other, f.src.Path, target)
+		}
+		seen[target] = f.src.Path
+		if target == f.src.Path {
+			return nil, bad("source %s is its own destination", f.src.Path)
+		}
+		t.Files = append(t.Files, File{Source: f.src.Path, Destination: target, Bytes: f.src.Size})
+	}
+	return t, nil
+}
+
+func hasWildcard(p string) bool { return strings.ContainsAny(filepath.Base(p), "*?[") }
+
+// Cancel cancels a transfer that has not ended; its .part files are removed.
+func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
+	lease, err := m.activeLease()
+	if err != nil && !errors.Is(err, ErrStopping) {
+		return nil, err
+	}
+	if err != nil {
+		m.mu.Lock()
+		lease = *m.lease
+		m.mu.Unlock()
+	}
+	t, ok := m.state.Get(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if Terminal(t.State) {
+		return nil, &RequestError{Reason: fmt.Sprintf("transfer %s has already ended (%s)", id, t.State)}
+	}
+	if _, err := m.raft.Apply(KindCancel, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: "cancelled by a user"}, applyTimeout); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	j := m.jobs[id]
+	m.mu.Unlock()
+	if j != nil {
+		j.cancel()
+		<-j.done
+	}
+	// The job is gone; clean up what it left.
+	for _, f := range t.Files {
+		if f.Started && f.State != StateCompleted {
+			if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
+				m.log.Warn().Err(err).Str("transfer", id).Str("file", f.Destination).Msg("remove .part of a cancelled transfer")
+			}
+		}
+	}
+	m.log.Info().Str("transfer", id).Msg("transfer cancelled")
+	t, _ = m.state.Get(id)
+	return t, nil
+}
+
+// Get returns a transfer with the active's live progress merged in.
+func (m *Manager) Get(id string) (*Transfer, bool) {
+	t, ok := m.state.Get(id)
+	if !ok {
+		return nil, false
+	}
+	m.mergeLive(t)
+	return t, true
+}
+
+// List returns every transfer, with live progress.
+func (m *Manager) List() []*Transfer {
+	ts := m.state.List()
+	for _, t := range ts {
+		m.mergeLive(t)
+	}
+	return ts
+}
+
+// Live is progress beyond the last checkpoint, as the active sees it.
+func (m *Manager) mergeLive(t *Transfer) {
+	m.mu.Lock()
+	j := m.jobs[t.ID]
+	m.mu.Unlock()
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.file >= 0 && j.file < len(t.Files) && !Terminal(t.Files[j.file].State) && j.written > t.Files[j.file].Checkpoint.Offset {
+		t.Files[j.file].Checkpoint.Offset = j.written
+	}
+}
