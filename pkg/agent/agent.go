@@ -106,6 +106,7 @@ func Start(opts Options) (*Instance, error) {
 		LeaderLeaseTimeout: cfg.RaftLeaderLeaseTimeout,
 		CommitTimeout:      cfg.RaftCommitTimeout,
 		SnapshotThreshold:  cfg.RaftSnapshotThreshold,
+		SnapshotInterval:   cfg.RaftSnapshotInterval,
 		PublishInterval:    cfg.StandbyStatusPublishInterval,
 		DiscardTime:        cfg.StandbyStatusDiscardTime,
 		RetryMaxInterval:   cfg.ConnectionRetryMaxInterval,

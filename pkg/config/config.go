@@ -47,6 +47,7 @@ type Config struct {
 	RaftLeaderLeaseTimeout time.Duration // default 250ms
 	RaftCommitTimeout      time.Duration // default 50ms
 	RaftSnapshotThreshold  uint64        // default 8192 (log entries between snapshots)
+	RaftSnapshotInterval   time.Duration // default 120s (how often to check the threshold)
 
 	ConnectionRetryMaxInterval time.Duration // default 30s: cap of the jittered backoff an instance uses while it cannot reach the others
 
@@ -238,6 +239,7 @@ func (l *checker) load() error {
 		{KeyRaftElectionTimeout, &c.RaftElectionTimeout, 5 * time.Millisecond},
 		{KeyRaftLeaderLeaseTimeout, &c.RaftLeaderLeaseTimeout, 5 * time.Millisecond},
 		{KeyRaftCommitTimeout, &c.RaftCommitTimeout, time.Millisecond},
+		{KeyRaftSnapshotInterval, &c.RaftSnapshotInterval, 5 * time.Millisecond},
 		{KeyConnectionRetryMaxInterval, &c.ConnectionRetryMaxInterval, 1},
 		{KeyClientConnectDelay, &c.ClientConnectDelay, 0},
 		{KeyClientReconnectDelay, &c.ClientReconnectDelay, 0},

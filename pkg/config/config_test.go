@@ -130,6 +130,7 @@ func TestLoadMinimalDefaults(t *testing.T) {
 		{"RaftElectionTimeout", c.RaftElectionTimeout, 500 * time.Millisecond},
 		{"RaftLeaderLeaseTimeout", c.RaftLeaderLeaseTimeout, 250 * time.Millisecond},
 		{"RaftCommitTimeout", c.RaftCommitTimeout, 50 * time.Millisecond},
+		{"RaftSnapshotInterval", c.RaftSnapshotInterval, 120 * time.Second},
 		{"ConnectionRetryMaxInterval", c.ConnectionRetryMaxInterval, 30 * time.Second},
 		{"ClientConnectDelay", c.ClientConnectDelay, 500 * time.Millisecond},
 		{"ClientReconnectDelay", c.ClientReconnectDelay, 500 * time.Millisecond},
@@ -257,6 +258,7 @@ raftElectionTimeout = 2
 raftLeaderLeaseTimeout : 400ms
 raftCommitTimeout   20ms
 raftSnapshotThreshold = 100
+raftSnapshotInterval = 30s
 connectionRetryMaxInterval = 0.25
 clientConnectAttempts = 3
 clientConnectDelay = 0
@@ -298,6 +300,7 @@ transferHistoryAge = 24h
 		RaftLeaderLeaseTimeout:       400 * time.Millisecond,
 		RaftCommitTimeout:            20 * time.Millisecond,
 		RaftSnapshotThreshold:        100,
+		RaftSnapshotInterval:         30 * time.Second,
 		ConnectionRetryMaxInterval:   250 * time.Millisecond,
 		ClientConnectAttempts:        3,
 		ClientConnectDelay:           0,

@@ -18,6 +18,7 @@ const (
 	KeyRaftLeaderLeaseTimeout = "raftLeaderLeaseTimeout"
 	KeyRaftCommitTimeout      = "raftCommitTimeout"
 	KeyRaftSnapshotThreshold  = "raftSnapshotThreshold"
+	KeyRaftSnapshotInterval   = "raftSnapshotInterval"
 
 	KeyConnectionRetryMaxInterval = "connectionRetryMaxInterval"
 
@@ -99,6 +100,9 @@ var Keys = []KeyDoc{
 	{Name: KeyRaftSnapshotThreshold, Default: "8192",
 		Form: "integer >= 1",
 		Doc:  "Raft: log entries between snapshots."},
+	{Name: KeyRaftSnapshotInterval, Default: "120s",
+		Form: "duration > 0",
+		Doc:  "Raft: how often each instance checks whether raftSnapshotThreshold entries have accumulated and takes a snapshot (with jitter)."},
 
 	{Name: KeyConnectionRetryMaxInterval, Default: "30s",
 		Form: "duration > 0",

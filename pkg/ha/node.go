@@ -50,6 +50,7 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
 
 	PublishInterval  time.Duration // standbyStatusPublishInterval
 	DiscardTime      time.Duration // standbyStatusDiscardTime
@@ -171,6 +172,9 @@ func (n *Node) raftConfig() *raft.Config {
 	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = n.cfg.CommitTimeout
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
 	rc.NotifyCh = n.notifyCh
 	rc.Logger = RaftLogger(n.log)
 	return rc
