@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/hashicorp/raft"
+
+	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer"
 )
 
@@ -75,7 +78,9 @@ func (in *Instance) transferError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &re):
 		writeError(w, http.StatusBadRequest, re.Reason)
-	case errors.Is(err, transfer.ErrNotActive):
+	case errors.Is(err, transfer.ErrNotActive), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, ha.ErrStaleEpoch):
+		// Leadership moved under the request: the client tries the active.
 		in.misdirected(w)
 	case errors.Is(err, transfer.ErrStopping):
 		writeError(w, http.StatusServiceUnavailable, err.Error())

@@ -401,16 +401,17 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 		j.cancel()
 		<-j.done
 	}
-	// The job is gone; clean up what it left.
+	// The job has stopped; clean up what it left (removing a .part that is
+	// not there is no error).
+	t, _ = m.state.Get(id)
 	for _, f := range t.Files {
-		if f.Started && f.State != StateCompleted {
+		if f.State == StateCancelled {
 			if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
 				m.log.Warn().Err(err).Str("transfer", id).Str("file", f.Destination).Msg("remove .part of a cancelled transfer")
 			}
 		}
 	}
 	m.log.Info().Str("transfer", id).Msg("transfer cancelled")
-	t, _ = m.state.Get(id)
 	return t, nil
 }
 
