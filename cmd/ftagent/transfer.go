@@ -313,7 +313,7 @@ func (b *progressBar) update(v transfer.View) {
 	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
 	eta := "--"
 	if b.rate > 0 && v.Bytes > v.BytesDone {
-		eta = (time.Duration(float64(v.Bytes-v.BytesDone)/b.rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = time.Duration(float64(v.Bytes-v.BytesDone) / b.rate * float64(time.Second)).Round(time.Second).String()
 	}
 	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, sizeText(v.BytesDone), sizeText(v.Bytes),
 		sizeText(int64(b.rate)), eta, v.State, v.CurrentFile)
