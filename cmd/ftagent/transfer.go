@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,7 +43,7 @@ func transferCommand() *cli.Command {
 			},
 			{
 				Name: "show", Usage: "show one transfer", UsageText: "ftagent transfer show [--json] ID",
-				Flags: command.ClientFlags(), Action: transferShow,
+				Flags: command.ClientFlags(), Action: onTransfer(agent.GetTransfer, func(v transfer.View) { printTransfer(os.Stdout, v) }),
 			},
 			{
 				Name: "list", Usage: "list the transfers the agent keeps", UsageText: "ftagent transfer list [--json]",
@@ -50,7 +51,7 @@ func transferCommand() *cli.Command {
 			},
 			{
 				Name: "cancel", Usage: "cancel a transfer", UsageText: "ftagent transfer cancel [--json] ID",
-				Flags: command.ClientFlags(), Action: transferCancel,
+				Flags: command.ClientFlags(), Action: onTransfer(agent.CancelTransfer, func(v transfer.View) { fmt.Printf("transfer %s %s\n", v.ID, v.State) }),
 			},
 			{
 				Name: "wait", Usage: "follow a transfer to its end; exit 0 only if it completed", UsageText: "ftagent transfer wait [--json] ID",
@@ -171,44 +172,28 @@ func oneID(c *cli.Context) (string, error) {
 	return c.Args().First(), nil
 }
 
-func transferShow(c *cli.Context) error {
-	id, err := oneID(c)
-	if err != nil {
-		return err
+// onTransfer makes the action of a command that applies op to the transfer
+// its one argument names, then prints the result (as JSON with --json).
+func onTransfer(op func(context.Context, *client.Client, string) (transfer.View, error), print func(transfer.View)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		cl, _, err := command.Client(c)
+		if err != nil {
+			return err
+		}
+		v, err := op(c.Context, cl, id)
+		if err != nil {
+			return err
+		}
+		if c.Bool(command.FlagJSON) {
+			return printJSON(v)
+		}
+		print(v)
+		return nil
 	}
-	cl, _, err := command.Client(c)
-	if err != nil {
-		return err
-	}
-	v, err := agent.GetTransfer(c.Context, cl, id)
-	if err != nil {
-		return err
-	}
-	if c.Bool(command.FlagJSON) {
-		return printJSON(v)
-	}
-	printTransfer(os.Stdout, v)
-	return nil
-}
-
-func transferCancel(c *cli.Context) error {
-	id, err := oneID(c)
-	if err != nil {
-		return err
-	}
-	cl, _, err := command.Client(c)
-	if err != nil {
-		return err
-	}
-	v, err := agent.CancelTransfer(c.Context, cl, id)
-	if err != nil {
-		return err
-	}
-	if c.Bool(command.FlagJSON) {
-		return printJSON(v)
-	}
-	fmt.Printf("transfer %s %s\n", v.ID, v.State)
-	return nil
 }
 
 func transferList(c *cli.Context) error {
