@@ -5,6 +5,7 @@ package devagent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := writeSample(filepath.Join(cfg.TransferRoot, "in", "sample.bin")); err != nil {
+		return err
+	}
 	exe := opts.Executable
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
@@ -111,7 +115,8 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(opts.Out, "  ftagent show             # who is active, which standbys report\n")
 	fmt.Fprintf(opts.Out, "  ftstop -i                # planned failover: the active hands over at once\n")
 	fmt.Fprintf(opts.Out, "  ftagent show             # a standby is active now, with a higher epoch\n")
-	fmt.Fprintf(opts.Out, "  ftagent start --instance %s   # restart the stopped instance: it rejoins as a standby\n\n", view.Active)
+	fmt.Fprintf(opts.Out, "  ftagent start --instance %s   # restart the stopped instance: it rejoins as a standby\n", view.Active)
+	fmt.Fprintf(opts.Out, "  ftagent transfer create --wait in/sample.bin out/   # paths are relative to %s\n\n", dir)
 	fmt.Fprintf(opts.Out, "(with `go run`, use `go run ./cmd/ftagent` and `go run ./cmd/ftstop`)\n")
 	fmt.Fprintf(opts.Out, "Press Ctrl-C to stop every instance.\n")
 
@@ -270,4 +275,22 @@ func stopChild(c *child) {
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}
+}
+
+// writeSample leaves a file to try transfers with, unless one is there.
+func writeSample(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("sample file: %w", err)
+	}
+	b := make([]byte, 16<<20)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o640); err != nil {
+		return fmt.Errorf("sample file: %w", err)
+	}
+	return nil
 }
