@@ -66,6 +66,11 @@ func transferCreate(c *cli.Context) error {
 	if len(args) < 2 {
 		return command.Usagef("transfer create needs at least one SOURCE and a DEST")
 	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return command.Usagef("%q: options go before SOURCE and DEST (a path starting with - can be written ./%s)", a, a)
+		}
+	}
 	req := transfer.Request{
 		Sources:     args[:len(args)-1],
 		Destination: args[len(args)-1],
@@ -114,7 +119,7 @@ func transferCreate(c *cli.Context) error {
 		return nil
 	}
 	if !c.Bool(command.FlagJSON) {
-		fmt.Fprintf(os.Stderr, "transfer %s: %d files, %s\n", v.ID, len(v.Files), sizeText(v.Bytes))
+		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, files(len(v.Files)), sizeText(v.Bytes))
 	}
 	return follow(c, cl, v.ID)
 }
@@ -153,7 +158,7 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 			return err
 		}
 	} else {
-		fmt.Printf("transfer %s %s: %d files, %s", v.ID, v.State, len(v.Files), sizeText(v.Bytes))
+		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, files(len(v.Files)), sizeText(v.Bytes))
 		if v.Failovers > 0 {
 			fmt.Printf(", %d failovers, %s resent", v.Failovers, sizeText(v.BytesResent))
 		}
@@ -241,6 +246,13 @@ func printTransfer(w io.Writer, v transfer.View) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Source, f.Destination, sizeText(f.Bytes), f.State, sum, f.Reason)
 	}
 	_ = tw.Flush()
+}
+
+func files(n int) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return fmt.Sprintf("%d files", n)
 }
 
 func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -73,8 +72,11 @@ type Manager struct {
 	lease    *ha.Lease // set while active
 	draining bool
 	jobs     map[string]*job
-	wake     chan struct{}
-	idle     *sync.Cond // signalled when a job ends
+	// noCleanup holds ended transfers whose sources could not be deleted
+	// for good (e.g. permission denied): not retried by this active.
+	noCleanup map[string]bool
+	wake      chan struct{}
+	idle      *sync.Cond // signalled when a job ends
 }
 
 type job struct {
@@ -93,15 +95,16 @@ func NewManager(limits Limits, state *State, raft Log, ep endpoint.Endpoint, sb 
 		limits.MaxSourceTransfers = 25
 	}
 	m := &Manager{
-		limits: limits,
-		log:    log.With().Str("component", "transfer").Logger(),
-		state:  state,
-		raft:   raft,
-		ep:     ep,
-		sb:     sb,
-		agent:  copyloop.NewLimiter(limits.MaxBandwidth),
-		jobs:   map[string]*job{},
-		wake:   make(chan struct{}, 1),
+		limits:    limits,
+		log:       log.With().Str("component", "transfer").Logger(),
+		state:     state,
+		raft:      raft,
+		ep:        ep,
+		sb:        sb,
+		agent:     copyloop.NewLimiter(limits.MaxBandwidth),
+		jobs:      map[string]*job{},
+		noCleanup: map[string]bool{},
+		wake:      make(chan struct{}, 1),
 	}
 	m.idle = sync.NewCond(&m.mu)
 	return m
@@ -156,7 +159,7 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 	}
 	var todo []*Transfer
 	for _, t := range m.state.List() {
-		if !Terminal(t.State) {
+		if !Terminal(t.State) || sourcesToDelete(t) && !m.skipCleanup(t.ID) {
 			todo = append(todo, t)
 		}
 	}
@@ -186,6 +189,10 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 		jctx, cancel := context.WithCancel(ctx)
 		j := &job{cancel: cancel, done: make(chan struct{}), file: -1}
 		m.jobs[t.ID] = j
+		run := m.runTransfer
+		if Terminal(t.State) {
+			run = m.finishSources
+		}
 		go func(id string) {
 			defer func() {
 				cancel()
@@ -196,9 +203,15 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 				close(j.done)
 				m.poke()
 			}()
-			m.runTransfer(jctx, lease, id, j)
+			run(jctx, lease, id, j)
 		}(t.ID)
 	}
+}
+
+func (m *Manager) skipCleanup(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.noCleanup[id]
 }
 
 // Drain stops taking new transfers and waits until the running ones have
@@ -255,6 +268,9 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	if id == "" {
 		id = NewID()
 	}
+	if req, err = normalize(req); err != nil {
+		return nil, err
+	}
 	if t, ok := m.state.Get(id); ok {
 		if sameRequest(t.Request, req) {
 			return t, nil
@@ -272,7 +288,7 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 		HistoryAge:   m.limits.HistoryAge,
 	}, applyTimeout)
 	if err != nil {
-		if errors.Is(err, ErrQueueFull) {
+		if errors.Is(err, ErrQueueFull) || errors.Is(err, ErrAlreadyExists) {
 			return nil, &RequestError{Reason: err.Error()}
 		}
 		return nil, err
@@ -283,42 +299,54 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	return created, nil
 }
 
-// plan validates a request and lists its files.
-func (m *Manager) plan(id string, req Request) (*Transfer, error) {
+// normalize checks a request's options and fills in their defaults, so
+// that a request and its retry compare equal however they were written.
+func normalize(req Request) (Request, error) {
 	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
 	if len(req.Sources) == 0 {
-		return nil, bad("no source given")
+		return req, bad("no source given")
 	}
 	if req.Destination == "" {
-		return nil, bad("no destination given")
+		return req, bad("no destination given")
 	}
 	switch req.Overwrite {
 	case "":
 		req.Overwrite = OverwriteError
 	case OverwriteError, OverwriteAlways:
 	default:
-		return nil, bad("overwrite policy %q is not %q or %q", req.Overwrite, OverwriteError, OverwriteAlways)
+		return req, bad("overwrite policy %q is not %q or %q", req.Overwrite, OverwriteError, OverwriteAlways)
 	}
 	switch req.Disposition {
 	case "":
 		req.Disposition = DispositionLeave
 	case DispositionLeave, DispositionDelete:
 	default:
-		return nil, bad("source disposition %q is not %q or %q", req.Disposition, DispositionLeave, DispositionDelete)
+		return req, bad("source disposition %q is not %q or %q", req.Disposition, DispositionLeave, DispositionDelete)
 	}
 	if req.Priority < 0 || req.Priority > 9 {
-		return nil, bad("priority %d is not between 0 and 9", req.Priority)
+		return req, bad("priority %d is not between 0 and 9", req.Priority)
 	}
 	if req.BandwidthLimit < 0 {
-		return nil, bad("bandwidth limit must not be negative")
+		return req, bad("bandwidth limit must not be negative")
 	}
+	return req, nil
+}
+
+// plan lists the files of a normalized request, each with its destination.
+// A destination that names an existing directory, or ends with "/", or any
+// request of more than one file, receives the files under it: a plain file
+// by its name, a directory given with --recursive as a directory of its own
+// name (its contents only when the source ends with "/"), wildcard matches
+// by their names.
+func (m *Manager) plan(id string, req Request) (*Transfer, error) {
+	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
 	dest, err := m.sb.Resolve(req.Destination)
 	if err != nil {
 		return nil, bad("destination %v", err)
 	}
 	type found struct {
-		src sandbox.File
-		arg string
+		src    sandbox.File
+		prefix string // directory level the source argument adds under the destination
 	}
 	var files []found
 	for _, s := range req.Sources {
@@ -326,8 +354,16 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 		if err != nil {
 			return nil, bad("source %v", err)
 		}
+		prefix := ""
+		if req.Recursive && !hasWildcard(s) && !strings.HasSuffix(s, "/") {
+			if p, err := m.sb.Resolve(s); err == nil {
+				if info, err := m.ep.Stat(context.Background(), p); err == nil && info.IsDir {
+					prefix = filepath.Base(p)
+				}
+			}
+		}
 		for _, f := range fs {
-			files = append(files, found{src: f, arg: s})
+			files = append(files, found{src: f, prefix: prefix})
 		}
 	}
 	// One plain source file and a destination that is not an existing
@@ -341,20 +377,8 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 	seen := map[string]string{}
 	for _, f := range files {
 		target := dest
-		if !(single && !destIsDir) {
-			rel := f.src.Rel
-			if req.Recursive && !hasWildcard(f.arg) {
-				if info, err := m.ep.Stat(context.Background(), f.src.Path); err == nil && !info.IsDir && len(files) >= 1 {
-					// a plain file among recursive sources keeps its base name
-					rel = filepath.Base(f.src.Path)
-				}
-				// A source directory's own name becomes a level under the
-				// destination directory unless the source ends with "/".
-				if !strings.HasSuffix(f.arg, "/") && rel != filepath.Base(f.src.Path) {
-					rel = path.Join(filepath.Base(filepath.Clean(f.arg)), rel)
-				}
-			}
-			target = filepath.Join(dest, filepath.FromSlash(rel))
+		if !single || destIsDir {
+			target = filepath.Join(dest, f.prefix, filepath.FromSlash(f.src.Rel))
 			if _, err := m.sb.Resolve(target); err != nil {
 				return nil, bad("destination %v", err)
 			}
@@ -375,15 +399,14 @@ func hasWildcard(p string) bool { return strings.ContainsAny(filepath.Base(p), "
 
 // Cancel cancels a transfer that has not ended; its .part files are removed.
 func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
-	lease, err := m.activeLease()
-	if err != nil && !errors.Is(err, ErrStopping) {
-		return nil, err
-	}
-	if err != nil {
-		m.mu.Lock()
-		lease = *m.lease
+	// A stopping active still cancels: the user asked for less work.
+	m.mu.Lock()
+	if m.lease == nil {
 		m.mu.Unlock()
+		return nil, ErrNotActive
 	}
+	lease := *m.lease
+	m.mu.Unlock()
 	t, ok := m.state.Get(id)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)

@@ -80,6 +80,47 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 	}
 }
 
+// sourcesToDelete reports whether an ended transfer still has sources to
+// delete: an active that recorded the last completion may have died before
+// deleting the source.
+func sourcesToDelete(t *Transfer) bool {
+	if t.Request.Disposition != DispositionDelete {
+		return false
+	}
+	for _, f := range t.Files {
+		if f.State == StateCompleted && !f.SourceDeleted {
+			return true
+		}
+	}
+	return false
+}
+
+// finishSources deletes the sources an ended transfer still has to delete.
+func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, j *job) {
+	t, ok := m.state.Get(id)
+	if !ok {
+		return
+	}
+	batch := &eventBatch{m: m, id: id, epoch: lease.Epoch}
+	for i, f := range t.Files {
+		if f.State == StateCompleted && !f.SourceDeleted {
+			if err := m.deleteSource(ctx, batch, i, f); err != nil {
+				m.log.Warn().Err(err).Str("transfer", id).Msg("delete sources of an ended transfer")
+				return
+			}
+		}
+	}
+	if err := batch.flush(ctx); err != nil && ctx.Err() == nil {
+		m.log.Warn().Err(err).Str("transfer", id).Msg("record deleted sources")
+		return
+	}
+	if t, ok := m.state.Get(id); ok && sourcesToDelete(t) && ctx.Err() == nil {
+		m.mu.Lock()
+		m.noCleanup[id] = true // what is left could not be deleted: logged above
+		m.mu.Unlock()
+	}
+}
+
 // runFiles copies every file of the transfer that has not ended, and
 // applies the source disposition of completed ones. A returned error is
 // transient.
@@ -151,6 +192,10 @@ func (m *Manager) deleteSource(ctx context.Context, batch *eventBatch, i int, f 
 func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i int, j *job, batch *eventBatch, limiters []*copyloop.Limiter) error {
 	f := t.Files[i]
 	fail := func(reason string) error {
+		// A failed file leaves no partial data behind.
+		if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
+			m.log.Warn().Err(err).Str("file", f.Destination).Msg("remove .part of a failed file")
+		}
 		batch.add(FileEvent{Index: i, Kind: EventFailed, Reason: reason})
 		m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Str("reason", reason).Msg("file failed")
 		return errFileFailed
@@ -191,8 +236,9 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 	from := f.Checkpoint
 	if from.Offset > 0 && (!partExists || partInfo.Size < from.Offset) {
 		// The .part vanished or lost checkpointed bytes: start again.
-		batch.add(FileEvent{Index: i, Kind: EventStart, Resent: from.Offset})
+		batch.add(FileEvent{Index: i, Kind: EventStart, Resent: from.Offset, Restart: true})
 		from = checkpoint.Checkpoint{}
+		partExists, partInfo.Size = false, 0
 	}
 	if from.Offset > 0 && !from.Source.Same(info.Source) {
 		return fail(fmt.Sprintf("source changed: was %s, now %s", from.Source, info.Source))

@@ -170,6 +170,9 @@ type FileEvent struct {
 	SHA256     string                `json:"sha256,omitempty"`
 	Reason     string                `json:"reason,omitempty"`
 	Resent     int64                 `json:"resent,omitempty"` // with start: bytes to be copied again
+	// Restart, with start: the .part is gone, the copy begins again at 0
+	// (the only way a file's checkpoint may go back).
+	Restart bool `json:"restart,omitempty"`
 }
 
 // File event kinds.
@@ -347,6 +350,9 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 		case EventStart:
 			f.State, f.Started = StateRunning, true
 			next.BytesResent += ev.Resent
+			if ev.Restart {
+				f.Checkpoint = checkpoint.Checkpoint{}
+			}
 		case EventCheckpoint:
 			cp := ev.Checkpoint
 			cp.Epoch = epoch // the epoch is the writer's, as the log says
@@ -373,7 +379,7 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 			return fmt.Errorf("%w: kind %q", ErrBadFileEvent, ev.Kind)
 		}
 	}
-	if next.State == StateRecovering {
+	if next.State == StateRecovering && progressed(c.Events) {
 		next.State, next.RecoveringSince, next.Reason = StateRunning, nil, ""
 	}
 	if next.State == StateQueued {
@@ -382,6 +388,17 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 	settle(next, c.Time)
 	s.transfers[t.ID] = next
 	return nil
+}
+
+// progressed reports whether events record progress (not just a start):
+// only that ends a transfer's recovery.
+func progressed(evs []FileEvent) bool {
+	for _, ev := range evs {
+		if ev.Kind == EventCheckpoint || ev.Kind == EventDone {
+			return true
+		}
+	}
+	return false
 }
 
 // settle ends a transfer whose files have all ended.
