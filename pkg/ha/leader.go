@@ -278,9 +278,13 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if l, ok := n.leaseTakenOver(term.lease.Epoch); ok {
+		l, ok, err := n.leaseTakenOver(term.lease.Epoch)
+		if ok {
 			n.log.Info().Str("active", l.Holder).Uint64("epoch", l.Epoch).Msg("lease handed over")
 			return l, nil
+		}
+		if err != nil {
+			return Lease{}, err
 		}
 		select {
 		case err := <-n.handoffErr:
@@ -303,19 +307,27 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 // as this instance's replicated state has it, or, sooner, as the new leader
 // itself says (this follower learns that the lease entry committed only with
 // the leader's next message, up to a commit timeout later).
-func (n *Node) leaseTakenOver(epoch uint64) (Lease, bool) {
+// A new leader that is itself stopping will not take the lease (the whole
+// agent is being stopped): that ends the wait with ErrNoStandby.
+func (n *Node) leaseTakenOver(epoch uint64) (Lease, bool, error) {
 	if l := n.Lease(); l.Epoch > epoch && l.Holder != n.cfg.Name {
-		return l, true
+		return l, true, nil
 	}
 	addr, id := n.r().LeaderWithID()
 	if id == "" || string(id) == n.cfg.Name {
-		return Lease{}, false
+		return Lease{}, false, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
 	defer cancel()
 	st, err := n.cfg.Peers.Probe(ctx, string(addr))
-	if err != nil || st.Name != string(id) || st.Role != RoleActive || st.Epoch <= epoch || st.LeaseHolder != st.Name {
-		return Lease{}, false
+	if err != nil || st.Name != string(id) {
+		return Lease{}, false, nil
 	}
-	return Lease{Epoch: st.Epoch, Holder: st.Name, Address: st.Address}, true
+	if st.Status == StatusStopping || st.Status == StatusStopped {
+		return Lease{}, false, fmt.Errorf("%w: the new leader %s is stopping too", ErrNoStandby, st.Name)
+	}
+	if st.Role != RoleActive || st.Epoch <= epoch || st.LeaseHolder != st.Name {
+		return Lease{}, false, nil
+	}
+	return Lease{Epoch: st.Epoch, Holder: st.Name, Address: st.Address}, true, nil
 }

@@ -293,8 +293,11 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 		}
 		return nil, err
 	}
-	created, _ := res.(*Transfer)
-	m.log.Info().Str("transfer", id).Int("files", len(t.Files)).Int64("bytes", t.Bytes).Msg("transfer accepted")
+	created, ok := res.(*Transfer)
+	if !ok {
+		return nil, fmt.Errorf("create transfer %s: unexpected result %T", id, res)
+	}
+	m.log.Info().Str("transfer", id).Int("files", len(created.Files)).Int64("bytes", created.Bytes).Msg("transfer accepted")
 	m.poke()
 	return created, nil
 }
