@@ -134,9 +134,31 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	if t.Request.BandwidthLimit > 0 {
 		limiters = append(limiters, copyloop.NewLimiter(t.Request.BandwidthLimit))
 	}
-	for i, f := range t.Files {
+	for i := 0; i < len(t.Files); i++ {
+		f := t.Files[i]
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if group := smallGroup(t, i); len(group) > 1 {
+			done, err := m.copySmall(ctx, lease, t, group, batch, limiters)
+			if err != nil {
+				if ferr := batch.flush(ctx); ferr != nil {
+					return ferr
+				}
+				return err
+			}
+			if t.Request.Disposition == DispositionDelete && len(done) > 0 {
+				if err := batch.flush(ctx); err != nil { // completions first
+					return err
+				}
+				for _, k := range done {
+					if err := m.deleteSource(ctx, batch, k, t.Files[k]); err != nil {
+						return err
+					}
+				}
+			}
+			i += len(group) - 1
+			continue
 		}
 		if f.State == StateCompleted {
 			if t.Request.Disposition == DispositionDelete && !f.SourceDeleted {
@@ -385,4 +407,169 @@ func (b *eventBatch) flush(ctx context.Context) error {
 		return fmt.Errorf("record progress: %w", err)
 	}
 	return nil
+}
+
+// Small files are copied in groups: each file's data is written without a
+// sync of its own, one file-system sync makes the group durable, the renames
+// are made durable with one sync per directory, and the group's starts and
+// completions are one log entry each. Per-file syncs and entries would cost
+// more than copying such files.
+const (
+	smallFileMax   = 1 << 20  // bytes: a file this size or less is small
+	smallGroupMax  = 256      // files in a group
+	smallGroupSize = 32 << 20 // bytes in a group
+)
+
+// smallGroup returns the indices of the small, not yet started files from i
+// on that form one group (none when file i is not one).
+func smallGroup(t *Transfer, i int) []int {
+	var idx []int
+	var size int64
+	for k := i; k < len(t.Files) && len(idx) < smallGroupMax; k++ {
+		f := t.Files[k]
+		if f.State != StateQueued || f.Started || f.Bytes > smallFileMax || size+f.Bytes > smallGroupSize && len(idx) > 0 {
+			break
+		}
+		idx = append(idx, k)
+		size += f.Bytes
+	}
+	return idx
+}
+
+// copySmall copies a group of small files and returns those completed.
+// Permanent failures are recorded per file; an error is transient: the
+// group's files that were started are resumed one by one on the next try.
+func (m *Manager) copySmall(ctx context.Context, lease ha.Lease, t *Transfer, group []int, batch *eventBatch, limiters []*copyloop.Limiter) ([]int, error) {
+	for _, i := range group {
+		batch.add(FileEvent{Index: i, Kind: EventStart})
+	}
+	// Started is recorded before any rename: a new active must know that a
+	// destination found in place may be this transfer's own.
+	if err := batch.flush(ctx); err != nil {
+		return nil, err
+	}
+	type copied struct {
+		i      int
+		digest string
+		source checkpoint.Source
+	}
+	var ok []copied
+	fail := func(i int, reason string) {
+		f := t.Files[i]
+		if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
+			m.log.Warn().Err(err).Str("file", f.Destination).Msg("remove .part of a failed file")
+		}
+		batch.add(FileEvent{Index: i, Kind: EventFailed, Reason: reason})
+		m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Str("reason", reason).Msg("file failed")
+	}
+	for _, i := range group {
+		f := t.Files[i]
+		digest, source, err := m.copyWhole(ctx, t, f, limiters)
+		switch {
+		case err == nil:
+			ok = append(ok, copied{i: i, digest: digest, source: source})
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, endpoint.ErrExists):
+			fail(i, "destination exists: "+f.Destination)
+		case errors.Is(err, checkpoint.ErrSourceChanged):
+			fail(i, "source changed: "+err.Error())
+		case endpoint.Permanent(err):
+			fail(i, err.Error())
+		default:
+			return nil, err
+		}
+	}
+	if len(ok) == 0 {
+		return nil, batch.flush(ctx)
+	}
+	paths := make([]string, len(ok))
+	for k, c := range ok {
+		paths[k] = t.Files[c.i].Destination
+	}
+	if err := m.ep.SyncParts(ctx, paths); err != nil {
+		return nil, fmt.Errorf("sync destinations: %w", err)
+	}
+	// Sources must not have changed under the copy.
+	kept := ok[:0]
+	for _, c := range ok {
+		f := t.Files[c.i]
+		now, err := m.ep.Stat(ctx, f.Source)
+		switch {
+		case err != nil && endpoint.Permanent(err):
+			fail(c.i, "stat source: "+err.Error())
+		case err != nil:
+			return nil, fmt.Errorf("stat source: %w", err)
+		case !now.Source.Same(c.source):
+			fail(c.i, fmt.Sprintf("source changed during the copy: was %s, now %s", c.source, now.Source))
+		default:
+			kept = append(kept, c)
+		}
+	}
+	ok = kept
+	// The renames are irreversible: only while this instance holds the lease.
+	if err := m.raft.VerifyLease(lease.Epoch); err != nil {
+		return nil, fmt.Errorf("lease check before rename: %w", err)
+	}
+	paths = paths[:0]
+	for _, c := range ok {
+		paths = append(paths, t.Files[c.i].Destination)
+	}
+	errs := m.ep.CommitAll(ctx, paths, t.Request.Overwrite == OverwriteAlways)
+	var done []int
+	var transient error
+	for k, c := range ok {
+		err := errs[k]
+		switch {
+		case err == nil, errors.Is(err, endpoint.ErrAlreadyCommitted):
+			batch.add(FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest})
+			done = append(done, c.i)
+		case errors.Is(err, endpoint.ErrExists):
+			fail(c.i, "destination exists: "+t.Files[c.i].Destination)
+		case endpoint.Permanent(err):
+			fail(c.i, "rename into place: "+err.Error())
+		default:
+			transient = fmt.Errorf("rename into place: %w", err)
+		}
+	}
+	if err := batch.flush(ctx); err != nil {
+		return nil, err
+	}
+	return done, transient
+}
+
+// copyWhole copies one small file to its .part without syncing it, and
+// returns its digest and the identity of the source it read.
+func (m *Manager) copyWhole(ctx context.Context, t *Transfer, f File, limiters []*copyloop.Limiter) (string, checkpoint.Source, error) {
+	if t.Request.Overwrite == OverwriteError {
+		if exists, err := m.ep.Exists(ctx, f.Destination); err != nil {
+			return "", checkpoint.Source{}, err
+		} else if exists {
+			return "", checkpoint.Source{}, endpoint.ErrExists
+		}
+	}
+	src, err := m.ep.OpenSource(ctx, f.Source)
+	if err != nil {
+		return "", checkpoint.Source{}, err
+	}
+	defer src.Close()
+	dst, err := m.ep.OpenPart(ctx, f.Destination, 0)
+	if err != nil {
+		return "", checkpoint.Source{}, err
+	}
+	digest, err := copyloop.Copy(ctx, copyloop.Params{
+		Src:             src,
+		Dst:             dst,
+		CheckpointBytes: smallFileMax + 1, // never: the group's sync stands for it
+		Limiters:        limiters,
+		BufferSize:      64 << 10,
+		Checkpoint:      func(context.Context, int64, []byte) error { return nil },
+	})
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", checkpoint.Source{}, err
+	}
+	return hex.EncodeToString(digest), src.Info().Source, nil
 }

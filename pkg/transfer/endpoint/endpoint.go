@@ -57,6 +57,15 @@ type Endpoint interface {
 	// which the caller treats as done.
 	Commit(ctx context.Context, path string, overwrite bool) error
 
+	// SyncParts makes the written data of the PartName(path) files durable,
+	// for many small files at once (where one fsync each would cost more
+	// than copying them). Their PartFiles must have been closed.
+	SyncParts(ctx context.Context, paths []string) error
+
+	// CommitAll is Commit for many files, making the renames durable with
+	// one sync per parent directory; errs[i] is the outcome for paths[i].
+	CommitAll(ctx context.Context, paths []string, overwrite bool) (errs []error)
+
 	// Exists reports whether something (a file, a directory, a link) has
 	// the name path.
 	Exists(ctx context.Context, path string) (bool, error)

@@ -171,28 +171,34 @@ func (Local) Commit(ctx context.Context, path string, overwrite bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	done, err := rename(path, overwrite)
+	if serr := syncDir(filepath.Dir(path)); serr != nil && (err == nil || done) {
+		return fmt.Errorf("commit %s: %w", path, serr)
+	}
+	return err
+}
+
+// rename moves PartName(path) to path without syncing; done reports that the
+// name path now holds the file (renamed now, or before: ErrAlreadyCommitted).
+func rename(path string, overwrite bool) (done bool, err error) {
 	part := PartName(path)
-	dir := filepath.Dir(path)
 	pfi, err := os.Lstat(part)
 	if errors.Is(err, fs.ErrNotExist) {
 		_, derr := os.Lstat(path)
 		switch {
 		case derr == nil:
 			// The rename was done before a failover; it may not have
-			// reached the disk yet.
-			if err := syncDir(dir); err != nil {
-				return fmt.Errorf("commit %s: %w", path, err)
-			}
-			return fmt.Errorf("commit %s: %w", path, ErrAlreadyCommitted)
+			// reached the disk yet: the caller syncs the directory.
+			return true, fmt.Errorf("commit %s: %w", path, ErrAlreadyCommitted)
 		case !errors.Is(derr, fs.ErrNotExist):
-			return fmt.Errorf("commit %s: %w", path, derr)
+			return false, fmt.Errorf("commit %s: %w", path, derr)
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", path, err)
+		return false, fmt.Errorf("commit %s: %w", path, err)
 	}
 	if !pfi.Mode().IsRegular() {
-		return fmt.Errorf("commit %s: %s is not a regular file: %w", path, part, fs.ErrInvalid)
+		return false, fmt.Errorf("commit %s: %s is not a regular file: %w", path, part, fs.ErrInvalid)
 	}
 	if overwrite {
 		err = os.Rename(part, path)
@@ -200,10 +206,78 @@ func (Local) Commit(ctx context.Context, path string, overwrite bool) error {
 		err = renameNoReplace(part, path)
 	}
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", path, err)
+		return false, fmt.Errorf("commit %s: %w", path, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("commit %s: %w", path, err)
+	return true, nil
+}
+
+func (Local) CommitAll(ctx context.Context, paths []string, overwrite bool) []error {
+	errs := make([]error, len(paths))
+	dirs := map[string][]int{} // directory -> paths renamed into it
+	for i, p := range paths {
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		done, err := rename(p, overwrite)
+		errs[i] = err
+		if done {
+			dirs[filepath.Dir(p)] = append(dirs[filepath.Dir(p)], i)
+		}
+	}
+	for dir, idx := range dirs {
+		if err := syncDir(dir); err != nil {
+			for _, i := range idx {
+				errs[i] = fmt.Errorf("commit %s: %w", paths[i], err)
+			}
+		}
+	}
+	return errs
+}
+
+func (Local) SyncParts(ctx context.Context, paths []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// One syncfs per file system holding them (told apart by device).
+	seen := map[uint64]bool{}
+	for _, p := range paths {
+		dir := filepath.Dir(p)
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", dir, err)
+		}
+		dev := checkpoint.Identify(fi).Device
+		if seen[dev] {
+			continue
+		}
+		seen[dev] = true
+		err = syncFS(dir)
+		if errors.Is(err, errNoSyncFS) {
+			return syncEach(paths)
+		}
+		if err != nil {
+			return fmt.Errorf("sync file system of %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+var errNoSyncFS = errors.New("no syncfs on this platform")
+
+func syncEach(paths []string) error {
+	for _, p := range paths {
+		f, err := os.OpenFile(PartName(p), os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		err = datasync(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

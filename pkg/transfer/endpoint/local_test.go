@@ -373,3 +373,54 @@ func TestRenameExclusive(t *testing.T) {
 		t.Fatalf("renamed file holds %q", got)
 	}
 }
+
+func TestCommitAllAndSyncParts(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var ep Local
+	var paths []string
+	for i, sub := range []string{"a/x", "a/y", "b/z"} {
+		p := filepath.Join(dir, sub)
+		w, err := ep.OpenPart(ctx, p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	if err := ep.SyncParts(ctx, paths); err != nil {
+		t.Fatalf("SyncParts: %v", err)
+	}
+	// b/z exists already: without overwrite it is refused, alone.
+	if err := os.WriteFile(paths[2], []byte("old"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	errs := ep.CommitAll(ctx, paths, false)
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrExists) {
+		t.Fatalf("CommitAll errors: %v", errs)
+	}
+	for i, p := range paths[:2] {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Fatalf("%s: %v %v", p, b, err)
+		}
+		if _, err := os.Stat(PartName(p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s.part still there", p)
+		}
+	}
+	if b, _ := os.ReadFile(paths[2]); string(b) != "old" {
+		t.Fatalf("existing destination replaced: %q", b)
+	}
+	// Replayed: the renamed ones report ErrAlreadyCommitted.
+	errs = ep.CommitAll(ctx, paths[:2], false)
+	for i, err := range errs {
+		if !errors.Is(err, ErrAlreadyCommitted) {
+			t.Fatalf("replayed commit %d: %v", i, err)
+		}
+	}
+}

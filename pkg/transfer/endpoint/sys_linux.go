@@ -5,6 +5,8 @@ package endpoint
 import (
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // syncFileRangeWrite is SYNC_FILE_RANGE_WRITE: start writeback of the dirty
@@ -25,6 +27,25 @@ func datasync(f *os.File) error {
 		if err != syscall.EINTR {
 			if err != nil {
 				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+// syncFS flushes the whole file system holding dir (syncfs(2)): one call
+// makes a batch of small files durable.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		err := unix.Syncfs(int(d.Fd()))
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "syncfs", Path: dir, Err: err}
 			}
 			return nil
 		}
