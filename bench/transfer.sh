@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Measures ftagent transfers on three local instances at default properties,
+# side by side with cp and rsync on the same disk: one 1 GiB file (warm and,
+# where the caches can be dropped, cold) against cp and cp + sync, a 256 MiB
+# file, 10,000 files of 4 KiB against rsync -r, and the active's peak RSS;
+# then where the time goes. Progress goes to stderr; the markdown report
+# (recorded in docs/performance.md) goes to stdout. About 6 minutes; run it
+# as root for the cold runs (drop_caches) and the RSS peak reset (clear_refs).
+#
+#   bench/transfer.sh                    # everything, at the defaults
+#   bench/transfer.sh -n-small 1 -n 3    # quicker
+#   bench/transfer.sh -keep              # keep binaries, data and instance logs
+#   bench/transfer.sh -h                 # every flag
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v rsync >/dev/null; then
+	echo "rsync not found: installing it with apt-get" >&2
+	apt-get update >&2
+	apt-get install -y rsync >&2
+fi
+exec go run ./bench/transfer -root . "$@"
