@@ -4,13 +4,16 @@
 # where the caches can be dropped, cold) against cp and cp + sync, a 256 MiB
 # file, 10,000 files of 4 KiB against rsync -r, and the active's peak RSS;
 # then where the time goes. Progress goes to stderr; the markdown report
-# (recorded in docs/performance.md) goes to stdout. About 6 minutes; run it
-# as root for the cold runs (drop_caches) and the RSS peak reset (clear_refs).
+# (recorded in docs/performance.md) goes to stdout. About 4 minutes; run it
+# as root for the cold runs (drop_caches) and the RSS peak reset (clear_refs),
+# on an otherwise idle machine, and not within ~6 minutes of deleting many
+# files on the same ext4 file system (a previous run's clean-up included):
+# see the caveats in docs/performance.md.
 #
-#   bench/transfer.sh                    # everything, at the defaults
-#   bench/transfer.sh -n-small 1 -n 3    # quicker
-#   bench/transfer.sh -keep              # keep binaries, data and instance logs
-#   bench/transfer.sh -h                 # every flag
+#   bench/transfer.sh                          # everything, at the defaults
+#   bench/transfer.sh -n 3 -n-cold 0 -n-small 2 -explain=false   # quicker
+#   bench/transfer.sh -keep                    # keep binaries, data and instance logs
+#   bench/transfer.sh -h                       # every flag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v rsync >/dev/null; then

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ftagent/ftagent/pkg/agent"
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
@@ -52,9 +54,13 @@ type explained struct {
 
 	// Three pkg/ha nodes in this process, on this disk.
 	raftApply, raftVerify []time.Duration
-	raftBatch             time.Duration // per entry, 64 Applies at once
+	raftBatch             time.Duration   // per entry, 64 Applies at once
+	raftBig               []time.Duration // Apply of a command as large as the many-files create entry
 	fsync4k               []time.Duration
 	raftErr               string
+
+	// Manager.plan's work for the many-files request, in this process.
+	planExpand, planResolve []time.Duration
 }
 
 // phaseRun is the large file through the HTTP API, polled every few ms.
@@ -68,7 +74,9 @@ type phaseRun struct {
 
 const phasePoll = 5 * time.Millisecond
 
-func explain(e *env, res *results) error {
+// explainLarge measures where a large file's time goes; it runs right after
+// the large-file measurements, in the same conditions.
+func explainLarge(e *env, res *results) error {
 	x := &res.explain
 	for i := range 3 {
 		prefault(e.big.size + 256<<20)
@@ -80,6 +88,12 @@ func explain(e *env, res *results) error {
 		progress("phases %d/3: accepted %s, first byte %s, all bytes written %s, completed seen %s (server %s)",
 			i+1, ms(p.accepted), ms(p.firstByte), ms(p.copied), ms(p.done), ms(p.server))
 	}
+	return inProcessLarge(e, x)
+}
+
+// explainSmall measures where many small files' time goes.
+func explainSmall(e *env, res *results) error {
+	x := &res.explain
 	for i := range 3 {
 		prefault(256 << 20)
 		p, err := phasesMany(e, fmt.Sprintf("out/phases-many-%d/", i+1))
@@ -89,7 +103,7 @@ func explain(e *env, res *results) error {
 		x.phasesMany = append(x.phasesMany, p)
 		progress("phases, %d files %d/3: accepted %s, completed seen %s (server %s)", e.small.files, i+1, ms(p.accepted), ms(p.done), ms(p.server))
 	}
-	if err := inProcessLarge(e, x); err != nil {
+	if err := planCost(e, x); err != nil {
 		return err
 	}
 	if err := localSteps(e, x); err != nil {
@@ -105,6 +119,33 @@ func explain(e *env, res *results) error {
 		x.raftErr = err.Error()
 		progress("raft latency: %v", err)
 	}
+	return nil
+}
+
+// planCost times, in this process, what Manager.plan does with the files
+// of the many-files request before its entry goes to raft: list the
+// sources through the sandbox (Expand), resolve every destination.
+func planCost(e *env, x *explained) error {
+	sb, err := sandbox.New(e.dir, nil)
+	if err != nil {
+		return err
+	}
+	for range 3 {
+		t0 := time.Now()
+		files, err := sb.Expand(e.small.rel+"/", true)
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		for _, f := range files {
+			if _, err := sb.Resolve(filepath.Join(e.out, "plan", filepath.FromSlash(f.Rel))); err != nil {
+				return err
+			}
+		}
+		x.planExpand = append(x.planExpand, t1.Sub(t0))
+		x.planResolve = append(x.planResolve, time.Since(t1))
+	}
+	progress("plan of %d files: sandbox Expand %s, Resolve of each destination %s", e.small.files, ms(median(x.planExpand)), ms(median(x.planResolve)))
 	return nil
 }
 
@@ -571,6 +612,16 @@ func raftLatency(e *env, x *explained) error {
 			return err
 		}
 		x.raftVerify = append(x.raftVerify, time.Since(t0))
+	}
+	if x.createBytes > 0 {
+		big := map[string]string{"pad": strings.Repeat("x", x.createBytes)}
+		for range 5 {
+			t0 := time.Now()
+			if _, err := leader.Apply("bench.noop", lease.Epoch, big, 30*time.Second); err != nil {
+				return err
+			}
+			x.raftBig = append(x.raftBig, time.Since(t0))
+		}
 	}
 	const batch, rounds = 64, 20
 	t0 := time.Now()

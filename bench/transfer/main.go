@@ -108,10 +108,14 @@ type env struct {
 	dropErr   string // why not
 	revision  string // the commit measured
 	loadStart string // /proc/loadavg before the measurements
-	rsyncVer  string
-	cpVer     string
-	reported  int64 // KiB of guest memory reported to the host during timed runs
-	reportedN int
+	// createProbe is how long writing the many-files sources took (no
+	// sync): slow when the file system has just deleted many files (see
+	// the caveats in docs/performance.md).
+	createProbe time.Duration
+	rsyncVer    string
+	cpVer       string
+	reported    int64 // KiB of guest memory reported to the host during timed runs
+	reportedN   int
 }
 
 type dataFile struct {
@@ -184,9 +188,11 @@ func run() error {
 			return err
 		}
 	}
+	t0 := time.Now()
 	if e.small, err = writeDataDir(e.in, fmt.Sprintf("files-%d", *flagFiles), *flagFiles, fileSize, 3); err != nil {
 		return err
 	}
+	e.createProbe = time.Since(t0)
 	if *flagFilesS > 0 {
 		if e.few, err = writeDataDir(e.in, fmt.Sprintf("files-%d", *flagFilesS), *flagFilesS, fileSize, 4); err != nil {
 			return err
@@ -222,11 +228,16 @@ func run() error {
 	if err := measureLarge(e, res); err != nil {
 		return err
 	}
+	if *flagExplain {
+		if err := explainLarge(e, res); err != nil {
+			return err
+		}
+	}
 	if err := measureSmall(e, res); err != nil {
 		return err
 	}
 	if *flagExplain {
-		if err := explain(e, res); err != nil {
+		if err := explainSmall(e, res); err != nil {
 			return err
 		}
 	}
