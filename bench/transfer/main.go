@@ -64,7 +64,7 @@ var (
 	flagNSmall   = flag.Int("n-small", 5, "repetitions of the many-files transfer through ftagent, and of the smaller one")
 	flagNRsync   = flag.Int("n-rsync", 5, "repetitions of rsync -r, rsync -r + sync and rsync -r --fsync")
 	flagFilesS   = flag.Int("files-small", 1000, "files in the smaller transfer that shows the cost per file against the number of files (0 skips it)")
-	flagPrefault = flag.Bool("prefault", true, "touch and free anonymous memory before each timed run (see the report: guest memory the host took back)")
+	flagPrefault = flag.Bool("prefault", true, "touch and free anonymous memory (huge pages) before each timed run: see the caveats in docs/performance.md")
 	flagExplain  = flag.Bool("explain", true, "measure where the time goes (phases, in-process pieces)")
 	flagPoll     = flag.Duration("poll", 10*time.Millisecond, "interval of the active's VmRSS polls during a transfer")
 	flagKeep     = flag.Bool("keep", false, "keep the working directory (binaries, properties, data, instance logs)")
