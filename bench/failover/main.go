@@ -76,7 +76,7 @@ func main() {
 
 func run() error {
 	started := time.Now()
-	root, err := moduleRoot(*flagRoot)
+	root, err := harness.ModuleRoot(*flagRoot)
 	if err != nil {
 		return err
 	}
@@ -360,7 +360,7 @@ func followingButUnlisted(c *harness.Cluster, v ha.AgentView) ([]string, bool) {
 			continue
 		}
 		var st ha.InstanceStatus
-		if err := getJSON(context.Background(), c.Addr[n], agent.PathInstance, &st); err != nil ||
+		if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], agent.PathInstance, &st); err != nil ||
 			st.Status != ha.StatusReady || st.Leader != v.Active {
 			return nil, false
 		}
@@ -427,7 +427,7 @@ func watchActive(ctx context.Context, c *harness.Cluster, names []string, epoch 
 			defer once()
 			for {
 				var st ha.InstanceStatus
-				err := getJSON(ctx, addr, agent.PathInstance, &st)
+				err := harness.GetJSON(ctx, httpc, addr, agent.PathInstance, &st)
 				at := time.Now()
 				once()
 				if err == nil && st.Status == ha.StatusActive && st.Epoch > epoch {
@@ -454,7 +454,7 @@ func waitSteady(c *harness.Cluster, timeout time.Duration, active string) (ha.Ag
 	for {
 		for _, n := range c.Names {
 			var v ha.AgentView
-			if err := getJSON(context.Background(), c.Addr[n], agent.PathAgent, &v); err != nil {
+			if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], agent.PathAgent, &v); err != nil {
 				continue // a follower answers 421; a stopped instance not at all
 			}
 			last = v
@@ -469,23 +469,6 @@ func waitSteady(c *harness.Cluster, timeout time.Duration, active string) (ha.Ag
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func getJSON(ctx context.Context, addr, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return fmt.Errorf("GET %s%s: %s", addr, path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // idle lets the cluster sit untouched; nothing to wait for.
@@ -613,20 +596,6 @@ func others(names []string, not string) []string {
 	return out
 }
 
-func moduleRoot(dir string) (string, error) {
-	cmd := exec.Command("go", "env", "GOMOD")
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD in %s: %w", dir, err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("%s is not inside a Go module (use -root)", dir)
-	}
-	return filepath.Dir(gomod), nil
-}
-
 func goVersionOf(root string) string {
 	cmd := exec.Command("go", "version")
 	cmd.Dir = root
@@ -701,7 +670,7 @@ func report(w io.Writer, d reportData) {
 
 	fmt.Fprintf(w, "## Fail-over benchmark results\n\n")
 	fmt.Fprintf(w, "- date: %s\n", d.started.Format(time.RFC3339))
-	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s, Linux %s\n", runtime.NumCPU(), cpuModel(), runtime.GOARCH, kernel())
+	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s, Linux %s\n", runtime.NumCPU(), harness.CPUModel(), runtime.GOARCH, harness.Kernel())
 	fmt.Fprintf(w, "- %s\n", d.goVersion)
 	fmt.Fprintf(w, "- command: `go run ./bench/failover %s` (%v in all)\n", strings.Join(os.Args[1:], " "), d.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "- cluster: 3 instances on 127.0.0.1, default properties (raft heartbeat 500ms, election 500ms, leader lease 250ms, commit 50ms); new active observed by polling each survivor's `GET /v1/instance` every %v\n\n", *flagPoll)
@@ -778,25 +747,4 @@ func report(w io.Writer, d reportData) {
 		verdictRSS = "**missed**"
 	}
 	fmt.Fprintf(w, "| **max** | **%s** | **%s** |\n\nRSS target ≤ 50 MiB: %s.\n", mib(maxFresh), mib(maxAfter), verdictRSS)
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
 }

@@ -171,7 +171,7 @@ func phases(e *env, dst string) (phaseRun, error) {
 	deadline := t0.Add(*flagTimeout)
 	for {
 		var v transfer.View
-		if err := getJSON(context.Background(), addr, agent.PathTransfers+"/"+id, &v); err != nil {
+		if err := harness.GetJSON(context.Background(), httpc, addr, agent.PathTransfers+"/"+id, &v); err != nil {
 			return p, err
 		}
 		at := time.Since(t0)
@@ -221,7 +221,7 @@ func phasesMany(e *env, dst string) (phaseRun, error) {
 	for {
 		time.Sleep(100 * time.Millisecond)
 		var v transfer.View
-		if err := getJSON(context.Background(), addr, agent.PathTransfers+"/"+id, &v); err != nil {
+		if err := harness.GetJSON(context.Background(), httpc, addr, agent.PathTransfers+"/"+id, &v); err != nil {
 			return p, err
 		}
 		if transfer.Terminal(v.State) {
@@ -273,7 +273,7 @@ func inProcessLarge(e *env, x *explained) error {
 	}
 	for i := range 3 {
 		t0 := time.Now()
-		sum, err := hashFile(e.big.path)
+		sum, err := harness.FileSHA256(e.big.path)
 		if err != nil {
 			return err
 		}

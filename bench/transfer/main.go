@@ -37,7 +37,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -147,7 +146,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("-file-size: %w", err)
 	}
-	root, err := moduleRoot(*flagRoot)
+	root, err := harness.ModuleRoot(*flagRoot)
 	if err != nil {
 		return err
 	}
@@ -323,7 +322,7 @@ func warm(e *env) error {
 		if f.path == "" {
 			continue
 		}
-		if sum, err := hashFile(f.path); err != nil || sum != f.sha256 {
+		if sum, err := harness.FileSHA256(f.path); err != nil || sum != f.sha256 {
 			return fmt.Errorf("reading %s back: %v (SHA-256 %s)", f.path, err, sum)
 		}
 	}
@@ -351,7 +350,7 @@ func waitSteady(c *harness.Cluster, timeout time.Duration) (ha.AgentView, error)
 	for {
 		for _, n := range c.Names {
 			var v ha.AgentView
-			if err := getJSON(context.Background(), c.Addr[n], agent.PathAgent, &v); err != nil {
+			if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], agent.PathAgent, &v); err != nil {
 				continue // a follower answers 421; a stopped instance not at all
 			}
 			last = v
@@ -369,7 +368,7 @@ func waitSteady(c *harness.Cluster, timeout time.Duration) (ha.AgentView, error)
 // lastApplied is the raft index the instance has applied.
 func lastApplied(c *harness.Cluster, name string) (uint64, error) {
 	var st ha.InstanceStatus
-	if err := getJSON(context.Background(), c.Addr[name], agent.PathInstance, &st); err != nil {
+	if err := harness.GetJSON(context.Background(), httpc, c.Addr[name], agent.PathInstance, &st); err != nil {
 		return 0, err
 	}
 	return st.LastApplied, nil
@@ -410,20 +409,6 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q", s)
 	}
 	return n * mult, nil
-}
-
-func moduleRoot(dir string) (string, error) {
-	cmd := exec.Command("go", "env", "GOMOD")
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD in %s: %w", dir, err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("%s is not inside a Go module (use -root)", dir)
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // revision names the commit the binaries were built from, and says whether
@@ -482,20 +467,6 @@ func firstLine(name string, args ...string) string {
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
-// hashFile is an independent SHA-256 of a file's bytes.
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // checkDir checks that dir holds exactly the files of d with their bytes,

@@ -9,12 +9,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ftagent/ftagent/test/harness"
 )
 
 func report(w io.Writer, e *env, res *results, started time.Time) {
 	fmt.Fprintf(w, "### Transfer benchmark results\n\n")
 	fmt.Fprintf(w, "- date: %s\n", started.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s, Linux %s, %s RAM\n", runtime.NumCPU(), cpuModel(), runtime.GOARCH, kernel(), memTotal())
+	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s, Linux %s, %s RAM\n", runtime.NumCPU(), harness.CPUModel(), runtime.GOARCH, harness.Kernel(), memTotal())
 	fmt.Fprintf(w, "- disk: %s\n", mountOf(e.dir))
 	fmt.Fprintf(w, "- ftagent: %s\n", e.revision)
 	fmt.Fprintf(w, "- load average (1, 5, 15 min) when the cluster was up: %s; at the end: %s\n", e.loadStart, loadavg())
@@ -387,27 +389,6 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func kernel() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "?"
-	}
-	return strings.TrimSpace(string(b))
 }
 
 func memTotal() string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -187,7 +186,7 @@ func checkFile(e *env, t tool, dst string, src dataFile, full bool) error {
 		return fmt.Errorf("%s.part left behind", dst)
 	}
 	if full {
-		sum, err := hashFile(path)
+		sum, err := harness.FileSHA256(path)
 		if err != nil {
 			return err
 		}
@@ -486,21 +485,4 @@ func (w *rssWatch) stop() int64 {
 var httpc = &http.Client{
 	Timeout:   10 * time.Second,
 	Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute},
-}
-
-func getJSON(ctx context.Context, addr, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return fmt.Errorf("GET %s%s: %s", addr, path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
