@@ -74,6 +74,7 @@ type Config struct {
 	ClientRequestTimeout    time.Duration // default 2s
 
 	LogLevel string // default "info"; one of trace, debug, info, warn, error
+	AuditLog string // absolute; "" when off
 
 	Warnings []string // e.g. unknown keys: `agent.properties: unknown key "standbyStatusPublishIntervall" (ignored; did you mean "standbyStatusPublishInterval"?)`
 
@@ -309,6 +310,14 @@ func (l *checker) load() error {
 		default:
 			return l.errorf(KeyLogLevel, "%q is not one of trace, debug, info, warn, error", v)
 		}
+	}
+
+	// auditLog
+	if v, ok := l.value(KeyAuditLog); ok {
+		if !filepath.IsAbs(v) {
+			v = filepath.Join(c.Dir, v)
+		}
+		c.AuditLog = filepath.Clean(v)
 	}
 
 	l.groupWarnings()

@@ -43,6 +43,7 @@ const (
 	KeyClientRequestTimeout    = "clientRequestTimeout"
 
 	KeyLogLevel = "logLevel"
+	KeyAuditLog = "auditLog"
 )
 
 // KeyDoc describes one property of agent.properties.
@@ -167,6 +168,9 @@ var Keys = []KeyDoc{
 	{Name: KeyLogLevel, Default: "info",
 		Form: "trace, debug, info, warn or error (any case)",
 		Doc:  "Least severe level that the agent logs."},
+	{Name: KeyAuditLog, Default: "",
+		Form: "path (relative to the properties file's directory); empty: off",
+		Doc:  "File to which the instance appends one JSON line for every lease it takes and every write, truncation, rename and removal it makes in transfer storage, with the lease epoch it acted under. For diagnosis and the fault-injection checker; costs one write per data chunk."},
 }
 
 // LookupKey returns the description of a known key.
