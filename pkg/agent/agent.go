@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 
+	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -44,6 +45,7 @@ type Instance struct {
 	node      *ha.Node
 	srv       *http.Server
 	transfers *transfer.Manager
+	trail     *audit.Log // nil unless auditLog is set
 
 	stopMu    sync.Mutex
 	stopRes   *StopResult
@@ -79,6 +81,13 @@ func Start(opts Options) (*Instance, error) {
 	if err != nil {
 		mux.Close()
 		return nil, &config.Error{File: cfg.Path, Key: "sandboxRoot", Msg: err.Error()}
+	}
+	var trail *audit.Log
+	if cfg.AuditLog != "" {
+		if trail, err = audit.Open(cfg.AuditLog, self.Name); err != nil {
+			mux.Close()
+			return nil, &config.Error{File: cfg.Path, Key: config.KeyAuditLog, Msg: err.Error()}
+		}
 	}
 	state := transfer.NewState()
 	var mgr *transfer.Manager // set below, before raft can call back
@@ -122,8 +131,13 @@ func Start(opts Options) (*Instance, error) {
 		},
 		Peers:        clientPeers{c: peerClient},
 		StateMachine: state,
-		OnActive:     func(ctx context.Context, l ha.Lease) { mgr.Run(ctx, l) },
-		Drain:        func(ctx context.Context) error { return mgr.Drain(ctx) },
+		OnActive: func(ctx context.Context, l ha.Lease) {
+			if err := trail.Lease(l.Epoch, time.Now()); err != nil {
+				log.Error().Err(err).Msg("cannot write the audit log")
+			}
+			mgr.Run(ctx, l)
+		},
+		Drain: func(ctx context.Context) error { return mgr.Drain(ctx) },
 		BeforeStart: func(node *ha.Node) {
 			mgr = transfer.NewManager(transfer.Limits{
 				MaxSourceTransfers:      cfg.MaxSourceTransfers,
@@ -135,14 +149,16 @@ func Start(opts Options) (*Instance, error) {
 				MaxBandwidth:            cfg.MaxBandwidth,
 				HistoryCount:            cfg.TransferHistoryCount,
 				HistoryAge:              cfg.TransferHistoryAge,
-			}, state, node, endpoint.Local{}, sb, log)
+			}, state, node, endpoint.Fenced{Endpoint: endpoint.Local{}, Fence: node, Audit: trail}, sb, log)
 		},
 	})
 	if err != nil {
 		mux.Close()
+		_ = trail.Close()
 		return nil, err
 	}
 	in.node = node
+	in.trail = trail
 	in.transfers = mgr
 	in.srv = &http.Server{
 		Handler:           in.handler(),
@@ -231,5 +247,6 @@ func (in *Instance) shutdown() {
 		in.log.Error().Err(err).Msg("raft shutdown")
 	}
 	_ = in.mux.Close()
+	_ = in.trail.Close()
 	in.log.Info().Str("status", "STOPPED").Msg("instance stopped")
 }

@@ -146,7 +146,7 @@ func (n *Node) establish() (Lease, error) {
 // work has stopped when it returns.
 func (n *Node) runActive(stop <-chan struct{}, lease Lease) bool {
 	ctx, cancel := context.WithCancel(context.Background())
-	term := &activeTerm{lease: lease, cancel: cancel, yield: make(chan struct{})}
+	term := &activeTerm{lease: lease, ctx: ctx, cancel: cancel, yield: make(chan struct{})}
 	n.mu.Lock()
 	if n.stopping {
 		n.mu.Unlock()

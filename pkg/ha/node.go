@@ -129,7 +129,9 @@ type Node struct {
 
 type activeTerm struct {
 	lease  Lease
+	ctx    context.Context // the work's context, cancelled when it must stop
 	cancel context.CancelFunc
+	fence  fence
 	yield  chan struct{} // closed by HandOver: stop work and hand the lease on
 }
 

@@ -1,0 +1,99 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/audit"
+)
+
+type switchFence struct {
+	epoch uint64
+	err   error
+}
+
+func (f *switchFence) CheckLease() (uint64, time.Time, error) {
+	if f.err != nil {
+		return 0, time.Time{}, f.err
+	}
+	return f.epoch, time.Now(), nil
+}
+
+// A Fenced endpoint changes nothing once its fence refuses, and records
+// each change it made with the epoch it was checked under.
+func TestFencedRefusesAndAudits(t *testing.T) {
+	dir := t.TempDir()
+	trail, err := audit.Open(filepath.Join(dir, "audit.jsonl"), "ha1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence := &switchFence{epoch: 7}
+	ep := Fenced{Endpoint: Local{}, Fence: fence, Audit: trail}
+	ctx := context.Background()
+	dst := filepath.Join(dir, "out", "a.bin")
+
+	p, err := ep.OpenPart(ctx, dst, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write([]byte("hello ")); err != nil {
+		t.Fatal(err)
+	}
+	lost := errors.New("lease lost")
+	fence.err = lost
+	if n, err := p.Write([]byte("world")); !errors.Is(err, lost) || n != 0 {
+		t.Fatalf("write after the fence closed: n=%d err=%v", n, err)
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if err := ep.Commit(ctx, dst, false); !errors.Is(err, lost) {
+		t.Fatalf("commit after the fence closed: %v", err)
+	}
+	if errs := ep.CommitAll(ctx, []string{dst}, false); !errors.Is(errs[0], lost) {
+		t.Fatalf("commit all after the fence closed: %v", errs)
+	}
+	if err := ep.Remove(ctx, PartName(dst)); !errors.Is(err, lost) {
+		t.Fatalf("remove after the fence closed: %v", err)
+	}
+	if _, err := ep.OpenPart(ctx, dst, 3); !errors.Is(err, lost) {
+		t.Fatalf("truncate after the fence closed: %v", err)
+	}
+	b, err := os.ReadFile(PartName(dst))
+	if err != nil || string(b) != "hello " {
+		t.Fatalf(".part holds %q (%v), want the bytes written before the fence closed", b, err)
+	}
+	if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("destination exists after a refused commit: %v", err)
+	}
+
+	fence.err, fence.epoch = nil, 8
+	if err := ep.Commit(ctx, dst, false); err != nil {
+		t.Fatal(err)
+	}
+	trail.Close()
+	recs, err := audit.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		op    string
+		epoch uint64
+		off   int64
+		n     int64
+	}{{audit.OpTruncate, 7, 0, 0}, {audit.OpWrite, 7, 0, 6}, {audit.OpRename, 8, 0, 0}}
+	if len(recs) != len(want) {
+		t.Fatalf("audit has %d records, want %d: %+v", len(recs), len(want), recs)
+	}
+	for i, w := range want {
+		r := recs[i]
+		if r.Op != w.op || r.Epoch != w.epoch || r.Offset != w.off || r.N != w.n || r.Instance != "ha1" || r.Checked == 0 {
+			t.Errorf("record %d = %+v, want %+v", i, r, w)
+		}
+	}
+}
