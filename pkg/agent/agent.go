@@ -190,6 +190,11 @@ func (in *Instance) Run(ctx context.Context) error {
 	case err := <-in.serveDone:
 		in.shutdown()
 		return fmt.Errorf("client API stopped: %w", err)
+	case <-in.node.Failed():
+		// The node refused a log entry its build cannot read and applies
+		// nothing more: end with that reason (pkg/ha/upgrade.go).
+		in.shutdown()
+		return in.node.Refusal()
 	}
 	in.shutdown()
 	return nil

@@ -7,9 +7,15 @@ import (
 	"time"
 )
 
-// FormatVersion is the version of the replicated command and snapshot format
-// this build writes. A build reads every version up to its own and refuses
-// newer ones loudly rather than guess at them.
+// FormatVersion is the highest format of replicated commands and snapshots
+// this build reads. A build reads every format up to its own and refuses a
+// newer one loudly rather than guess at it (see RefusalError).
+//
+// An entry's envelope carries the format of its kind (see RegisterKind), not
+// this build's: a newer build writes the kinds an older one knows in their old
+// format, so that the older build keeps reading them during a rolling upgrade.
+// A change to a kind's data that an older build would misread is a new kind,
+// or the same kind registered at a new format.
 const FormatVersion = 1
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
@@ -42,9 +48,12 @@ var (
 	ErrUnknownKind = errors.New("unknown command kind")
 	// ErrNewerFormat is the result of a command from a newer build.
 	ErrNewerFormat = errors.New("command format newer than this build understands")
+	// ErrMalformedCommand is the result of a log entry that is not a command
+	// envelope at all.
+	ErrMalformedCommand = errors.New("malformed command")
 )
 
-// encodeCommand builds a log entry.
+// encodeCommand builds a log entry, stamped with its kind's format.
 func encodeCommand(kind string, epoch uint64, data any) ([]byte, error) {
 	var raw json.RawMessage
 	if data != nil {
@@ -54,17 +63,22 @@ func encodeCommand(kind string, epoch uint64, data any) ([]byte, error) {
 		}
 		raw = b
 	}
-	return json.Marshal(Command{Format: FormatVersion, Kind: kind, Epoch: epoch, Data: raw})
+	format, ok := KindFormat(kind)
+	if !ok {
+		format = 1 // refused when applied: Node.Apply never proposes it
+	}
+	return json.Marshal(Command{Format: format, Kind: kind, Epoch: epoch, Data: raw})
 }
 
-// decodeCommand is the one place that decodes log entries.
+// decodeCommand is the one place that decodes log entries. It only decodes:
+// whether this build may apply the command is state.apply's decision.
 func decodeCommand(b []byte) (Command, error) {
 	var c Command
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("decode command: %w", err)
+		return c, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
 	}
-	if c.Format > FormatVersion {
-		return c, fmt.Errorf("%w: %q has format %d, this build knows up to %d", ErrNewerFormat, c.Kind, c.Format, FormatVersion)
+	if c.Format < 1 || c.Kind == "" {
+		return c, fmt.Errorf("%w: format %d, kind %q", ErrMalformedCommand, c.Format, c.Kind)
 	}
 	return c, nil
 }

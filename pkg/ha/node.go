@@ -153,6 +153,7 @@ func New(cfg Config) (*Node, error) {
 		handoffErr: make(chan error, 1),
 		standbys:   make(map[string]standbyEntry),
 	}
+	n.state.log = n.log // a refused log entry is logged where it happens
 	if cfg.BeforeStart != nil {
 		cfg.BeforeStart(n)
 	}
@@ -412,6 +413,9 @@ func (n *Node) VerifyLease(epoch uint64) error {
 // Apply commits a command of the plugged-in state machine under epoch and
 // returns the state machine's result.
 func (n *Node) Apply(kind string, epoch uint64, data any, timeout time.Duration) (any, error) {
+	if err := n.mayPropose(kind); err != nil { // see upgrade.go
+		return nil, err
+	}
 	b, err := encodeCommand(kind, epoch, data)
 	if err != nil {
 		return nil, err

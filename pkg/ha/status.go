@@ -24,6 +24,9 @@ const (
 	StatusStopping    = "STOPPING"
 	StatusStopped     = "STOPPED"
 	StatusUnreachable = "UNREACHABLE"
+	// StatusFailed: the instance refused an entry of its replicated log that
+	// its build cannot read (see RefusalError) and stopped applying it.
+	StatusFailed = "FAILED"
 )
 
 // InstanceStatus is what an instance says of itself: what a standby publishes
@@ -43,6 +46,9 @@ type InstanceStatus struct {
 	Epoch         uint64    `json:"epoch"`
 	LeaseHolder   string    `json:"leaseHolder"`
 	RaftState     string    `json:"raftState"`
+	// Format is the highest command format this build reads. Builds older
+	// than the field leave it out: they read format 1.
+	Format int `json:"format,omitempty"`
 }
 
 // Status reports this instance's own view.
@@ -53,6 +59,7 @@ func (n *Node) Status() InstanceStatus {
 	n.mu.Lock()
 	active, stopping := n.active != nil, n.stopping
 	n.mu.Unlock()
+	failed := n.state.refusal() != nil
 
 	s := InstanceStatus{
 		Agent:         n.cfg.AgentName,
@@ -66,6 +73,7 @@ func (n *Node) Status() InstanceStatus {
 		Epoch:         lease.Epoch,
 		LeaseHolder:   lease.Holder,
 		RaftState:     r.State().String(),
+		Format:        n.state.knows(),
 	}
 	switch {
 	case n.cfg.Witness:
@@ -76,6 +84,8 @@ func (n *Node) Status() InstanceStatus {
 		s.Role = RoleStandby
 	}
 	switch {
+	case failed:
+		s.Status = StatusFailed
 	case stopping:
 		s.Status = StatusStopping
 	case active:
@@ -87,7 +97,7 @@ func (n *Node) Status() InstanceStatus {
 	default:
 		s.Status = StatusReady
 	}
-	s.CanTakeOver = !n.cfg.Witness && !stopping && id != "" && r.State() == raft.Follower
+	s.CanTakeOver = !n.cfg.Witness && !stopping && !failed && id != "" && r.State() == raft.Follower
 	return s
 }
 
@@ -116,11 +126,15 @@ func (n *Node) ReportStandby(s InstanceStatus) error {
 		return errors.New("unknown instance " + s.Name)
 	}
 	n.mu.Lock()
-	_, had := n.standbys[s.Name]
+	prev, had := n.standbys[s.Name]
 	n.standbys[s.Name] = standbyEntry{status: s, received: time.Now()}
 	n.mu.Unlock()
-	if !had {
-		n.log.Info().Str("standby", s.Name).Str("version", s.Version).Msg("standby reported")
+	switch {
+	case s.Status == StatusFailed && (!had || prev.status.Status != StatusFailed):
+		n.log.Error().Str("standby", s.Name).Str("version", s.Version).Int("format", reportedFormat(s)).
+			Msg("standby failed: it refused a replicated log entry its build cannot read; upgrade it")
+	case !had || prev.status.Version != s.Version:
+		n.log.Info().Str("standby", s.Name).Str("version", s.Version).Int("format", reportedFormat(s)).Msg("standby reported")
 	}
 	return nil
 }
@@ -144,7 +158,10 @@ func (n *Node) publishFinal() {
 		return
 	}
 	s := n.Status()
-	s.Status, s.CanTakeOver = StatusStopped, false
+	if s.Status != StatusFailed {
+		s.Status = StatusStopped
+	}
+	s.CanTakeOver = false
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := n.cfg.Peers.Publish(ctx, string(addr), s); err != nil {
@@ -227,8 +244,8 @@ func (n *Node) discardStaleLocked(now time.Time) {
 	for name, e := range n.standbys {
 		if age := now.Sub(e.received); age > n.cfg.DiscardTime {
 			delete(n.standbys, name)
-			if e.status.Status == StatusStopped {
-				n.log.Info().Str("standby", name).Msg("stopped instance forgotten after the discard time")
+			if e.status.Status == StatusStopped || e.status.Status == StatusFailed {
+				n.log.Info().Str("standby", name).Str("status", e.status.Status).Msg("stopped instance forgotten after the discard time")
 				continue
 			}
 			n.log.Warn().Str("standby", name).Str("statusAge", age.Round(time.Millisecond).String()).
@@ -260,6 +277,9 @@ type InstanceView struct {
 	StartTime   *time.Time `json:"startTime,omitempty"`
 	LastApplied uint64     `json:"lastApplied"`
 	CanTakeOver bool       `json:"canTakeOver"`
+	// Format is the highest command format the instance reported it reads
+	// (absent: not reported, or a build older than the field, which reads 1).
+	Format int `json:"format,omitempty"`
 }
 
 // View returns the agent as this leader sees it; ErrNotLeader elsewhere.
@@ -289,7 +309,7 @@ func (n *Node) View() (AgentView, error) {
 		if p.Name == n.cfg.Name {
 			st := self.StartTime
 			iv.Role, iv.Status, iv.Version, iv.StartTime = self.Role, self.Status, self.Version, &st
-			iv.LastApplied, iv.CanTakeOver = self.LastApplied, self.CanTakeOver
+			iv.LastApplied, iv.CanTakeOver, iv.Format = self.LastApplied, self.CanTakeOver, self.Format
 			v.Instances = append(v.Instances, iv)
 			continue
 		}
@@ -302,11 +322,11 @@ func (n *Node) View() (AgentView, error) {
 			secs := now.Sub(e.received).Seconds()
 			st := e.status.StartTime
 			iv.StatusAge, iv.Version, iv.Status, iv.StartTime = &secs, e.status.Version, e.status.Status, &st
-			iv.LastApplied, iv.CanTakeOver = e.status.LastApplied, e.status.CanTakeOver
+			iv.LastApplied, iv.CanTakeOver, iv.Format = e.status.LastApplied, e.status.CanTakeOver, e.status.Format
 			switch {
 			case witness:
 				iv.Role = RoleWitness
-			case e.status.Status == StatusStopping || e.status.Status == StatusStopped:
+			case e.status.Status == StatusStopping || e.status.Status == StatusStopped || e.status.Status == StatusFailed:
 				iv.Role = RoleStandby // said it is going away: not ready to take over
 			default:
 				iv.Role = RoleStandby
