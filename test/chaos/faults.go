@@ -1,0 +1,153 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Fault kinds.
+const (
+	KillActive    = "kill-active"  // kill -9 of the active, restarted after a while
+	KillStandby   = "kill-standby" // kill -9 of a standby, restarted after a while
+	PauseActive   = "pause-active" // SIGSTOP of the active until another holds the lease, then SIGCONT
+	StopImmediate = "ftstop-i"     // ftstop -i: hand over at once, transfers left at their checkpoint
+	StopNormal    = "ftstop"       // normal ftstop: the active drains its transfers and hands over
+	Partition     = "partition"    // the active's link down until another holds the lease, then up
+	KillThenStart = "kill-restart" // kill -9 of the active and an immediate restart
+)
+
+var faultKinds = []string{KillActive, KillStandby, PauseActive, StopImmediate, StopNormal, Partition, KillThenStart}
+
+// Event is one fault as it happened.
+type Event struct {
+	N        int
+	Kind     string
+	Target   string
+	Epoch    uint64 // the lease epoch when the fault began
+	NewEpoch uint64 // the lease epoch once the agent was healthy again
+	At       time.Time
+	Took     time.Duration // from the fault to a healthy agent again
+}
+
+func (e Event) String() string {
+	return fmt.Sprintf("#%d %s %s (epoch %d → %d, healthy again after %v)", e.N, e.Kind, e.Target, e.Epoch, e.NewEpoch, e.Took.Round(time.Millisecond))
+}
+
+// Schedule draws faults from a seed.
+type Schedule struct {
+	rng *rand.Rand
+	a   *Agent
+	// ElectionWait bounds how long a new active may take to appear.
+	ElectionWait time.Duration
+	Logf         func(format string, args ...any)
+}
+
+// NewSchedule draws from seed.
+func NewSchedule(a *Agent, seed uint64) *Schedule {
+	return &Schedule{rng: rand.New(rand.NewPCG(seed, 0xfa17)), a: a, ElectionWait: 20 * time.Second, Logf: func(string, ...any) {}}
+}
+
+func (s *Schedule) hold(min, spread time.Duration) {
+	time.Sleep(min + time.Duration(s.rng.Int64N(int64(spread))))
+}
+
+// Next injects one fault and brings the agent back to health (every
+// instance running and answering, one active). It fails if the agent does
+// not recover.
+func (s *Schedule) Next(n int) (Event, error) {
+	a := s.a
+	active, epoch, err := a.WaitHealthy(60 * time.Second)
+	if err != nil {
+		return Event{}, err
+	}
+	kind := faultKinds[s.rng.IntN(len(faultKinds))]
+	ev := Event{N: n, Kind: kind, Target: active, Epoch: epoch, At: time.Now()}
+	// Let the workload be in full flight before each fault.
+	s.hold(300*time.Millisecond, 1200*time.Millisecond)
+	if kind == KillStandby {
+		var standbys []string
+		for _, name := range a.Names {
+			if name != active {
+				standbys = append(standbys, name)
+			}
+		}
+		ev.Target = standbys[s.rng.IntN(len(standbys))]
+	}
+	ev.At = time.Now()
+	s.Logf("fault #%d: %s of %s at epoch %d", n, kind, ev.Target, epoch)
+	switch kind {
+	case KillActive, KillThenStart:
+		if err := a.Kill(active); err != nil {
+			return ev, err
+		}
+		if kind == KillActive {
+			if _, _, err := a.WaitNewActive(active, epoch, s.ElectionWait); err != nil {
+				return ev, err
+			}
+			s.hold(0, 1500*time.Millisecond)
+		}
+		if err := a.Start(active); err != nil {
+			return ev, err
+		}
+	case KillStandby:
+		if err := a.Kill(ev.Target); err != nil {
+			return ev, err
+		}
+		s.hold(500*time.Millisecond, 2*time.Second)
+		if err := a.Start(ev.Target); err != nil {
+			return ev, err
+		}
+	case PauseActive:
+		if err := a.Pause(active); err != nil {
+			return ev, err
+		}
+		_, _, werr := a.WaitNewActive(active, epoch, s.ElectionWait)
+		// Resume while the new active works, so that the old one wakes up
+		// believing it leads, in the middle of whatever it was doing.
+		s.hold(0, 1500*time.Millisecond)
+		if err := a.Resume(active); err != nil {
+			return ev, err
+		}
+		if werr != nil {
+			return ev, werr
+		}
+	case StopImmediate, StopNormal:
+		args := []string{}
+		if kind == StopImmediate {
+			args = append(args, "-i")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		r, err := a.Ftstop(ctx, args...)
+		cancel()
+		if err != nil {
+			return ev, err
+		}
+		if r.Exit != 0 {
+			return ev, fmt.Errorf("ftstop %v: exit %d: %s", args, r.Exit, r.Stderr)
+		}
+		if err := a.Exited(active, 30*time.Second); err != nil {
+			return ev, err
+		}
+		s.hold(200*time.Millisecond, 1500*time.Millisecond)
+		if err := a.Start(active); err != nil {
+			return ev, err
+		}
+	case Partition:
+		if err := a.Bench.Cut(active); err != nil {
+			return ev, err
+		}
+		_, _, werr := a.WaitNewActive(active, epoch, s.ElectionWait)
+		s.hold(0, 2*time.Second)
+		if err := a.Bench.Heal(active); err != nil {
+			return ev, err
+		}
+		if werr != nil {
+			return ev, werr
+		}
+	}
+	_, ev.NewEpoch, err = a.WaitHealthy(60 * time.Second)
+	ev.Took = time.Since(ev.At)
+	return ev, err
+}
