@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ func envInt(t *testing.T, name string, def int) int {
 //	FTAGENT_CHAOS_SEED=N       replay a schedule (the seed is printed)
 //	FTAGENT_CHAOS_FAULTS=N     number of faults (default 40: about 2 minutes)
 //	FTAGENT_CHAOS_TRANSFERS=N  least number of transfers (default 60)
+//	FTAGENT_CHAOS_KINDS=a,b    draw faults only of these kinds (chaos.FaultKinds)
 func TestChaos(t *testing.T) {
 	if why := chaos.Capable(); why != "" {
 		if os.Getenv("CI") == "true" {
@@ -126,6 +128,15 @@ func TestChaos(t *testing.T) {
 
 	sched := chaos.NewSchedule(a, seed)
 	sched.Logf = t.Logf
+	if v := os.Getenv("FTAGENT_CHAOS_KINDS"); v != "" {
+		sched.Kinds = nil
+		for _, k := range strings.Split(v, ",") {
+			if !slices.Contains(chaos.FaultKinds, k) {
+				t.Fatalf("FTAGENT_CHAOS_KINDS: unknown fault %q (known: %s)", k, strings.Join(chaos.FaultKinds, ","))
+			}
+			sched.Kinds = append(sched.Kinds, k)
+		}
+	}
 	kinds := map[string]int{}
 	start := time.Now()
 	for i := 1; i <= faults; i++ {

@@ -18,7 +18,8 @@ const (
 	KillThenStart = "kill-restart" // kill -9 of the active and an immediate restart
 )
 
-var faultKinds = []string{KillActive, KillStandby, PauseActive, StopImmediate, StopNormal, Partition, KillThenStart}
+// FaultKinds lists every kind of fault.
+var FaultKinds = []string{KillActive, KillStandby, PauseActive, StopImmediate, StopNormal, Partition, KillThenStart}
 
 // Event is one fault as it happened.
 type Event struct {
@@ -39,6 +40,8 @@ func (e Event) String() string {
 type Schedule struct {
 	rng *rand.Rand
 	a   *Agent
+	// Kinds are the faults drawn from (default FaultKinds).
+	Kinds []string
 	// ElectionWait bounds how long a new active may take to appear.
 	ElectionWait time.Duration
 	Logf         func(format string, args ...any)
@@ -46,7 +49,7 @@ type Schedule struct {
 
 // NewSchedule draws from seed.
 func NewSchedule(a *Agent, seed uint64) *Schedule {
-	return &Schedule{rng: rand.New(rand.NewPCG(seed, 0xfa17)), a: a, ElectionWait: 20 * time.Second, Logf: func(string, ...any) {}}
+	return &Schedule{rng: rand.New(rand.NewPCG(seed, 0xfa17)), a: a, Kinds: FaultKinds, ElectionWait: 20 * time.Second, Logf: func(string, ...any) {}}
 }
 
 func (s *Schedule) hold(min, spread time.Duration) {
@@ -62,7 +65,7 @@ func (s *Schedule) Next(n int) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	kind := faultKinds[s.rng.IntN(len(faultKinds))]
+	kind := s.Kinds[s.rng.IntN(len(s.Kinds))]
 	ev := Event{N: n, Kind: kind, Target: active, Epoch: epoch, At: time.Now()}
 	// Let the workload be in full flight before each fault.
 	s.hold(300*time.Millisecond, 1200*time.Millisecond)
