@@ -67,6 +67,9 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs map[string]*Proc
+	// binFor holds the instances that run another build than Bin (see
+	// UseBinaries).
+	binFor map[string]Binaries
 }
 
 // Proc is one running instance.
@@ -136,7 +139,7 @@ func (c *Cluster) Start(name string, extra ...string) (*Proc, error) {
 		return nil, err
 	}
 	args := append([]string{"start", "--config", c.Props, "--instance", name, "--log-format", "json"}, extra...)
-	cmd := exec.Command(c.Bin.Ftagent, args...)
+	cmd := exec.Command(c.BinariesOf(name).Ftagent, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -153,6 +156,29 @@ func (c *Cluster) Start(name string, extra ...string) (*Proc, error) {
 	c.procs[name] = p
 	c.mu.Unlock()
 	return p, nil
+}
+
+// UseBinaries makes the next starts of instance name run build b instead of
+// the cluster's Bin, as a rolling upgrade replaces the build of one instance
+// at a time. The commands the cluster runs itself (show, ftstop, transfer)
+// keep using Bin.
+func (c *Cluster) UseBinaries(name string, b Binaries) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.binFor == nil {
+		c.binFor = map[string]Binaries{}
+	}
+	c.binFor[name] = b
+}
+
+// BinariesOf is the build that instance name starts with.
+func (c *Cluster) BinariesOf(name string) Binaries {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.binFor[name]; ok {
+		return b
+	}
+	return c.Bin
 }
 
 // StartAll starts every instance.
