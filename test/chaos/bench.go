@@ -21,6 +21,11 @@ import (
 type Bench struct {
 	prefix string
 	bridge string
+	// Subnet is 198.18.N.0/24, N drawn from the process id so that benches
+	// of concurrent test runs do not share addresses.
+	Subnet string
+	// BridgeIP is the test process's address on the bench (.254).
+	BridgeIP string
 	Hosts  map[string]*Host
 	order  []string
 }
@@ -33,8 +38,6 @@ type Host struct {
 	IP   string
 }
 
-// BridgeIP is the test process's address on the bench.
-const BridgeIP = "198.18.0.254"
 
 // Capable reports why this machine cannot build a bench ("" if it can).
 func Capable() string {
@@ -60,16 +63,19 @@ func ip(args ...string) error {
 	return nil
 }
 
-// NewBench creates a namespace per name, with addresses 198.18.0.1, .2, …
+// NewBench creates a namespace per name, with addresses 198.18.N.1, .2, …
 // in the order given. Tear it down with Close, also after an error.
 func NewBench(names []string) (*Bench, error) {
 	id := os.Getpid() % 100000
 	b := &Bench{prefix: fmt.Sprintf("ftc%d", id), Hosts: map[string]*Host{}}
 	b.bridge = b.prefix + "br"
+	net := 1 + os.Getpid()%254
+	b.Subnet = fmt.Sprintf("198.18.%d.0/24", net)
+	b.BridgeIP = fmt.Sprintf("198.18.%d.254", net)
 	if err := ip("link", "add", b.bridge, "type", "bridge"); err != nil {
 		return b, err
 	}
-	if err := ip("addr", "add", BridgeIP+"/24", "dev", b.bridge); err != nil {
+	if err := ip("addr", "add", b.BridgeIP+"/24", "dev", b.bridge); err != nil {
 		return b, err
 	}
 	if err := ip("link", "set", b.bridge, "up"); err != nil {
@@ -80,7 +86,7 @@ func NewBench(names []string) (*Bench, error) {
 			Name: name,
 			NS:   fmt.Sprintf("%s-%s", b.prefix, name),
 			Link: fmt.Sprintf("%sh%d", b.prefix, i+1),
-			IP:   fmt.Sprintf("198.18.0.%d", i+1),
+			IP:   fmt.Sprintf("198.18.%d.%d", net, i+1),
 		}
 		peer := fmt.Sprintf("%sn%d", b.prefix, i+1)
 		b.Hosts[name] = h
