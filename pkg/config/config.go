@@ -50,6 +50,8 @@ type Config struct {
 	RaftSnapshotInterval   time.Duration // default 120s (how often to check the threshold)
 
 	ConnectionRetryMaxInterval time.Duration // default 30s: cap of the jittered backoff an instance uses while it cannot reach the others
+	QuorumLossAction           string        // QuorumLossRetry (default) or QuorumLossExit
+	QuorumLossTimeout          time.Duration // default 10s: with QuorumLossExit, how long without a leader before the instance exits
 
 	// Transfers
 	TransferRoot            string        // absolute and cleaned; default Dir. Relative transfer paths resolve against it. Existence is checked when an instance starts, not by Load.
@@ -242,6 +244,7 @@ func (l *checker) load() error {
 		{KeyRaftCommitTimeout, &c.RaftCommitTimeout, time.Millisecond},
 		{KeyRaftSnapshotInterval, &c.RaftSnapshotInterval, 5 * time.Millisecond},
 		{KeyConnectionRetryMaxInterval, &c.ConnectionRetryMaxInterval, 1},
+		{KeyQuorumLossTimeout, &c.QuorumLossTimeout, 1},
 		{KeyClientConnectDelay, &c.ClientConnectDelay, 0},
 		{KeyClientReconnectDelay, &c.ClientReconnectDelay, 0},
 		{KeyClientPrimaryRetryDelay, &c.ClientPrimaryRetryDelay, 0},
@@ -298,6 +301,21 @@ func (l *checker) load() error {
 	if c.RaftCommitTimeout > c.RaftHeartbeatTimeout {
 		return l.errorf(KeyRaftCommitTimeout, "must not be larger than %s (%s)",
 			KeyRaftHeartbeatTimeout, formatDuration(c.RaftHeartbeatTimeout))
+	}
+
+	// quorumLossAction, quorumLossTimeout
+	c.QuorumLossAction = defaultOf(KeyQuorumLossAction)
+	if v, ok := l.value(KeyQuorumLossAction); ok {
+		switch lv := strings.ToLower(v); lv {
+		case QuorumLossRetry, QuorumLossExit:
+			c.QuorumLossAction = lv
+		default:
+			return l.errorf(KeyQuorumLossAction, "%q is not retry or exit", v)
+		}
+	}
+	if least := 2 * (c.RaftHeartbeatTimeout + c.RaftElectionTimeout); c.QuorumLossAction == QuorumLossExit && c.QuorumLossTimeout < least {
+		return l.errorf(KeyQuorumLossTimeout, "%s is too short; it must be at least 2 × (%s + %s) = %s, or an ordinary election could end the instance",
+			formatDuration(c.QuorumLossTimeout), KeyRaftHeartbeatTimeout, KeyRaftElectionTimeout, formatDuration(least))
 	}
 
 	// logLevel
@@ -423,6 +441,12 @@ func (l *checker) integer(key string, minimum, maximum uint64) (uint64, error) {
 	}
 	return n, nil
 }
+
+// Values of quorumLossAction.
+const (
+	QuorumLossRetry = "retry" // keep running and rejoin (the default)
+	QuorumLossExit  = "exit"  // exit with its own status, for a supervisor to restart
+)
 
 // RecoverForever is the TransferRecoveryTimeout of `transferRecoveryTimeout=-1`:
 // a recovering transfer is retried until it succeeds or is cancelled. Any

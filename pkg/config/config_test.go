@@ -132,6 +132,7 @@ func TestLoadMinimalDefaults(t *testing.T) {
 		{"RaftCommitTimeout", c.RaftCommitTimeout, 50 * time.Millisecond},
 		{"RaftSnapshotInterval", c.RaftSnapshotInterval, 120 * time.Second},
 		{"ConnectionRetryMaxInterval", c.ConnectionRetryMaxInterval, 30 * time.Second},
+		{"QuorumLossTimeout", c.QuorumLossTimeout, 10 * time.Second},
 		{"ClientConnectDelay", c.ClientConnectDelay, 500 * time.Millisecond},
 		{"ClientReconnectDelay", c.ClientReconnectDelay, 500 * time.Millisecond},
 		{"ClientPrimaryRetryDelay", c.ClientPrimaryRetryDelay, 500 * time.Millisecond},
@@ -150,6 +151,9 @@ func TestLoadMinimalDefaults(t *testing.T) {
 	}
 	if c.LogLevel != "info" {
 		t.Errorf("LogLevel = %q", c.LogLevel)
+	}
+	if c.QuorumLossAction != QuorumLossRetry {
+		t.Errorf("QuorumLossAction = %q, want retry", c.QuorumLossAction)
 	}
 	// Transfers
 	if c.TransferRoot != wantDir {
@@ -260,6 +264,8 @@ raftCommitTimeout   20ms
 raftSnapshotThreshold = 100
 raftSnapshotInterval = 30s
 connectionRetryMaxInterval = 0.25
+quorumLossAction = EXIT
+quorumLossTimeout = 30
 clientConnectAttempts = 3
 clientConnectDelay = 0
 clientReconnectAttempts = 7
@@ -302,6 +308,8 @@ transferHistoryAge = 24h
 		RaftSnapshotThreshold:        100,
 		RaftSnapshotInterval:         30 * time.Second,
 		ConnectionRetryMaxInterval:   250 * time.Millisecond,
+		QuorumLossAction:             "exit",
+		QuorumLossTimeout:            30 * time.Second,
 		ClientConnectAttempts:        3,
 		ClientConnectDelay:           0,
 		ClientReconnectAttempts:      7,
@@ -398,6 +406,10 @@ func TestLoadErrors(t *testing.T) {
 		{"snapshot threshold not a number", map[string]string{"raftSnapshotThreshold": "many"}, "raftSnapshotThreshold", "not a whole number"},
 		{"snapshot threshold zero", map[string]string{"raftSnapshotThreshold": "0"}, "raftSnapshotThreshold", "at least 1"},
 		{"retry interval zero", map[string]string{"connectionRetryMaxInterval": "0s"}, "connectionRetryMaxInterval", "larger than 0"},
+		{"quorumLossAction unknown", map[string]string{"quorumLossAction": "restart"}, "quorumLossAction", `"restart" is not retry or exit`},
+		{"quorumLossTimeout zero", map[string]string{"quorumLossTimeout": "0"}, "quorumLossTimeout", "larger than 0"},
+		{"quorumLossTimeout below elections", map[string]string{"quorumLossAction": "exit", "quorumLossTimeout": "1s"}, "quorumLossTimeout", "at least 2 × (raftHeartbeatTimeout + raftElectionTimeout) = 2s"},
+		{"quorumLossTimeout below slower elections", map[string]string{"quorumLossAction": "exit", "raftHeartbeatTimeout": "3s", "raftElectionTimeout": "3s"}, "quorumLossTimeout", "10s is too short; it must be at least 2 × (raftHeartbeatTimeout + raftElectionTimeout) = 12s"},
 		{"connect attempts zero", map[string]string{"clientConnectAttempts": "0"}, "clientConnectAttempts", "at least 1"},
 		{"reconnect attempts fraction", map[string]string{"clientReconnectAttempts": "1.5"}, "clientReconnectAttempts", "not a whole number"},
 		{"primary retries negative", map[string]string{"clientPrimaryRetries": "-1"}, "clientPrimaryRetries", "negative"},

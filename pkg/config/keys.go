@@ -21,6 +21,8 @@ const (
 	KeyRaftSnapshotInterval   = "raftSnapshotInterval"
 
 	KeyConnectionRetryMaxInterval = "connectionRetryMaxInterval"
+	KeyQuorumLossAction           = "quorumLossAction"
+	KeyQuorumLossTimeout          = "quorumLossTimeout"
 
 	KeyTransferRoot            = "transferRoot"
 	KeySandboxRoot             = "sandboxRoot"
@@ -108,6 +110,12 @@ var Keys = []KeyDoc{
 	{Name: KeyConnectionRetryMaxInterval, Default: "30s",
 		Form: "duration > 0",
 		Doc:  "Cap of the jittered back-off an instance uses while it cannot reach the other instances."},
+	{Name: KeyQuorumLossAction, Default: "retry",
+		Form: "retry or exit",
+		Doc:  "What an instance does when it has no leader (it cannot reach a majority of the instances) for longer than quorumLossTimeout. retry: keep running with status STARTING and rejoin by itself. exit: end the process with exit status 3, for a supervisor (systemd Restart=on-failure) to restart it, as IBM MQ MFT agents in bindings mode do."},
+	{Name: KeyQuorumLossTimeout, Default: "10s",
+		Form: "duration > 0; with exit, >= 2 × (raftHeartbeatTimeout + raftElectionTimeout)",
+		Doc:  "With quorumLossAction=exit: how long an instance may be without a leader, counted from its start or from when it last had one, before it exits. Ignored with retry."},
 
 	{Name: KeyTransferRoot, Default: "", // computed
 		Form: "directory path; relative paths resolve against the directory of agent.properties",
