@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ftagent/ftagent/internal/command"
 	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/version"
 )
 
@@ -17,12 +19,19 @@ func startCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "start",
 		Usage:     "run one instance of the agent on this host",
-		UsageText: "ftagent start --config agent.properties [--instance NAME] [--witness]",
+		UsageText: "ftagent start --config agent.properties [--instance NAME] [--witness] [--join | --bootstrap]",
+		Description: "An instance without raft state (its first start) first asks the other instances whether the\n" +
+			"agent's group exists. If one is in it, the instance asks the group's active to add it, and never\n" +
+			"forms a group of its own. It forms the group of the instances listed in `instances` only when\n" +
+			"every one of them answers and none is in a group yet. --join never forms a group; --bootstrap\n" +
+			"forms it without waiting for instances that do not answer.",
 		Flags: append([]cli.Flag{
 			command.ConfigFlag(),
 			&cli.StringFlag{Name: "instance", Aliases: []string{"i"}, EnvVars: []string{"FTAGENT_INSTANCE"},
 				Usage: "which `NAME` of the instances property this process is (default: instanceName, else the host name)"},
 			&cli.BoolFlag{Name: "witness", Usage: "vote in elections but never hold the lease"},
+			&cli.BoolFlag{Name: "join", Usage: "on a first start, never form the agent's group: wait to be added to the existing one"},
+			&cli.BoolFlag{Name: "bootstrap", Usage: "on a first start, form the agent's group without waiting for instances that do not answer (never when one answers that it is in a group)"},
 		}, command.LogFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -42,17 +51,31 @@ func startCommand() *cli.Command {
 			if c.Bool("witness") {
 				self.Witness = true
 			}
+			join := ha.JoinAuto
+			switch {
+			case c.Bool("join") && c.Bool("bootstrap"):
+				return command.Usagef("--join and --bootstrap exclude each other")
+			case c.Bool("join"):
+				join = ha.JoinOnly
+			case c.Bool("bootstrap"):
+				join = ha.JoinForceBootstrap
+			}
 			log, err := command.Logger(c, cfg.LogLevel)
 			if err != nil {
 				return err
 			}
-			in, err := agent.Start(agent.Options{Config: cfg, Self: self, Version: version.String(), Logger: log})
+			in, err := agent.Start(agent.Options{Config: cfg, Self: self, Version: version.String(), Logger: log, Join: join})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return in.Run(ctx)
+			err = in.Run(ctx)
+			if errors.Is(err, agent.ErrQuorumLost) {
+				// The instance logged why; no second line on stderr.
+				return cli.Exit("", command.ExitQuorumLost)
+			}
+			return err
 		},
 	}
 }

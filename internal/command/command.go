@@ -25,6 +25,9 @@ const (
 	ExitOK     = 0
 	ExitFailed = 1 // the operation failed
 	ExitUsage  = 2 // bad usage or configuration
+	// ExitQuorumLost: `ftagent start` with quorumLossAction=exit had no
+	// leader for longer than quorumLossTimeout; a supervisor restarts it.
+	ExitQuorumLost = 3
 )
 
 // Flag names.

@@ -33,6 +33,10 @@ type Options struct {
 	Self    config.Instance
 	Version string
 	Logger  zerolog.Logger
+	// Join says how an instance without raft state gets into the agent's
+	// group: ha.JoinAuto for `ftagent start`, ha.JoinOnly for --join,
+	// ha.JoinForceBootstrap for --bootstrap.
+	Join ha.JoinMode
 }
 
 // Instance is one running instance of an agent.
@@ -119,6 +123,8 @@ func Start(opts Options) (*Instance, error) {
 		PublishInterval:    cfg.StandbyStatusPublishInterval,
 		DiscardTime:        cfg.StandbyStatusDiscardTime,
 		RetryMaxInterval:   cfg.ConnectionRetryMaxInterval,
+		Join:               opts.Join,
+		QuorumLossTimeout:  quorumLossTimeout(cfg),
 		Version:            opts.Version,
 		Logger:             agentLog,
 		NewTransport: func() (raft.Transport, error) {
@@ -190,6 +196,9 @@ func (in *Instance) Run(ctx context.Context) error {
 	case err := <-in.serveDone:
 		in.shutdown()
 		return fmt.Errorf("client API stopped: %w", err)
+	case <-in.node.QuorumLost():
+		in.shutdown()
+		return ErrQuorumLost
 	case <-in.node.Failed():
 		// The node refused a log entry its build cannot read and applies
 		// nothing more: end with that reason (pkg/ha/upgrade.go).

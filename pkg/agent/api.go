@@ -18,6 +18,12 @@ const (
 	PathAgent    = "/v1/agent"    // GET: the agent as the active sees it
 	PathStandby  = "/v1/standby"  // POST: a standby publishes its status
 	PathStop     = "/v1/stop"     // POST: stop this instance (?target=active: the active)
+	// PathMembership is GET: this instance's raft group (empty without raft
+	// state), asked by an instance that starts without state before it forms
+	// a group. PathMembers is POST: the leader adds the instance of an
+	// ha.JoinRequest to the group (others answer 421).
+	PathMembership = "/v1/membership"
+	PathMembers    = "/v1/members"
 )
 
 // StopRequest asks an instance to stop.
@@ -101,6 +107,27 @@ func (in *Instance) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+	mux.HandleFunc("GET "+PathMembership, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, in.node.Membership())
+	})
+	mux.HandleFunc("POST "+PathMembers, func(w http.ResponseWriter, r *http.Request) {
+		var req ha.JoinRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "bad join request: "+err.Error())
+			return
+		}
+		res, err := in.node.AddMember(r.Context(), req)
+		switch {
+		case errors.Is(err, ha.ErrNotLeader):
+			in.misdirected(w)
+		case errors.Is(err, ha.ErrJoinRefused):
+			writeError(w, http.StatusConflict, err.Error())
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, res)
+		}
+	})
 	in.transferRoutes(mux)
 	return mux
 }
@@ -130,6 +157,18 @@ func (p clientPeers) Probe(ctx context.Context, address string) (ha.InstanceStat
 	var s ha.InstanceStatus
 	err := p.c.DoAt(ctx, address, http.MethodGet, PathInstance, nil, &s)
 	return s, err
+}
+
+func (p clientPeers) Membership(ctx context.Context, address string) (ha.Membership, error) {
+	var m ha.Membership
+	err := p.c.DoAt(ctx, address, http.MethodGet, PathMembership, nil, &m)
+	return m, err
+}
+
+func (p clientPeers) Join(ctx context.Context, leaderAddress string, req ha.JoinRequest) (ha.JoinResult, error) {
+	var res ha.JoinResult
+	err := p.c.DoAt(ctx, leaderAddress, http.MethodPost, PathMembers, req, &res)
+	return res, err
 }
 
 // peerPolicy is the client policy between instances: one quick try, since

@@ -210,7 +210,7 @@ func (n *Node) handOff() error {
 // caught-up first.
 func (n *Node) takeoverCandidates() []InstanceStatus {
 	var out []InstanceStatus
-	for _, p := range n.cfg.Instances {
+	for _, p := range n.members() {
 		if p.Name == n.cfg.Name || p.Witness {
 			continue
 		}

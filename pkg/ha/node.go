@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,15 @@ type Config struct {
 	PublishInterval  time.Duration // standbyStatusPublishInterval
 	DiscardTime      time.Duration // standbyStatusDiscardTime
 	RetryMaxInterval time.Duration // cap of the backoff while the others cannot be reached
+
+	// Join says how an instance without raft state gets into the group (see
+	// JoinMode); anything but JoinBootstrap needs Peers to implement
+	// MembershipPeers.
+	Join JoinMode
+	// QuorumLossTimeout, when above zero, closes QuorumLost once this
+	// instance has been without a leader (its own or another's) for that long
+	// (quorumLossAction=exit). Zero: keep retrying for ever.
+	QuorumLossTimeout time.Duration
 
 	Version string
 	Logger  zerolog.Logger
@@ -108,6 +118,7 @@ type Node struct {
 	notifyCh   chan bool
 	leaderSeen chan struct{} // raft observed a leader change
 	shutdownCh chan struct{}
+	quorumLost chan struct{} // closed by watchQuorum (quorumLossAction=exit)
 	wg         sync.WaitGroup
 
 	mu       sync.Mutex
@@ -135,8 +146,10 @@ type activeTerm struct {
 	yield  chan struct{} // closed by HandOver: stop work and hand the lease on
 }
 
-// New opens the node's stores and starts raft. A node with no raft state
-// bootstraps the configured group; one with state rejoins with it.
+// New opens the node's stores and starts raft. A node with raft state
+// rejoins with it. One without bootstraps the configured group at once
+// (JoinBootstrap), or starts raft without a configuration and finds or forms
+// the group in the background (joinLoop).
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()
 	if cfg.NewTransport == nil {
@@ -150,20 +163,38 @@ func New(cfg Config) (*Node, error) {
 		notifyCh:   make(chan bool, 16),
 		leaderSeen: make(chan struct{}, 1),
 		shutdownCh: make(chan struct{}),
+		quorumLost: make(chan struct{}),
 		handoffErr: make(chan error, 1),
 		standbys:   make(map[string]standbyEntry),
 	}
 	n.state.log = n.log // a refused log entry is logged where it happens
+	if _, ok := cfg.Peers.(MembershipPeers); cfg.Join != JoinBootstrap && !ok {
+		return nil, fmt.Errorf("ha: join mode %s needs Peers that implement MembershipPeers", cfg.Join)
+	}
 	if cfg.BeforeStart != nil {
 		cfg.BeforeStart(n)
 	}
 	if err := n.startRaft(); err != nil {
 		return nil, err
 	}
+	members := raftMembers(n.r())
+	self := slices.IndexFunc(members, func(m Member) bool { return m.Name == cfg.Name })
+	joining := cfg.Join != JoinBootstrap && (self < 0 || !members[self].Voter)
+	if len(members) > 0 {
+		n.warnConfigurationDiffers()
+	}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.monitorLeadership() }()
 	go func() { defer n.wg.Done(); n.publishLoop() }()
 	go func() { defer n.wg.Done(); n.discardLoop() }()
+	if joining {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.joinLoop() }()
+	}
+	if cfg.QuorumLossTimeout > 0 {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.watchQuorum() }()
+	}
 	return n, nil
 }
 
@@ -232,7 +263,7 @@ func (n *Node) startRaft() error {
 		closeStores()
 		return fmt.Errorf("read raft state: %w", err)
 	}
-	if !has {
+	if !has && n.cfg.Join == JoinBootstrap {
 		var servers []raft.Server
 		for _, p := range n.cfg.Instances {
 			servers = append(servers, raft.Server{
@@ -242,7 +273,8 @@ func (n *Node) startRaft() error {
 			})
 		}
 		// Every instance bootstraps the same configuration on first start;
-		// raft makes that safe, whichever starts first.
+		// raft makes that safe, whichever starts first. The other modes
+		// start raft without a configuration and let joinLoop decide.
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{Servers: servers}); err != nil &&
 			!errors.Is(err, raft.ErrCantBootstrap) {
 			closeStores()

@@ -94,10 +94,12 @@ func (n *Node) Status() InstanceStatus {
 		s.Status = StatusStarting // not yet in touch with a leader
 	case r.State() == raft.Leader:
 		s.Status = StatusStarting // leader, lease not (yet) held
+	case !isVoter(r, n.cfg.Name):
+		s.Status = StatusStarting // joining the group: not a voter yet (join.go)
 	default:
 		s.Status = StatusReady
 	}
-	s.CanTakeOver = !n.cfg.Witness && !stopping && !failed && id != "" && r.State() == raft.Follower
+	s.CanTakeOver = !n.cfg.Witness && !stopping && !failed && id != "" && r.State() == raft.Follower && isVoter(r, n.cfg.Name)
 	return s
 }
 
@@ -117,7 +119,7 @@ func (n *Node) ReportStandby(s InstanceStatus) error {
 		return ErrNotLeader
 	}
 	known := false
-	for _, p := range n.cfg.Instances {
+	for _, p := range n.members() {
 		if p.Name == s.Name {
 			known = true
 		}
@@ -304,7 +306,7 @@ func (n *Node) View() (AgentView, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.discardStaleLocked(now)
-	for _, p := range n.cfg.Instances {
+	for _, p := range n.membersWith(r) {
 		iv := InstanceView{Name: p.Name, Address: p.Address, Role: RoleUnknown, Status: StatusUnreachable}
 		if p.Name == n.cfg.Name {
 			st := self.StartTime
