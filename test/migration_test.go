@@ -259,12 +259,30 @@ func TestMigrationNeverFormsASecondGroup(t *testing.T) {
 	if err != nil || tv.State != transfer.StateCompleted || tv.Files[0].SHA256 != sum {
 		t.Errorf("transfer %s after the join: %+v %v, want completed with %s", id, tv, err, sum)
 	}
-	// ha1's file lists only itself: it says so, naming the members.
 	if !waitUntil(5*time.Second, func() bool {
 		b, _ := os.ReadFile(c.Proc("ha1").Log)
 		return strings.Contains(string(b), "instance added to the group")
 	}) {
 		t.Error("ha1 did not log that it added the new instances")
+	}
+
+	// Restarted with its old one-instance file, ha1 warns that the file
+	// differs from the group, naming the members it leaves out; the group
+	// is what counts, and ha1 is back in it.
+	if err := c.Kill("ha1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartWith(single, "ha1"); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, 20*time.Second, "ha1 back, in the group of three", func(v ha.AgentView) bool {
+		return v.Status == ha.StatusActive && v.Epoch > 2 && len(v.Standbys) == 2 &&
+			(v.Active == "ha1" || slices.Contains(v.Standbys, "ha1"))
+	})
+	b, _ := os.ReadFile(c.Proc("ha1").Log)
+	want := "members of the group not listed: ha2@" + c.Addr["ha2"] + ", ha3@" + c.Addr["ha3"]
+	if !strings.Contains(string(b), "differs from the agent's raft group") || !strings.Contains(string(b), want) {
+		t.Errorf("ha1, restarted with a file that lists only itself, did not warn %q", want)
 	}
 }
 
