@@ -111,7 +111,9 @@ func (j *joiner) round() bool {
 		a := &answers[i]
 		switch {
 		case a.Agent != n.cfg.AgentName:
+			// Not an answer from this agent's instance: it counts as silent.
 			others = append(others, a.Name+" ("+a.Agent+")")
+			unanswered = append(unanswered, a.Name+" (agent "+a.Agent+")")
 		case len(a.Members) > 0:
 			if group == nil || (group.LeaderAddress == "" && a.LeaderAddress != "") {
 				group = a

@@ -270,3 +270,28 @@ func TestQuorumLossClosesQuorumLost(t *testing.T) {
 		t.Fatalf("%s, cut off, did not give up within 5s", lone)
 	}
 }
+
+func TestJoinDoesNotCountAnotherAgentsInstanceAsAnAnswer(t *testing.T) {
+	// n3's address is taken by an instance of another agent: n1 and n2 do
+	// not know whether their own n3 has a group, so they form none.
+	c := newJoinCluster(t, []string{"n1", "n2", "n3"}, auto, map[string][]string{"n3": {"n3"}})
+	tune := c.tuneCfg
+	c.tuneCfg = func(cfg *Config) {
+		tune(cfg)
+		if cfg.Name == "n3" {
+			cfg.AgentName = "OTHER"
+		}
+	}
+	c.start("n3")
+	if a := c.waitActive(5 * time.Second); a != "n3" {
+		t.Fatalf("active %s, want the other agent's n3", a)
+	}
+	c.start("n1")
+	c.start("n2")
+	// Several join rounds: neither may get a configuration.
+	if waitFor(time.Second, func() bool {
+		return len(raftMembers(c.node("n1").r())) > 0 || len(raftMembers(c.node("n2").r())) > 0
+	}) {
+		t.Fatalf("n1 or n2 formed or joined a group: %v, %v", raftMembers(c.node("n1").r()), raftMembers(c.node("n2").r()))
+	}
+}
