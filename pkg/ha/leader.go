@@ -77,7 +77,9 @@ func (n *Node) leaderLoop(stop <-chan struct{}) {
 	}
 	for {
 		var err error
-		if n.cfg.Witness || n.isStopping() {
+		// A witness, a stopping instance and one that refused a log entry
+		// it cannot read (it is about to exit) never take the lease.
+		if n.cfg.Witness || n.isStopping() || n.Refusal() != nil {
 			err = n.handOff()
 			n.reportHandoff(err)
 			if err == nil {
