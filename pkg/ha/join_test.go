@@ -223,8 +223,8 @@ func TestMembershipDiff(t *testing.T) {
 	}{
 		{[]Member{{Name: "c", Address: "h3:1"}, {Name: "a", Address: "h1:1"}, {Name: "b", Address: "h2:1"}}, ""},
 		{[]Member{{Name: "a", Address: "h1:1"}}, "listed but not members of the group: b, c"},
-		{[]Member{{Name: "a", Address: "h1:1"}, {Name: "b", Address: "h2:1"}, {Name: "c", Address: "h3:1"}, {Name: "d", Address: "h4:1"}},
-			"members of the group not listed: d@h4:1"},
+		{[]Member{{Name: "a", Address: "h1:1"}, {Name: "e", Address: "h5:1"}, {Name: "b", Address: "h2:1"}, {Name: "c", Address: "h3:1"}, {Name: "d", Address: "h4:1"}},
+			"members of the group not listed: d@h4:1, e@h5:1"},
 		{[]Member{{Name: "a", Address: "h1:2"}, {Name: "b", Address: "h2:1"}, {Name: "c", Address: "h3:1"}},
 			"addresses differ: a at h1:1 in the property, h1:2 in the group"},
 	}

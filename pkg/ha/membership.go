@@ -291,6 +291,7 @@ func membershipDiff(configured, members []Member) string {
 			notListed = append(notListed, m.Name+"@"+m.Address)
 		}
 	}
+	slices.Sort(notListed)
 	var parts []string
 	if len(notMembers) > 0 {
 		parts = append(parts, "listed but not members of the group: "+strings.Join(notMembers, ", "))
