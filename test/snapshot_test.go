@@ -58,7 +58,13 @@ func TestRestartFromSnapshotKeepsTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := v.Standbys[0]
-	snaps, _ := filepath.Glob(filepath.Join(c.Dir, "data", restarted, "snapshots", "*"))
+	// Each instance snapshots on its own timer: wait for the standby's.
+	var snaps []string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if snaps, _ = filepath.Glob(filepath.Join(c.Dir, "data", restarted, "snapshots", "*")); len(snaps) > 0 {
+			break
+		}
+	}
 	if len(snaps) == 0 {
 		t.Fatalf("no raft snapshot was taken by %s", restarted)
 	}

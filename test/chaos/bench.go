@@ -26,8 +26,8 @@ type Bench struct {
 	Subnet string
 	// BridgeIP is the test process's address on the bench (.254).
 	BridgeIP string
-	Hosts  map[string]*Host
-	order  []string
+	Hosts    map[string]*Host
+	order    []string
 }
 
 // Host is one namespace.
@@ -37,7 +37,6 @@ type Host struct {
 	Link string // the veth end on the bridge
 	IP   string
 }
-
 
 // Capable reports why this machine cannot build a bench ("" if it can).
 func Capable() string {
