@@ -107,7 +107,11 @@ func transferCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := agent.CreateTransfer(c.Context, cl, req)
+	listed := transfer.FilesAll
+	if c.Bool("wait") && c.Bool(command.FlagJSON) {
+		listed = transfer.FilesNone // the files come with the end
+	}
+	v, err := agent.CreateTransferFiles(c.Context, cl, req, listed)
 	if err != nil {
 		return err
 	}

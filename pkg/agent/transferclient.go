@@ -15,8 +15,18 @@ import (
 // (to another instance after a failover) carry the same id, so the agent
 // creates the transfer once.
 func CreateTransfer(ctx context.Context, cl *client.Client, req transfer.Request) (transfer.View, error) {
+	return CreateTransferFiles(ctx, cl, req, transfer.FilesAll)
+}
+
+// CreateTransferFiles is CreateTransfer, answered with the files as files
+// (QueryFiles) says: transfer.FilesNone when the caller does not need them.
+func CreateTransferFiles(ctx context.Context, cl *client.Client, req transfer.Request, files string) (transfer.View, error) {
 	var v transfer.View
-	err := cl.Do(ctx, http.MethodPost, PathTransfers, CreateTransferRequest{ID: transfer.NewID(), Request: req}, &v)
+	path := PathTransfers
+	if files != "" && files != transfer.FilesAll {
+		path += "?" + url.Values{QueryFiles: {files}}.Encode()
+	}
+	err := cl.Do(ctx, http.MethodPost, path, CreateTransferRequest{ID: transfer.NewID(), Request: req}, &v)
 	return v, err
 }
 
@@ -24,6 +34,19 @@ func CreateTransfer(ctx context.Context, cl *client.Client, req transfer.Request
 func GetTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
 	var v transfer.View
 	err := cl.Do(ctx, http.MethodGet, PathTransfers+"/"+url.PathEscape(id), nil, &v)
+	return v, err
+}
+
+// GetTransferWait returns one transfer once it has ended or wait has passed
+// (QueryWait), with its files as files says (QueryFiles). An agent that
+// does not know these parameters answers at once with every file.
+func GetTransferWait(ctx context.Context, cl *client.Client, id, files string, wait time.Duration) (transfer.View, error) {
+	var v transfer.View
+	q := url.Values{QueryFiles: {files}}
+	if wait > 0 {
+		q.Set(QueryWait, wait.String())
+	}
+	err := cl.Do(ctx, http.MethodGet, PathTransfers+"/"+url.PathEscape(id)+"?"+q.Encode(), nil, &v)
 	return v, err
 }
 
@@ -43,12 +66,16 @@ func CancelTransfer(ctx context.Context, cl *client.Client, id string) (transfer
 
 // WaitTransfer follows a transfer until it ends, calling update with each
 // view. Across a failover it keeps asking (the client moves to the new
-// active) for up to patience without an answer.
+// active) for up to patience without an answer. It asks for an answer at
+// the transfer's end or after every, whichever comes first, without the
+// files until the end (the view it returns has them): it learns of the end
+// at once, and a long transfer's files are not sent every time.
 func WaitTransfer(ctx context.Context, cl *client.Client, id string, every, patience time.Duration, update func(transfer.View)) (transfer.View, error) {
 	lastOK := time.Now()
 	var last transfer.View
 	for {
-		v, err := GetTransfer(ctx, cl, id)
+		asked := time.Now()
+		v, err := GetTransferWait(ctx, cl, id, transfer.FilesEnded, every)
 		switch {
 		case err == nil:
 			lastOK, last = time.Now(), v
@@ -69,10 +96,12 @@ func WaitTransfer(ctx context.Context, cl *client.Client, id string, every, pati
 				return last, err
 			}
 		}
+		// An agent that does not wait answers at once: poll every
+		// interval, as before.
 		select {
 		case <-ctx.Done():
 			return last, ctx.Err()
-		case <-time.After(every):
+		case <-time.After(every - time.Since(asked)):
 		}
 	}
 }

@@ -3,7 +3,9 @@ package agent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -18,6 +20,40 @@ const (
 	// PathTransfers + "/{id}": GET one; + "/{id}/cancel": POST to cancel
 )
 
+// Query parameters of GET PathTransfers/{id} (and, files only, of POST
+// PathTransfers): what clients that follow a transfer need, cheaply. An
+// agent that does not know them answers with the whole transfer at once.
+const (
+	// QueryFiles: "all" (the default), "none" (files null), or "ended"
+	// (the files only once the transfer has ended).
+	QueryFiles = "files"
+	// QueryWait: a duration (Go syntax, at most MaxTransferWait); the
+	// answer comes once the transfer has ended or the duration has passed.
+	QueryWait = "wait"
+	// MaxTransferWait bounds QueryWait.
+	MaxTransferWait = 30 * time.Second
+)
+
+// transferQuery reads QueryFiles and QueryWait.
+func transferQuery(r *http.Request) (files string, wait time.Duration, err error) {
+	q := r.URL.Query()
+	files = q.Get(QueryFiles)
+	switch files {
+	case "":
+		files = transfer.FilesAll
+	case transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded:
+	default:
+		return "", 0, fmt.Errorf("%s=%q is not %q, %q or %q", QueryFiles, files, transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded)
+	}
+	if w := q.Get(QueryWait); w != "" {
+		if wait, err = time.ParseDuration(w); err != nil || wait < 0 {
+			return "", 0, fmt.Errorf("%s=%q is not a duration", QueryWait, w)
+		}
+		wait = min(wait, MaxTransferWait)
+	}
+	return files, wait, nil
+}
+
 // CreateTransferRequest is the body of POST /v1/transfers. ID is chosen by
 // the client, so that a request retried after a failover is not doubled.
 type CreateTransferRequest struct {
@@ -27,6 +63,11 @@ type CreateTransferRequest struct {
 
 func (in *Instance) transferRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
+		files, _, qerr := transferQuery(r)
+		if qerr != nil {
+			writeError(w, http.StatusBadRequest, qerr.Error())
+			return
+		}
 		var req CreateTransferRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
@@ -37,7 +78,11 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.transferError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot))
+		v := transfer.ViewOf(t, in.cfg.TransferRoot)
+		if files == transfer.FilesNone || files == transfer.FilesEnded && !transfer.Terminal(v.State) {
+			v.Files = nil
+		}
+		writeJSON(w, http.StatusCreated, v)
 	})
 	mux.HandleFunc("GET "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
@@ -56,12 +101,17 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.misdirected(w)
 			return
 		}
-		t, ok := in.transfers.Get(r.PathValue("id"))
+		files, wait, err := transferQuery(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		v, ok := in.transfers.WaitView(r.Context(), r.PathValue("id"), in.cfg.TransferRoot, files, wait)
 		if !ok {
 			writeError(w, http.StatusNotFound, "no transfer "+r.PathValue("id"))
 			return
 		}
-		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot))
+		writeJSON(w, http.StatusOK, v)
 	})
 	mux.HandleFunc("POST "+PathTransfers+"/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		t, err := in.transfers.Cancel(r.Context(), r.PathValue("id"))

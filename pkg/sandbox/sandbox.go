@@ -470,3 +470,64 @@ func (s *Sandbox) entry(userBase, full, rel string, d fs.DirEntry, recursive, fo
 	}
 	return false, nil
 }
+
+// Resolver resolves many paths of one request, as Resolve does, but
+// resolves each directory only once: a recursive transfer's destinations
+// share few directories, and resolving each of them element by element
+// cost one lstat per element per file. For each path it resolves (or
+// takes from its cache) the directory, then looks at the last element
+// alone: a link there, or anything unusual, takes the full Resolve. The
+// result, and every refusal, is the one Resolve gives while the
+// directories do not change during the request — as with Resolve, a path
+// is checked at one moment. A Resolver is for one goroutine and one
+// request.
+type Resolver struct {
+	s    *Sandbox
+	dirs map[string]resolvedDir
+}
+
+type resolvedDir struct {
+	path     string
+	complete bool
+	err      error
+}
+
+// NewResolver returns a Resolver over s.
+func (s *Sandbox) NewResolver() *Resolver {
+	return &Resolver{s: s, dirs: map[string]resolvedDir{}}
+}
+
+// Resolve is Sandbox.Resolve.
+func (r *Resolver) Resolve(p string) (string, error) {
+	if err := validate(p); err != nil {
+		return "", err
+	}
+	lex := r.s.abs(p)
+	dir, base := filepath.Dir(lex), filepath.Base(lex)
+	if dir == lex || base == "." || base == ".." || base == string(filepath.Separator) {
+		return r.s.Resolve(p)
+	}
+	d, ok := r.dirs[dir]
+	if !ok {
+		d.path, d.complete, d.err = resolve(dir)
+		r.dirs[dir] = d
+	}
+	if d.err != nil {
+		return r.s.Resolve(p) // its own error, worded as Resolve words it
+	}
+	full := filepath.Join(d.path, base)
+	if d.complete {
+		// Below a missing directory nothing can be a link; in an
+		// existing one, the last element may be.
+		fi, err := os.Lstat(full)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil, fi.Mode()&fs.ModeSymlink != 0:
+			return r.s.Resolve(p)
+		}
+	}
+	if err := r.s.admit(p, lex, full); err != nil {
+		return "", err
+	}
+	return full, nil
+}

@@ -158,8 +158,8 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 		limit = d // source and destination are the same agent here
 	}
 	var todo []*Transfer
-	for _, t := range m.state.List() {
-		if !Terminal(t.State) || sourcesToDelete(t) && !m.skipCleanup(t.ID) {
+	for _, t := range m.state.pending() { // without their files
+		if !Terminal(t.State) || !m.skipCleanup(t.ID) {
 			todo = append(todo, t)
 		}
 	}
@@ -221,13 +221,7 @@ func (m *Manager) Drain(ctx context.Context) error {
 	m.draining = true
 	m.mu.Unlock()
 	for {
-		busy := 0
-		for _, t := range m.state.List() {
-			if t.State == StateRunning || t.State == StateRecovering {
-				busy++
-			}
-		}
-		if busy == 0 {
+		if m.state.busy() == 0 {
 			return nil
 		}
 		select {
@@ -378,11 +372,12 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 	}
 	t := &Transfer{ID: id, Request: req, Created: time.Now().UTC()}
 	seen := map[string]string{}
+	resolver := m.sb.NewResolver() // each destination directory resolved once
 	for _, f := range files {
 		target := dest
 		if !single || destIsDir {
 			target = filepath.Join(dest, f.prefix, filepath.FromSlash(f.src.Rel))
-			if _, err := m.sb.Resolve(target); err != nil {
+			if _, err := resolver.Resolve(target); err != nil {
 				return nil, bad("destination %v", err)
 			}
 		}
@@ -449,6 +444,63 @@ func (m *Manager) Get(id string) (*Transfer, bool) {
 	}
 	m.mergeLive(t)
 	return t, true
+}
+
+// View returns the client view of one transfer, with live progress, without
+// copying the transfer first; with files false, Files is nil.
+func (m *Manager) View(id, root string, files bool) (View, bool) {
+	return m.state.view(id, root, files, m.liveOf(id))
+}
+
+// What WaitView lists of a transfer's files.
+const (
+	FilesAll   = "all"   // always
+	FilesNone  = "none"  // never (Files nil)
+	FilesEnded = "ended" // once the transfer has ended
+)
+
+// WaitView returns the view of transfer id once it has ended, or once wait
+// has passed, or ctx is done, whichever comes first: a client following a
+// transfer learns of its end at once, not at its next poll. files is
+// FilesAll, FilesNone or FilesEnded.
+func (m *Manager) WaitView(ctx context.Context, id, root, files string, wait time.Duration) (View, bool) {
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		changed := m.state.Changed()
+		v, ok := m.View(id, root, files == FilesAll)
+		if !ok || wait <= 0 || Terminal(v.State) {
+			if ok && files == FilesEnded && Terminal(v.State) {
+				v, ok = m.View(id, root, true)
+			}
+			return v, ok
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			wait = 0
+		case <-ctx.Done():
+			wait = 0
+		}
+	}
+}
+
+func (m *Manager) liveOf(id string) func(*Transfer) (int, int64) {
+	m.mu.Lock()
+	j := m.jobs[id]
+	m.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	return func(*Transfer) (int, int64) {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.file, j.written
+	}
 }
 
 // List returns every transfer, with live progress.

@@ -2,12 +2,15 @@ package transfer
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
@@ -28,6 +31,14 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 	if _, err := m.raft.Apply(KindStart, lease.Epoch, startCmd{ID: id, Time: time.Now().UTC()}, applyTimeout); err != nil {
 		if ctx.Err() == nil {
 			log.Warn().Err(err).Msg("could not start transfer")
+			// The job stays registered while it waits, so the scheduler
+			// does not start it again at once: without the wait, an
+			// active whose raft has stepped down but whose work is not
+			// yet cancelled retried in a tight loop.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
 		}
 		return
 	}
@@ -134,31 +145,30 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	if t.Request.BandwidthLimit > 0 {
 		limiters = append(limiters, copyloop.NewLimiter(t.Request.BandwidthLimit))
 	}
+	p := m.newSmallPipe(ctx, lease, t, limiters)
+	defer p.stop() // normally done already: waits for what is in flight
 	for i := 0; i < len(t.Files); i++ {
 		f := t.Files[i]
 		if ctx.Err() != nil {
+			if err := p.drain(batch); err != nil {
+				return err
+			}
 			return ctx.Err()
 		}
 		if group := smallGroup(t, i); len(group) > 1 {
-			done, err := m.copySmall(ctx, lease, t, group, batch, limiters)
-			if err != nil {
+			if err := p.run(group); err != nil {
+				_ = p.drain(batch) // the groups queued before are finished
 				if ferr := batch.flush(ctx); ferr != nil {
 					return ferr
 				}
 				return err
 			}
-			if t.Request.Disposition == DispositionDelete && len(done) > 0 {
-				if err := batch.flush(ctx); err != nil { // completions first
-					return err
-				}
-				for _, k := range done {
-					if err := m.deleteSource(ctx, batch, k, t.Files[k]); err != nil {
-						return err
-					}
-				}
-			}
 			i += len(group) - 1
 			continue
+		}
+		// Files one by one: after the groups before them have ended.
+		if err := p.drain(batch); err != nil {
+			return err
 		}
 		if f.State == StateCompleted {
 			if t.Request.Disposition == DispositionDelete && !f.SourceDeleted {
@@ -193,6 +203,9 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 			}
 			return err
 		}
+	}
+	if err := p.drain(batch); err != nil {
+		return err
 	}
 	return batch.flush(ctx)
 }
@@ -414,11 +427,26 @@ func (b *eventBatch) flush(ctx context.Context) error {
 // are made durable with one sync per directory, and the group's starts and
 // completions are one log entry each. Per-file syncs and entries would cost
 // more than copying such files.
+//
+// The files of a group are copied by smallWorkers goroutines, and the
+// groups form a pipeline of two stages: while one group is finished (the
+// sync, the sources checked again, the lease checked, the renames, the
+// completion entry, the sources deleted) on a goroutine of its own, the
+// next group is copied. One group at most is being finished, and a group
+// is finished only after the one before it, so the guarantees hold group
+// by group as they did file by file: a completion is committed only after
+// its rename, which comes after the group's sync and after the group's
+// start entry has committed; a source is deleted only after its
+// completion has committed.
 const (
 	smallFileMax   = 1 << 20  // bytes: a file this size or less is small
 	smallGroupMax  = 256      // files in a group
 	smallGroupSize = 32 << 20 // bytes in a group
 )
+
+// smallWorkers is how many goroutines copy a group's files (a variable
+// for the benchmarks).
+var smallWorkers = 4
 
 // smallGroup returns the indices of the small, not yet started files from i
 // on that form one group (none when file i is not one).
@@ -436,59 +464,250 @@ func smallGroup(t *Transfer, i int) []int {
 	return idx
 }
 
-// copySmall copies a group of small files and returns those completed.
-// Permanent failures are recorded per file; an error is transient: the
-// group's files that were started are resumed one by one on the next try.
-func (m *Manager) copySmall(ctx context.Context, lease ha.Lease, t *Transfer, group []int, batch *eventBatch, limiters []*copyloop.Limiter) ([]int, error) {
-	for _, i := range group {
-		batch.add(FileEvent{Index: i, Kind: EventStart})
+// copied is a small file copied to its .part, not yet synced.
+type copied struct {
+	i      int
+	digest string
+	source checkpoint.Source // of the source as read
+}
+
+// smallPipe runs the groups of one transfer's run. The caller copies
+// groups (run) and queues them; one goroutine finishes what is queued,
+// everything queued at once: one sync, one lease check, the renames and one
+// completion entry for all of it. When finishing is slower than copying
+// (a sync that has other writers' data to flush, a slow log), groups
+// queue up and are finished together, so the copies do not wait for each
+// sync; at most smallQueued groups wait.
+type smallPipe struct {
+	m        *Manager
+	ctx      context.Context // the run's
+	copyCtx  context.Context // the copies': cancelled when a finishing fails
+	cancel   context.CancelFunc
+	lease    ha.Lease
+	t        *Transfer
+	limiters []*copyloop.Limiter
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signals queue, closed, err and the finisher's end
+	queue    []*copiedGroup
+	closed   bool  // drain: the finisher ends once the queue is empty
+	running  bool  // a finisher goroutine runs
+	err      error // the first finishing that failed: the run ends
+	finished chan struct{}
+	// deleted holds sourceDeleted events not yet recorded: they go with
+	// the next completion entry. Only the finisher touches it while it
+	// runs, the caller once it has drained the pipe.
+	deleted []FileEvent
+}
+
+// smallQueued is how many copied groups may wait to be finished.
+const smallQueued = 4
+
+// copiedGroup is a group copied and waiting to be finished.
+type copiedGroup struct {
+	ok      []copied
+	failed  []FileEvent  // permanent failures while copying (.part removed)
+	started <-chan error // the commit of the group's start entry
+}
+
+func (m *Manager) newSmallPipe(ctx context.Context, lease ha.Lease, t *Transfer, limiters []*copyloop.Limiter) *smallPipe {
+	cctx, cancel := context.WithCancel(ctx)
+	p := &smallPipe{m: m, ctx: ctx, copyCtx: cctx, cancel: cancel, lease: lease, t: t, limiters: limiters}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// failure returns the error of a finishing that failed, if any.
+func (p *smallPipe) failure() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// push queues a copied group, waiting while the queue is full; it starts
+// the finisher if none runs.
+func (p *smallPipe) push(g *copiedGroup) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.queue) >= smallQueued && p.err == nil {
+		p.cond.Wait()
 	}
-	// Started is recorded before any rename: a new active must know that a
-	// destination found in place may be this transfer's own.
-	if err := batch.flush(ctx); err != nil {
-		return nil, err
+	if p.err != nil {
+		return p.err
 	}
-	type copied struct {
-		i      int
-		digest string
-		source checkpoint.Source
+	p.queue = append(p.queue, g)
+	if !p.running {
+		p.running, p.closed = true, false
+		p.finished = make(chan struct{})
+		go p.finisher()
 	}
+	p.cond.Broadcast()
+	return nil
+}
+
+// finisher finishes what is queued until the pipe is drained.
+func (p *smallPipe) finisher() {
+	defer close(p.finished)
+	for {
+		p.mu.Lock()
+		for len(p.queue) == 0 && !p.closed {
+			p.cond.Wait()
+		}
+		gs := p.queue
+		p.queue = nil
+		failedBefore := p.err != nil
+		if len(gs) == 0 {
+			p.running = false
+			p.cond.Broadcast()
+			p.mu.Unlock()
+			return
+		}
+		p.cond.Broadcast() // room in the queue
+		p.mu.Unlock()
+		if failedBefore {
+			// The run ends: what is queued stays started, with its
+			// .part files, and is resumed file by file on the next try.
+			for _, g := range gs {
+				<-g.started
+			}
+			continue
+		}
+		if err := p.finish(gs); err != nil {
+			p.mu.Lock()
+			p.err = err
+			p.cond.Broadcast()
+			p.mu.Unlock()
+			p.cancel() // stop the copies: the run ends
+		}
+	}
+}
+
+// drain waits until everything queued has been finished (or given up after
+// a failure), and hands the events not yet recorded to batch.
+func (p *smallPipe) drain(batch *eventBatch) error {
+	p.mu.Lock()
+	running, finished := p.running, p.finished
+	if running {
+		p.closed = true
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+	if running {
+		<-finished
+	}
+	for _, ev := range p.deleted {
+		batch.add(ev)
+	}
+	p.deleted = nil
+	return p.failure()
+}
+
+// stop waits for what is in flight and releases the pipe.
+func (p *smallPipe) stop() {
+	_ = p.drain(&eventBatch{})
+	p.cancel()
+}
+
+// run copies a group and queues it to be finished. Permanent failures are
+// recorded per file; an error is transient (or the context's): the files
+// that were started are resumed one by one on the next try.
+func (p *smallPipe) run(group []int) error {
+	m, t := p.m, p.t
+	if err := p.failure(); err != nil {
+		return err
+	}
+	// Started is recorded before any rename (the finishing waits for it):
+	// a new active must know that a destination found in place may be this
+	// transfer's own. The copies need not wait: a .part of a file not yet
+	// started is truncated by whoever copies it next, and removed with the
+	// others if the transfer is cancelled.
+	starts := make([]FileEvent, len(group))
+	for k, i := range group {
+		starts[k] = FileEvent{Index: i, Kind: EventStart}
+	}
+	started := make(chan error, 1)
+	go func() { started <- p.record(starts) }()
+
+	ok, failed, err := m.copyGroup(p.copyCtx, t, group, p.limiters)
+	if err != nil {
+		serr := <-started
+		if len(failed) > 0 && serr == nil {
+			if ferr := p.record(failed); ferr != nil && p.ctx.Err() == nil {
+				m.log.Warn().Err(ferr).Str("transfer", t.ID).Msg("record failed files")
+			}
+		}
+		if ferr := p.failure(); ferr != nil {
+			return ferr // the finishing failed first, and stopped the copies
+		}
+		if p.ctx.Err() != nil {
+			return p.ctx.Err()
+		}
+		return err
+	}
+	return p.push(&copiedGroup{ok: ok, failed: failed, started: started})
+}
+
+// record commits file events in one entry.
+func (p *smallPipe) record(evs []FileEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err := p.m.raft.Apply(KindFiles, p.lease.Epoch, filesCmd{ID: p.t.ID, Time: time.Now().UTC(), Events: evs}, applyTimeout)
+	if err != nil {
+		return fmt.Errorf("record progress: %w", err)
+	}
+	return nil
+}
+
+// finish makes copied groups durable, renames their files into place and
+// records the completions (with the permanent failures, and the sources
+// deleted before), then deletes the sources.
+func (p *smallPipe) finish(gs []*copiedGroup) error {
+	m, t, ctx := p.m, p.t, p.ctx
 	var ok []copied
+	evs := p.deleted
+	p.deleted = nil
+	for _, g := range gs {
+		ok = append(ok, g.ok...)
+		evs = append(evs, g.failed...)
+	}
+	// The starts must have committed before any rename, and are waited
+	// for on every path out of here.
+	waited := false
+	waitStarted := func() error {
+		var first error
+		if !waited {
+			waited = true
+			for _, g := range gs {
+				if err := <-g.started; err != nil && first == nil {
+					first = err
+				}
+			}
+		}
+		return first
+	}
 	fail := func(i int, reason string) {
-		f := t.Files[i]
-		if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
-			m.log.Warn().Err(err).Str("file", f.Destination).Msg("remove .part of a failed file")
+		evs = append(evs, m.failSmall(ctx, t, i, reason))
+	}
+	// Whatever happens below, the events gathered so far are recorded
+	// (a failure is permanent, a deletion done).
+	flushOnError := func(err error) error {
+		if serr := waitStarted(); serr != nil {
+			return serr
 		}
-		batch.add(FileEvent{Index: i, Kind: EventFailed, Reason: reason})
-		m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Str("reason", reason).Msg("file failed")
-	}
-	for _, i := range group {
-		f := t.Files[i]
-		digest, source, err := m.copyWhole(ctx, t, f, limiters)
-		switch {
-		case err == nil:
-			ok = append(ok, copied{i: i, digest: digest, source: source})
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case errors.Is(err, endpoint.ErrExists):
-			fail(i, "destination exists: "+f.Destination)
-		case errors.Is(err, checkpoint.ErrSourceChanged):
-			fail(i, "source changed: "+err.Error())
-		case endpoint.Permanent(err):
-			fail(i, err.Error())
-		default:
-			return nil, err
+		if ferr := p.record(evs); ferr != nil {
+			return ferr
 		}
+		return err
 	}
-	if len(ok) == 0 {
-		return nil, batch.flush(ctx)
-	}
-	paths := make([]string, len(ok))
-	for k, c := range ok {
-		paths[k] = t.Files[c.i].Destination
-	}
-	if err := m.ep.SyncParts(ctx, paths); err != nil {
-		return nil, fmt.Errorf("sync destinations: %w", err)
+	if len(ok) > 0 {
+		paths := make([]string, len(ok))
+		for k, c := range ok {
+			paths[k] = t.Files[c.i].Destination
+		}
+		if err := m.ep.SyncParts(ctx, paths); err != nil {
+			return flushOnError(fmt.Errorf("sync destinations: %w", err))
+		}
 	}
 	// Sources must not have changed under the copy.
 	kept := ok[:0]
@@ -499,7 +718,7 @@ func (m *Manager) copySmall(ctx context.Context, lease ha.Lease, t *Transfer, gr
 		case err != nil && endpoint.Permanent(err):
 			fail(c.i, "stat source: "+err.Error())
 		case err != nil:
-			return nil, fmt.Errorf("stat source: %w", err)
+			return flushOnError(fmt.Errorf("stat source: %w", err))
 		case !now.Source.Same(c.source):
 			fail(c.i, fmt.Sprintf("source changed during the copy: was %s, now %s", c.source, now.Source))
 		default:
@@ -507,22 +726,30 @@ func (m *Manager) copySmall(ctx context.Context, lease ha.Lease, t *Transfer, gr
 		}
 	}
 	ok = kept
-	// The renames are irreversible: only while this instance holds the lease.
-	if err := m.raft.VerifyLease(lease.Epoch); err != nil {
-		return nil, fmt.Errorf("lease check before rename: %w", err)
+	if err := waitStarted(); err != nil {
+		return err
 	}
-	paths = paths[:0]
+	// The renames are irreversible: only while this instance holds the lease.
+	if len(ok) > 0 {
+		if err := m.raft.VerifyLease(p.lease.Epoch); err != nil {
+			return flushOnError(fmt.Errorf("lease check before rename: %w", err))
+		}
+	}
+	paths := make([]string, 0, len(ok))
 	for _, c := range ok {
 		paths = append(paths, t.Files[c.i].Destination)
 	}
-	errs := m.ep.CommitAll(ctx, paths, t.Request.Overwrite == OverwriteAlways)
+	var errs []error
+	if len(paths) > 0 {
+		errs = m.ep.CommitAll(ctx, paths, t.Request.Overwrite == OverwriteAlways)
+	}
 	var done []int
 	var transient error
 	for k, c := range ok {
 		err := errs[k]
 		switch {
 		case err == nil, errors.Is(err, endpoint.ErrAlreadyCommitted):
-			batch.add(FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest})
+			evs = append(evs, FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest})
 			done = append(done, c.i)
 		case errors.Is(err, endpoint.ErrExists):
 			fail(c.i, "destination exists: "+t.Files[c.i].Destination)
@@ -532,27 +759,167 @@ func (m *Manager) copySmall(ctx context.Context, lease ha.Lease, t *Transfer, gr
 			transient = fmt.Errorf("rename into place: %w", err)
 		}
 	}
-	if err := batch.flush(ctx); err != nil {
-		return nil, err
+	if err := p.record(evs); err != nil {
+		return err
 	}
-	return done, transient
+	if transient != nil {
+		return transient
+	}
+	// Only after the completions have committed.
+	if t.Request.Disposition == DispositionDelete {
+		for _, i := range done {
+			f := t.Files[i]
+			if err := m.ep.Remove(ctx, f.Source); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if endpoint.Permanent(err) {
+					m.log.Warn().Err(err).Str("file", f.Source).Msg("could not delete the source after its transfer")
+					continue
+				}
+				evs = p.deleted
+				p.deleted = nil
+				return flushOnError(fmt.Errorf("delete source %s: %w", f.Source, err))
+			}
+			p.deleted = append(p.deleted, FileEvent{Index: i, Kind: EventSourceDeleted})
+		}
+	}
+	return nil
+}
+
+// failSmall removes a failed small file's .part and returns its event.
+func (m *Manager) failSmall(ctx context.Context, t *Transfer, i int, reason string) FileEvent {
+	f := t.Files[i]
+	if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
+		m.log.Warn().Err(err).Str("file", f.Destination).Msg("remove .part of a failed file")
+	}
+	m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Str("reason", reason).Msg("file failed")
+	return FileEvent{Index: i, Kind: EventFailed, Reason: reason}
+}
+
+// copyGroup copies a group's files to their .part files on smallWorkers
+// goroutines, without syncing them. It returns those copied and the
+// permanent failures (their .part removed), in the group's order; an error
+// is transient or the context's, and stops the copies.
+func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limiters []*copyloop.Limiter) ([]copied, []FileEvent, error) {
+	type result struct {
+		tried  bool
+		digest string
+		source checkpoint.Source
+		err    error
+	}
+	results := make([]result, len(group))
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(smallWorkers, len(group)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(group) || gctx.Err() != nil {
+					return
+				}
+				digest, source, err := m.copyWhole(gctx, t, t.Files[group[k]], limiters, &buf)
+				results[k] = result{tried: true, digest: digest, source: source, err: err}
+				if err != nil && !endpoint.Permanent(err) {
+					cancel() // transient: the group stops here
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var ok []copied
+	var failed []FileEvent
+	var transient error
+	for k, i := range group {
+		r := results[k]
+		f := t.Files[i]
+		switch {
+		case !r.tried:
+		case r.err == nil:
+			ok = append(ok, copied{i: i, digest: r.digest, source: r.source})
+		case errors.Is(r.err, endpoint.ErrExists):
+			failed = append(failed, m.failSmall(ctx, t, i, "destination exists: "+f.Destination))
+		case errors.Is(r.err, checkpoint.ErrSourceChanged):
+			failed = append(failed, m.failSmall(ctx, t, i, "source changed: "+r.err.Error()))
+		case endpoint.Permanent(r.err):
+			failed = append(failed, m.failSmall(ctx, t, i, r.err.Error()))
+		case transient == nil:
+			transient = r.err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ok, failed, err
+	}
+	return ok, failed, transient
 }
 
 // copyWhole copies one small file to its .part without syncing it, and
-// returns its digest and the identity of the source it read.
-func (m *Manager) copyWhole(ctx context.Context, t *Transfer, f File, limiters []*copyloop.Limiter) (string, checkpoint.Source, error) {
-	if t.Request.Overwrite == OverwriteError {
-		if exists, err := m.ep.Exists(ctx, f.Destination); err != nil {
-			return "", checkpoint.Source{}, err
-		} else if exists {
-			return "", checkpoint.Source{}, endpoint.ErrExists
-		}
-	}
+// returns its digest and the identity of the source it read. A file that
+// fits in one buffer (*buf, grown as needed and kept by the caller) is read
+// at once, written at once and hashed here: no goroutine and no buffer of
+// its own.
+//
+// Under the "error" policy it does not look for the destination first, as
+// copyFile does: the group's rename (Endpoint.CommitAll without overwrite)
+// refuses an existing destination by itself, and the file then fails with
+// "destination exists" and its .part removed, as it would have here. That
+// rare case costs a copy of at most smallFileMax bytes; every file saves a
+// lookup in its destination directory. (A new active resuming a started
+// file takes copyFile, which does look first.)
+func (m *Manager) copyWhole(ctx context.Context, t *Transfer, f File, limiters []*copyloop.Limiter, buf *[]byte) (string, checkpoint.Source, error) {
 	src, err := m.ep.OpenSource(ctx, f.Source)
 	if err != nil {
 		return "", checkpoint.Source{}, err
 	}
 	defer src.Close()
+	info := src.Info()
+	if info.Size > smallFileMax {
+		// It grew since it was listed: the copy loop takes it.
+		return m.copyWholeLoop(ctx, f, src, limiters)
+	}
+	n := int(info.Size)
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	for _, l := range limiters {
+		if err := l.Wait(ctx, n); err != nil {
+			return "", checkpoint.Source{}, err
+		}
+	}
+	if n > 0 {
+		got, err := src.ReadAt(b, 0)
+		if got < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				return "", checkpoint.Source{}, fmt.Errorf("source ended at offset %d, before its size: %w", got, checkpoint.ErrSourceChanged)
+			}
+			return "", checkpoint.Source{}, fmt.Errorf("read source at offset %d: %w", got, err)
+		}
+	}
+	dst, err := m.ep.OpenPart(ctx, f.Destination, 0)
+	if err != nil {
+		return "", checkpoint.Source{}, err
+	}
+	w, err := dst.Write(b)
+	if err == nil && w < n {
+		err = io.ErrShortWrite
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", checkpoint.Source{}, fmt.Errorf("write destination: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), info.Source, nil
+}
+
+// copyWholeLoop is copyWhole through the copy loop, for a source that is no
+// longer small.
+func (m *Manager) copyWholeLoop(ctx context.Context, f File, src endpoint.SourceFile, limiters []*copyloop.Limiter) (string, checkpoint.Source, error) {
 	dst, err := m.ep.OpenPart(ctx, f.Destination, 0)
 	if err != nil {
 		return "", checkpoint.Source{}, err
@@ -560,9 +927,8 @@ func (m *Manager) copyWhole(ctx context.Context, t *Transfer, f File, limiters [
 	digest, err := copyloop.Copy(ctx, copyloop.Params{
 		Src:             src,
 		Dst:             dst,
-		CheckpointBytes: smallFileMax + 1, // never: the group's sync stands for it
+		CheckpointBytes: 1 << 62, // never: the group's sync stands for it
 		Limiters:        limiters,
-		BufferSize:      64 << 10,
 		Checkpoint:      func(context.Context, int64, []byte) error { return nil },
 	})
 	if cerr := dst.Close(); err == nil {

@@ -89,12 +89,15 @@ type File struct {
 	Source      string `json:"source"`      // absolute, inside the sandbox
 	Destination string `json:"destination"` // absolute, inside the sandbox
 	Bytes       int64  `json:"bytes"`
-	State       string `json:"state"`
-	SHA256      string `json:"sha256,omitempty"`
-	Reason      string `json:"reason,omitempty"`
+	// State is left out of the JSON while empty (a create entry's files:
+	// the entry sets them queued), as Checkpoint while zero: a smaller
+	// create entry, which earlier builds decode to the same values.
+	State  string `json:"state,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// Checkpoint is the last durable point of the copy: the destination's
 	// .part holds Offset bytes whose hash state is saved.
-	Checkpoint    checkpoint.Checkpoint `json:"checkpoint"`
+	Checkpoint    checkpoint.Checkpoint `json:"checkpoint,omitzero"`
 	Started       bool                  `json:"started,omitempty"` // a copy began: a .part may exist
 	SourceDeleted bool                  `json:"sourceDeleted,omitempty"`
 }
@@ -115,6 +118,41 @@ type Transfer struct {
 	// Epoch is the lease epoch under which it last started running.
 	Epoch           uint64     `json:"epoch"`
 	RecoveringSince *time.Time `json:"recoveringSince,omitempty"`
+
+	// Derived from Files (recount), so that applying file events costs
+	// the events, not the transfer's size: how many files have ended, how
+	// many failed, and the lowest index of a failed one (-1: none).
+	ended, failed, firstFailed int
+}
+
+// recount derives t's counts from its files.
+func (t *Transfer) recount() {
+	t.ended, t.failed, t.firstFailed = 0, 0, -1
+	for i := range t.Files {
+		t.count(i, "", t.Files[i].State)
+	}
+}
+
+// count records file i's change of state from was to now.
+func (t *Transfer) count(i int, was, now string) {
+	if Terminal(was) == Terminal(now) && (was == StateFailed) == (now == StateFailed) {
+		return
+	}
+	if Terminal(was) {
+		t.ended--
+	}
+	if Terminal(now) {
+		t.ended++
+	}
+	if was == StateFailed {
+		t.failed-- // never happens (failed is final), kept for symmetry
+	}
+	if now == StateFailed {
+		t.failed++
+		if t.firstFailed < 0 || i < t.firstFailed {
+			t.firstFailed = i
+		}
+	}
 }
 
 // BytesDone is what is durably done: whole completed files, and the
@@ -202,6 +240,7 @@ type reasonCmd struct {
 type State struct {
 	mu        sync.RWMutex
 	transfers map[string]*Transfer
+	changed   chan struct{} // closed by the next Apply (see Changed)
 }
 
 // NewState returns an empty state.
@@ -211,6 +250,7 @@ func NewState() *State { return &State{transfers: map[string]*Transfer{}} }
 func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.notify()
 	switch kind {
 	case KindCreate:
 		var c createCmd
@@ -267,6 +307,7 @@ func (s *State) create(c createCmd, index uint64) any {
 		t.Files[i].State = StateQueued
 		t.Bytes += t.Files[i].Bytes
 	}
+	t.recount()
 	if len(t.Files) == 0 {
 		// Nothing to copy (e.g. an empty directory): done at once.
 		t.State = StateCompleted
@@ -337,19 +378,29 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 		}
 	}
 	// Check every event before changing anything: an entry applies whole.
-	next := t.clone()
+	// The events work on copies of the files they touch; the transfer is
+	// changed only once all have passed, so an entry costs its events.
+	touched := make(map[int]int, len(c.Events)) // file index -> position in next
+	var next []File
+	var resent int64
 	for _, ev := range c.Events {
-		if ev.Index < 0 || ev.Index >= len(next.Files) {
-			return fmt.Errorf("%w: file %d of %d", ErrBadFileEvent, ev.Index, len(next.Files))
+		if ev.Index < 0 || ev.Index >= len(t.Files) {
+			return fmt.Errorf("%w: file %d of %d", ErrBadFileEvent, ev.Index, len(t.Files))
 		}
-		f := &next.Files[ev.Index]
+		k, ok := touched[ev.Index]
+		if !ok {
+			k = len(next)
+			touched[ev.Index] = k
+			next = append(next, t.Files[ev.Index])
+		}
+		f := &next[k]
 		if Terminal(f.State) && ev.Kind != EventSourceDeleted && !(ev.Kind == EventDone && f.State == StateCompleted) {
 			return fmt.Errorf("%w: file %d is %s", ErrBadFileEvent, ev.Index, f.State)
 		}
 		switch ev.Kind {
 		case EventStart:
 			f.State, f.Started = StateRunning, true
-			next.BytesResent += ev.Resent
+			resent += ev.Resent
 			if ev.Restart {
 				f.Checkpoint = checkpoint.Checkpoint{}
 			}
@@ -379,14 +430,18 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 			return fmt.Errorf("%w: kind %q", ErrBadFileEvent, ev.Kind)
 		}
 	}
-	if next.State == StateRecovering && progressed(c.Events) {
-		next.State, next.RecoveringSince, next.Reason = StateRunning, nil, ""
+	for i, k := range touched {
+		t.count(i, t.Files[i].State, next[k].State)
+		t.Files[i] = next[k]
 	}
-	if next.State == StateQueued {
-		next.State = StateRunning
+	t.BytesResent += resent
+	if t.State == StateRecovering && progressed(c.Events) {
+		t.State, t.RecoveringSince, t.Reason = StateRunning, nil, ""
 	}
-	settle(next, c.Time)
-	s.transfers[t.ID] = next
+	if t.State == StateQueued {
+		t.State = StateRunning
+	}
+	settle(t, c.Time)
 	return nil
 }
 
@@ -403,33 +458,23 @@ func progressed(evs []FileEvent) bool {
 
 // settle ends a transfer whose files have all ended.
 func settle(t *Transfer, now time.Time) {
-	if Terminal(t.State) {
+	if Terminal(t.State) || t.ended < len(t.Files) {
 		return
-	}
-	failed, firstReason := 0, ""
-	for _, f := range t.Files {
-		if !Terminal(f.State) {
-			return
-		}
-		if f.State == StateFailed {
-			if failed == 0 {
-				firstReason = fmt.Sprintf("%s: %s", f.Source, f.Reason)
-			}
-			failed++
-		}
 	}
 	ended := now
 	t.Ended = &ended
 	t.RecoveringSince = nil
-	if failed == 0 {
+	if t.failed == 0 {
 		t.State, t.Reason = StateCompleted, ""
 		return
 	}
+	first := t.Files[t.firstFailed]
+	firstReason := fmt.Sprintf("%s: %s", first.Source, first.Reason)
 	t.State = StateFailed
-	if failed == 1 {
+	if t.failed == 1 {
 		t.Reason = firstReason
 	} else {
-		t.Reason = fmt.Sprintf("%d of %d files failed; first: %s", failed, len(t.Files), firstReason)
+		t.Reason = fmt.Sprintf("%d of %d files failed; first: %s", t.failed, len(t.Files), firstReason)
 	}
 }
 
@@ -459,6 +504,7 @@ func (s *State) endOrRecover(kind string, c reasonCmd) any {
 			t.Files[i].State = t.State
 		}
 	}
+	t.recount()
 	ended := c.Time
 	t.Ended, t.RecoveringSince = &ended, nil
 	return nil
@@ -511,6 +557,7 @@ func (s *State) Restore(b []byte) error {
 	}
 	m := make(map[string]*Transfer, len(snap.Transfers))
 	for _, t := range snap.Transfers {
+		t.recount()
 		m[t.ID] = t
 	}
 	s.mu.Lock()

@@ -36,22 +36,40 @@ type FileView struct {
 
 // ViewOf makes the client view of t; paths under root are shown relative
 // to it, as users give them.
-func ViewOf(t *Transfer, root string) View {
+func ViewOf(t *Transfer, root string) View { return viewOf(t, root, true, nil) }
+
+// viewOf is ViewOf, with the files left out (nil) unless files, and with
+// live progress: live, if set, names a file and the bytes the active has
+// written of it, counted when beyond its checkpoint.
+func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int64)) View {
 	v := View{
-		ID: t.ID, State: t.State, Bytes: t.Bytes, BytesDone: t.BytesDone(),
+		ID: t.ID, State: t.State, Bytes: t.Bytes,
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
 		Priority: t.Request.Priority, Created: t.Created, Ended: t.Ended,
-		Files: make([]FileView, 0, len(t.Files)),
 	}
-	for _, f := range t.Files {
+	liveFile, liveBytes := -1, int64(0)
+	if live != nil {
+		liveFile, liveBytes = live(t)
+	}
+	if files {
+		v.Files = make([]FileView, 0, len(t.Files))
+	}
+	for i := range t.Files {
+		f := &t.Files[i]
 		done := f.Checkpoint.Offset
-		if f.State == StateCompleted {
+		switch {
+		case f.State == StateCompleted:
 			done = f.Bytes
+		case i == liveFile && !Terminal(f.State) && liveBytes > done:
+			done = liveBytes
 		}
-		v.Files = append(v.Files, FileView{
-			Source: rel(root, f.Source), Destination: rel(root, f.Destination),
-			Bytes: f.Bytes, BytesDone: done, SHA256: f.SHA256, State: f.State, Reason: f.Reason,
-		})
+		v.BytesDone += done
+		if files {
+			v.Files = append(v.Files, FileView{
+				Source: rel(root, f.Source), Destination: rel(root, f.Destination),
+				Bytes: f.Bytes, BytesDone: done, SHA256: f.SHA256, State: f.State, Reason: f.Reason,
+			})
+		}
 		if f.State == StateRunning && v.CurrentFile == "" {
 			v.CurrentFile = rel(root, f.Source)
 		}

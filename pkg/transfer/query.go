@@ -1,0 +1,69 @@
+package transfer
+
+// Cheap reads of the replicated state, for the active's scheduler and for
+// clients that follow a transfer: they copy what they need under the read
+// lock rather than whole transfers with every file.
+
+// notify wakes whoever waits on Changed; s.mu is held for writing.
+func (s *State) notify() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// Changed returns a channel closed when the next command is applied (to
+// any transfer). Take it before reading the state, so that nothing applied
+// after the read is missed.
+func (s *State) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// pending returns, without their files, the transfers the active has work
+// for: those that have not ended, and ended ones with sources still to
+// delete.
+func (s *State) pending() []*Transfer {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Transfer
+	for _, t := range s.transfers {
+		if !Terminal(t.State) || sourcesToDelete(t) {
+			c := *t
+			c.Files = nil
+			out = append(out, &c)
+		}
+	}
+	return out
+}
+
+// busy counts the transfers running or recovering.
+func (s *State) busy() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, t := range s.transfers {
+		if t.State == StateRunning || t.State == StateRecovering {
+			n++
+		}
+	}
+	return n
+}
+
+// view makes the client view of one transfer under the read lock, without
+// copying the transfer first; with files false it leaves the files out
+// (Files nil) but still names the current file. live, if set, adjusts
+// the checkpointed offset of file i (the active's progress beyond it).
+func (s *State) view(id, root string, files bool, live func(t *Transfer) (int, int64)) (View, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	if !ok {
+		return View{}, false
+	}
+	return viewOf(t, root, files, live), true
+}

@@ -1,0 +1,519 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/sandbox"
+	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+)
+
+// errCrashed is what the fake log answers once the instance has "died".
+var errCrashed = errors.New("crashed")
+
+// fakeLog applies commands to a State in this process, in order, as raft
+// would; it records the sequence of what it committed in a shared trace and
+// can "crash" after a number of entries (every later Apply fails).
+type fakeLog struct {
+	s     *State
+	tr    *trace
+	mu    sync.Mutex
+	index uint64
+	// crashAfter > 0: the Apply that would be entry crashAfter (counted
+	// from the fake's creation) fails, as does every later one, and crash
+	// is called (it cancels the run).
+	crashAfter int
+	entries    int
+	crashed    bool
+	crash      func()
+}
+
+func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (any, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.crashed {
+		return nil, errCrashed
+	}
+	l.entries++
+	if l.crashAfter > 0 && l.entries >= l.crashAfter {
+		l.crashed = true
+		if l.crash != nil {
+			l.crash()
+		}
+		return nil, errCrashed
+	}
+	l.index++
+	res := l.s.Apply(kind, epoch, b, l.index)
+	if err, ok := res.(error); ok {
+		return nil, err
+	}
+	if kind == KindFiles && l.tr != nil {
+		var c filesCmd
+		_ = json.Unmarshal(b, &c)
+		for _, ev := range c.Events {
+			l.tr.add(ev.Kind, fmt.Sprint(ev.Index))
+		}
+	}
+	return res, nil
+}
+
+func (l *fakeLog) VerifyLease(uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.crashed {
+		return errCrashed
+	}
+	return nil
+}
+
+// trace is the order of durable steps: a .part written, synced, renamed, a
+// completion committed, a source removed.
+type trace struct {
+	mu    sync.Mutex
+	steps []string
+}
+
+func (t *trace) add(what, path string) {
+	t.mu.Lock()
+	t.steps = append(t.steps, what+" "+path)
+	t.mu.Unlock()
+}
+
+// tracingEndpoint is the local endpoint, recording in a trace when a .part
+// is written and closed, synced, renamed, and when a source is removed.
+type tracingEndpoint struct {
+	endpoint.Local
+	tr *trace
+	// failOpenPart, when set, may fail an OpenPart (to stop a group midway).
+	failOpenPart func(path string) error
+}
+
+func (e *tracingEndpoint) OpenPart(ctx context.Context, path string, offset int64) (endpoint.PartFile, error) {
+	if e.failOpenPart != nil {
+		if err := e.failOpenPart(path); err != nil {
+			return nil, err
+		}
+	}
+	p, err := e.Local.OpenPart(ctx, path, offset)
+	if err != nil {
+		return nil, err
+	}
+	e.tr.add("opened", path)
+	return &tracingPart{PartFile: p, tr: e.tr, path: path}, nil
+}
+
+func (p *tracingPart) Write(b []byte) (int, error) {
+	n, err := p.PartFile.Write(b)
+	p.tr.add("written", p.path)
+	return n, err
+}
+
+type tracingPart struct {
+	endpoint.PartFile
+	tr   *trace
+	path string
+}
+
+func (p *tracingPart) Sync() error {
+	err := p.PartFile.Sync()
+	if err == nil {
+		p.tr.add("sync", p.path)
+	}
+	return err
+}
+
+func (p *tracingPart) Close() error {
+	err := p.PartFile.Close()
+	p.tr.add("closed", p.path)
+	return err
+}
+
+func (e *tracingEndpoint) SyncParts(ctx context.Context, paths []string) error {
+	err := e.Local.SyncParts(ctx, paths)
+	if err == nil {
+		for _, p := range paths {
+			e.tr.add("sync", p)
+		}
+	}
+	return err
+}
+
+func (e *tracingEndpoint) Commit(ctx context.Context, path string, overwrite bool) error {
+	err := e.Local.Commit(ctx, path, overwrite)
+	if err == nil || errors.Is(err, endpoint.ErrAlreadyCommitted) {
+		e.tr.add("renamed", path)
+	}
+	return err
+}
+
+func (e *tracingEndpoint) CommitAll(ctx context.Context, paths []string, overwrite bool) []error {
+	errs := e.Local.CommitAll(ctx, paths, overwrite)
+	for i, err := range errs {
+		if err == nil || errors.Is(err, endpoint.ErrAlreadyCommitted) {
+			e.tr.add("renamed", paths[i])
+		}
+	}
+	return errs
+}
+
+func (e *tracingEndpoint) Remove(ctx context.Context, path string) error {
+	err := e.Local.Remove(ctx, path)
+	if err == nil && !strings.HasSuffix(path, ".part") {
+		e.tr.add("removed", path)
+	}
+	return err
+}
+
+// smallTree writes n small files of varying sizes (some empty) under
+// root/in/batch, in a few directories, and returns their SHA-256 by path
+// relative to root/in.
+func smallTree(t testing.TB, root string, n int) map[string]string {
+	t.Helper()
+	sums := map[string]string{}
+	for i := range n {
+		rel := filepath.Join("batch", fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%05d", i))
+		p := filepath.Join(root, "in", rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, (i*97)%9000)
+		for k := range b {
+			b[k] = byte(i + k*7)
+		}
+		if err := os.WriteFile(p, b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(b)
+		sums[rel] = hex.EncodeToString(s[:])
+	}
+	return sums
+}
+
+type rig struct {
+	root  string
+	state *State
+	tr    *trace
+	sb    *sandbox.Sandbox
+}
+
+func newRig(t testing.TB) *rig {
+	root := t.TempDir()
+	sb, err := sandbox.New(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{root: sb.Root(), state: NewState(), tr: &trace{}, sb: sb}
+}
+
+// manager makes a Manager (one "instance") over the rig's state.
+func (r *rig) manager(log *fakeLog, ep endpoint.Endpoint) *Manager {
+	log.s, log.tr = r.state, r.tr
+	return NewManager(Limits{CheckpointBytes: 64 << 20, CheckpointTime: 5 * time.Second, RecoveryTimeout: -1}, r.state, log, ep, r.sb, zerolog.Nop())
+}
+
+// submit plans and commits a request through m.
+func (r *rig) submit(t testing.TB, m *Manager, req Request) string {
+	t.Helper()
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease = &lease
+	m.mu.Unlock()
+	tr, err := m.Submit(context.Background(), "", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.lease = nil
+	m.mu.Unlock()
+	return tr.ID
+}
+
+// runOnce runs transfer id as an active of epoch would, until it ends or
+// ctx is done.
+func runOnce(ctx context.Context, m *Manager, epoch uint64, id string) {
+	j := &job{file: -1}
+	if t, ok := m.state.Get(id); ok && Terminal(t.State) {
+		// Ended, perhaps with sources still to delete: as schedule does.
+		if sourcesToDelete(t) {
+			m.finishSources(ctx, ha.Lease{Epoch: epoch}, id, j)
+		}
+		return
+	}
+	m.runTransfer(ctx, ha.Lease{Epoch: epoch}, id, j)
+}
+
+// checkInvariants checks the trace and the state against the guarantees:
+// a completion is committed only after its file was synced and renamed;
+// a source is removed only after its completion was committed; every
+// completed file has its bytes in place and no .part.
+func (r *rig) checkInvariants(t *testing.T, id string, sums map[string]string) {
+	t.Helper()
+	tr, _ := r.state.Get(id)
+	r.tr.mu.Lock()
+	steps := append([]string(nil), r.tr.steps...)
+	r.tr.mu.Unlock()
+	// The last time each step happened to each file (a file copied again
+	// after a crash repeats them).
+	pos := func(what, path string, before int) int {
+		for k := before - 1; k >= 0; k-- {
+			if steps[k] == what+" "+path {
+				return k
+			}
+		}
+		return -1
+	}
+	for k, st := range steps {
+		what, arg, _ := strings.Cut(st, " ")
+		switch what {
+		case EventDone:
+			var i int
+			fmt.Sscan(arg, &i)
+			f := tr.Files[i]
+			ren := pos("renamed", f.Destination, k)
+			if ren < 0 {
+				t.Fatalf("file %d: completion committed (step %d) before any rename", i, k)
+			}
+			// Synced after its last write (or its creation, when empty).
+			syn := pos("sync", f.Destination, ren)
+			last := max(pos("written", f.Destination, ren), pos("opened", f.Destination, ren))
+			if last < 0 || syn < last {
+				t.Fatalf("file %d: renamed (step %d) without a sync of its written .part before it", i, ren)
+			}
+		case "removed":
+			var i = -1
+			for x, f := range tr.Files {
+				if f.Source == arg {
+					i = x
+				}
+			}
+			if i < 0 || pos(EventDone, fmt.Sprint(i), k) < 0 {
+				t.Fatalf("source %s removed (step %d) before its completion was committed", arg, k)
+			}
+		}
+	}
+	for i, f := range tr.Files {
+		if f.State != StateCompleted {
+			continue
+		}
+		rel, _ := filepath.Rel(filepath.Join(r.root, "in"), f.Source)
+		b, err := os.ReadFile(f.Destination)
+		if err != nil {
+			t.Fatalf("file %d completed, destination: %v", i, err)
+		}
+		s := sha256.Sum256(b)
+		if got := hex.EncodeToString(s[:]); got != sums[rel] || f.SHA256 != got {
+			t.Fatalf("file %d (%s): bytes %s, recorded %s, want %s", i, rel, got, f.SHA256, sums[rel])
+		}
+		if _, err := os.Lstat(endpoint.PartName(f.Destination)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("file %d completed with a .part behind: %v", i, err)
+		}
+	}
+}
+
+func countParts(t *testing.T, dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".part") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func TestSmallFilesInGroups(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleteSource=%v", del), func(t *testing.T) {
+			r := newRig(t)
+			sums := smallTree(t, r.root, 1100)
+			m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
+			req := Request{Sources: []string{"in/batch/"}, Destination: "out/", Recursive: true}
+			if del {
+				req.Disposition = DispositionDelete
+			}
+			id := r.submit(t, m, req)
+			runOnce(context.Background(), m, 1, id)
+			tr, _ := r.state.Get(id)
+			if tr.State != StateCompleted {
+				t.Fatalf("transfer %s: %s", tr.State, tr.Reason)
+			}
+			r.checkInvariants(t, id, sums)
+			for i, f := range tr.Files {
+				if f.State != StateCompleted || f.SourceDeleted != del {
+					t.Fatalf("file %d: %s, source deleted %v", i, f.State, f.SourceDeleted)
+				}
+				if _, err := os.Stat(f.Source); del == (err == nil) {
+					t.Fatalf("file %d: source after the transfer: %v", i, err)
+				}
+			}
+			if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+				t.Fatalf("%d .part files left", n)
+			}
+		})
+	}
+}
+
+// TestSmallFilesCrashMidGroup "kills" the active after each number of log
+// entries in turn, while groups are copied by several workers and finished
+// while the next one is copied: what was recorded complete must be durable,
+// renamed and whole, no source may be gone before its completion, and a new
+// active must finish the transfer with every file right.
+func TestSmallFilesCrashMidGroup(t *testing.T) {
+	for _, crashAfter := range []int{2, 3, 4, 5, 6, 7, 8, 9, 11} {
+		t.Run(fmt.Sprintf("entry%d", crashAfter), func(t *testing.T) {
+			r := newRig(t)
+			sums := smallTree(t, r.root, 1100) // 5 groups
+			req := Request{Sources: []string{"in/batch/"}, Destination: "out/", Recursive: true, Disposition: DispositionDelete}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			log := &fakeLog{crashAfter: crashAfter, crash: cancel}
+			m := r.manager(log, &tracingEndpoint{tr: r.tr})
+			log.crashAfter = 0
+			id := r.submit(t, m, req)
+			log.crashAfter = log.entries + crashAfter
+			runOnce(ctx, m, 1, id)
+			r.checkInvariants(t, id, sums)
+
+			// A new active resumes.
+			m2 := r.manager(&fakeLog{index: log.index}, &tracingEndpoint{tr: r.tr})
+			runOnce(context.Background(), m2, 2, id)
+			tr, _ := r.state.Get(id)
+			if tr.State != StateCompleted {
+				t.Fatalf("after the resume: %s: %s", tr.State, tr.Reason)
+			}
+			r.checkInvariants(t, id, sums)
+			for i, f := range tr.Files {
+				if !f.SourceDeleted {
+					t.Fatalf("file %d: source not deleted", i)
+				}
+			}
+			if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+				t.Fatalf("%d .part files left", n)
+			}
+		})
+	}
+}
+
+// TestSmallFilesTransientErrorMidGroup stops a group's copies with a
+// transient error while the group before it is being finished: the run
+// retries, and ends with every file right.
+func TestSmallFilesTransientErrorMidGroup(t *testing.T) {
+	r := newRig(t)
+	sums := smallTree(t, r.root, 900)
+	var mu sync.Mutex
+	opened := 0
+	ep := &tracingEndpoint{tr: r.tr, failOpenPart: func(string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		opened++
+		if opened == 400 || opened == 401 || opened == 650 {
+			return fmt.Errorf("disk hiccup: %w", errors.New("EIO"))
+		}
+		return nil
+	}}
+	m := r.manager(&fakeLog{}, ep)
+	id := r.submit(t, m, Request{Sources: []string{"in/batch/"}, Destination: "out/", Recursive: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runOnce(ctx, m, 1, id)
+	tr, _ := r.state.Get(id)
+	if tr.State != StateCompleted {
+		t.Fatalf("transfer %s: %s", tr.State, tr.Reason)
+	}
+	r.checkInvariants(t, id, sums)
+	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+		t.Fatalf("%d .part files left", n)
+	}
+}
+
+// TestSmallFilesPermanentFailures: files whose destination exists fail
+// alone, with no .part behind, while the others complete.
+func TestSmallFilesPermanentFailures(t *testing.T) {
+	r := newRig(t)
+	sums := smallTree(t, r.root, 600)
+	for _, k := range []int{3, 300, 599} {
+		p := filepath.Join(r.root, "out", "batch", fmt.Sprintf("d%d", k%3), fmt.Sprintf("f%05d", k))
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("old"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
+	id := r.submit(t, m, Request{Sources: []string{"in/batch"}, Destination: "out/", Recursive: true})
+	runOnce(context.Background(), m, 1, id)
+	tr, _ := r.state.Get(id)
+	if tr.State != StateFailed || !strings.Contains(tr.Reason, "3 of 600 files failed; first: ") || !strings.Contains(tr.Reason, "destination exists") {
+		t.Fatalf("transfer %s: %q", tr.State, tr.Reason)
+	}
+	failed := 0
+	for _, f := range tr.Files {
+		if f.State == StateFailed {
+			failed++
+		}
+	}
+	if failed != 3 {
+		t.Fatalf("%d files failed, want 3", failed)
+	}
+	r.checkInvariants(t, id, sums)
+	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+		t.Fatalf("%d .part files left", n)
+	}
+}
+
+func BenchmarkSmallFilesWorkers(b *testing.B) {
+	for _, w := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprint(w), func(b *testing.B) {
+			defer func(old int) { smallWorkers = old }(smallWorkers)
+			smallWorkers = w
+			BenchmarkSmallFiles(b)
+		})
+	}
+}
+
+// BenchmarkSmallFiles runs a recursive transfer of 2,000 files of 4 KiB in
+// this process (the log applies in place, no raft): the group path.
+func BenchmarkSmallFiles(b *testing.B) {
+	const n = 2000
+	r := newRig(b)
+	buf := make([]byte, 4096)
+	for i := range n {
+		p := filepath.Join(r.root, "in", "batch", fmt.Sprintf("f%05d", i))
+		if i == 0 {
+			_ = os.MkdirAll(filepath.Dir(p), 0o750)
+		}
+		buf[0] = byte(i)
+		if err := os.WriteFile(p, buf, 0o640); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m := r.manager(&fakeLog{}, endpoint.Local{})
+	b.ResetTimer()
+	for i := range b.N {
+		id := r.submit(b, m, Request{Sources: []string{"in/batch/"}, Destination: fmt.Sprintf("out/%d/", i), Recursive: true})
+		runOnce(context.Background(), m, 1, id)
+		if tr, _ := r.state.Get(id); tr.State != StateCompleted {
+			b.Fatalf("transfer %s: %s", tr.State, tr.Reason)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/file")
+}
