@@ -65,6 +65,7 @@ var (
 	flagFilesS   = flag.Int("files-small", 1000, "files in the smaller transfer that shows the cost per file against the number of files (0 skips it)")
 	flagPrefault = flag.Bool("prefault", true, "touch and free anonymous memory (huge pages) before each timed run: see the caveats in docs/performance.md")
 	flagExplain  = flag.Bool("explain", true, "measure where the time goes (phases, in-process pieces)")
+	flagLarge    = flag.Bool("large", true, "measure the large files (false: only the many-files part, for a quick before/after comparison)")
 	flagPoll     = flag.Duration("poll", 10*time.Millisecond, "interval of the active's VmRSS polls during a transfer")
 	flagKeep     = flag.Bool("keep", false, "keep the working directory (binaries, properties, data, instance logs)")
 	flagWorkdir  = flag.String("workdir", "", "parent of the working directory (default: the system's temporary directory); it is the disk measured")
@@ -179,6 +180,9 @@ func run() error {
 	e.cpVer = firstLine("cp", "--version")
 
 	progress("writing the test data under %s", e.in)
+	if !*flagLarge {
+		size, size2 = 0, 0
+	}
 	if e.big, err = writeDataFile(e.in, "big.bin", size, 1); err != nil {
 		return err
 	}
@@ -224,12 +228,14 @@ func run() error {
 
 	e.loadStart = loadavg()
 	res := &results{}
-	if err := measureLarge(e, res); err != nil {
-		return err
-	}
-	if *flagExplain {
-		if err := explainLarge(e, res); err != nil {
+	if *flagLarge {
+		if err := measureLarge(e, res); err != nil {
 			return err
+		}
+		if *flagExplain {
+			if err := explainLarge(e, res); err != nil {
+				return err
+			}
 		}
 	}
 	if err := measureSmall(e, res); err != nil {
