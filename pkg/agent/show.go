@@ -50,7 +50,7 @@ func FetchView(ctx context.Context, cl *client.Client, cfg *config.Config) (ha.A
 				v.Epoch = st.Epoch
 			}
 			start := st.StartTime
-			iv.Name, iv.Role, iv.Status, iv.Version = st.Name, st.Role, st.Status, st.Version
+			iv.Name, iv.Role, iv.Status, iv.Version, iv.Format = st.Name, st.Role, st.Status, st.Version, st.Format
 			iv.StartTime, iv.LastApplied, iv.CanTakeOver = &start, st.LastApplied, st.CanTakeOver
 			zero := 0.0
 			iv.StatusAge = &zero // just asked

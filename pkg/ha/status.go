@@ -332,7 +332,11 @@ func (n *Node) View() (AgentView, error) {
 				iv.Role = RoleStandby // said it is going away: not ready to take over
 			default:
 				iv.Role = RoleStandby
-				v.Standbys = append(v.Standbys, p.Name)
+				// Ready to take over: a voter in touch with the leader, as it
+				// said itself (a joining non-voter is not yet).
+				if e.status.CanTakeOver {
+					v.Standbys = append(v.Standbys, p.Name)
+				}
 			}
 		}
 		v.Instances = append(v.Instances, iv)
