@@ -78,11 +78,11 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.transferError(w, err)
 			return
 		}
-		v := transfer.ViewOf(t, in.cfg.TransferRoot)
-		if files == transfer.FilesNone || files == transfer.FilesEnded && !transfer.Terminal(v.State) {
-			v.Files = nil
+		if files == transfer.FilesNone || files == transfer.FilesEnded && !transfer.Terminal(t.State) {
+			writeJSON(w, http.StatusCreated, transfer.SummaryOf(t, in.cfg.TransferRoot))
+			return
 		}
-		writeJSON(w, http.StatusCreated, v)
+		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot))
 	})
 	mux.HandleFunc("GET "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {

@@ -34,7 +34,7 @@ func (s *State) pending() []*Transfer {
 	for _, t := range s.transfers {
 		if !Terminal(t.State) || sourcesToDelete(t) {
 			c := *t
-			c.Files = nil
+			c.Files, c.packed = nil, nil
 			out = append(out, &c)
 		}
 	}

@@ -98,6 +98,9 @@ func sourcesToDelete(t *Transfer) bool {
 	if t.Request.Disposition != DispositionDelete {
 		return false
 	}
+	if t.packed != nil {
+		return t.packed.sourcesToDelete()
+	}
 	for _, f := range t.Files {
 		if f.State == StateCompleted && !f.SourceDeleted {
 			return true
@@ -440,9 +443,12 @@ func (b *eventBatch) flush(ctx context.Context) error {
 // completion has committed.
 const (
 	smallFileMax   = 1 << 20  // bytes: a file this size or less is small
-	smallGroupMax  = 256      // files in a group
 	smallGroupSize = 32 << 20 // bytes in a group
 )
+
+// smallGroupMax is how many files a group has at most (a variable for the
+// benchmarks).
+var smallGroupMax = 256
 
 // smallWorkers is how many goroutines copy a group's files (a variable
 // for the benchmarks).
@@ -500,8 +506,9 @@ type smallPipe struct {
 	deleted []FileEvent
 }
 
-// smallQueued is how many copied groups may wait to be finished.
-const smallQueued = 4
+// smallQueued is how many copied groups may wait to be finished (a
+// variable for the benchmarks).
+var smallQueued = 4
 
 // copiedGroup is a group copied and waiting to be finished.
 type copiedGroup struct {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -490,9 +491,39 @@ func BenchmarkSmallFilesWorkers(b *testing.B) {
 	}
 }
 
+func BenchmarkSmallFilesQueue(b *testing.B) {
+	for _, q := range []int{1, 4, 16} {
+		for _, g := range []int{128, 256, 512} {
+			b.Run(fmt.Sprintf("queued%d-group%d", q, g), func(b *testing.B) {
+				defer func(q, g int) { smallQueued, smallGroupMax = q, g }(smallQueued, smallGroupMax)
+				smallQueued, smallGroupMax = q, g
+				BenchmarkSmallFiles(b)
+			})
+		}
+	}
+}
+
+// noSync is the local endpoint without its syncs: to measure what they
+// cost (never for real use).
+type noSync struct{ endpoint.Local }
+
+func (noSync) SyncParts(context.Context, []string) error { return nil }
+
+func (noSync) CommitAll(_ context.Context, paths []string, _ bool) []error {
+	errs := make([]error, len(paths))
+	for i, p := range paths {
+		errs[i] = os.Rename(endpoint.PartName(p), p)
+	}
+	return errs
+}
+
+func BenchmarkSmallFilesNoSync(b *testing.B) { benchmarkSmallFiles(b, noSync{}) }
+
 // BenchmarkSmallFiles runs a recursive transfer of 2,000 files of 4 KiB in
 // this process (the log applies in place, no raft): the group path.
-func BenchmarkSmallFiles(b *testing.B) {
+func BenchmarkSmallFiles(b *testing.B) { benchmarkSmallFiles(b, endpoint.Local{}) }
+
+func benchmarkSmallFiles(b *testing.B, ep endpoint.Endpoint) {
 	const n = 2000
 	r := newRig(b)
 	buf := make([]byte, 4096)
@@ -506,7 +537,9 @@ func BenchmarkSmallFiles(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	m := r.manager(&fakeLog{}, endpoint.Local{})
+	m := r.manager(&fakeLog{}, ep)
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	b.ResetTimer()
 	for i := range b.N {
 		id := r.submit(b, m, Request{Sources: []string{"in/batch/"}, Destination: fmt.Sprintf("out/%d/", i), Recursive: true})
@@ -516,4 +549,7 @@ func BenchmarkSmallFiles(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/file")
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-µs/file")
 }

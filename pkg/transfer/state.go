@@ -123,6 +123,9 @@ type Transfer struct {
 	// the events, not the transfer's size: how many files have ended, how
 	// many failed, and the lowest index of a failed one (-1: none).
 	ended, failed, firstFailed int
+	// packed holds the files of an ended transfer instead of Files (see
+	// packed.go); readers get them back from clone.
+	packed *packedFiles
 }
 
 // recount derives t's counts from its files.
@@ -159,7 +162,8 @@ func (t *Transfer) count(i int, was, now string) {
 // checkpointed part of the others.
 func (t *Transfer) BytesDone() int64 {
 	var n int64
-	for _, f := range t.Files {
+	for i := range t.fileCount() {
+		f := t.fileAt(i)
 		if f.State == StateCompleted {
 			n += f.Bytes
 		} else {
@@ -171,7 +175,11 @@ func (t *Transfer) BytesDone() int64 {
 
 func (t *Transfer) clone() *Transfer {
 	c := *t
-	c.Files = append([]File(nil), t.Files...)
+	if t.packed != nil {
+		c.Files, c.packed = t.packed.unpacked(), nil
+	} else {
+		c.Files = append([]File(nil), t.Files...)
+	}
 	c.Request.Sources = append([]string(nil), t.Request.Sources...)
 	return &c
 }
@@ -203,8 +211,8 @@ type startCmd struct {
 // FileEvent is one step of one file; many travel in one log entry.
 type FileEvent struct {
 	Index      int                   `json:"index"`
-	Kind       string                `json:"kind"` // start, checkpoint, done, failed, sourceDeleted
-	Checkpoint checkpoint.Checkpoint `json:"checkpoint,omitempty"`
+	Kind       string                `json:"kind"`                // start, checkpoint, done, failed, sourceDeleted
+	Checkpoint checkpoint.Checkpoint `json:"checkpoint,omitzero"` // left out when zero (earlier builds decode that the same)
 	SHA256     string                `json:"sha256,omitempty"`
 	Reason     string                `json:"reason,omitempty"`
 	Resent     int64                 `json:"resent,omitempty"` // with start: bytes to be copied again
@@ -376,6 +384,9 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 				return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
 			}
 		}
+		if t.packed != nil {
+			return t.packed.sourcesDeleted(c.Events)
+		}
 	}
 	// Check every event before changing anything: an entry applies whole.
 	// The events work on copies of the files they touch; the transfer is
@@ -464,6 +475,7 @@ func settle(t *Transfer, now time.Time) {
 	ended := now
 	t.Ended = &ended
 	t.RecoveringSince = nil
+	defer t.pack()
 	if t.failed == 0 {
 		t.State, t.Reason = StateCompleted, ""
 		return
@@ -507,6 +519,7 @@ func (s *State) endOrRecover(kind string, c reasonCmd) any {
 	t.recount()
 	ended := c.Time
 	t.Ended, t.RecoveringSince = &ended, nil
+	t.pack()
 	return nil
 }
 
@@ -543,6 +556,9 @@ func (s *State) Snapshot() ([]byte, error) {
 	defer s.mu.RUnlock()
 	snap := snapshot{Transfers: make([]*Transfer, 0, len(s.transfers))}
 	for _, t := range s.transfers {
+		if t.packed != nil {
+			t = t.clone() // its files, unpacked
+		}
 		snap.Transfers = append(snap.Transfers, t)
 	}
 	sort.Slice(snap.Transfers, func(i, j int) bool { return snap.Transfers[i].Seq < snap.Transfers[j].Seq })
@@ -558,6 +574,7 @@ func (s *State) Restore(b []byte) error {
 	m := make(map[string]*Transfer, len(snap.Transfers))
 	for _, t := range snap.Transfers {
 		t.recount()
+		t.pack() // if ended
 		m[t.ID] = t
 	}
 	s.mu.Lock()

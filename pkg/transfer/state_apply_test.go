@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,73 @@ func TestWaitView(t *testing.T) {
 	}
 	if _, ok := m.WaitView(context.Background(), "nope", "/r", FilesAll, time.Second); ok {
 		t.Fatal("a missing transfer was found")
+	}
+}
+
+// TestEndedTransferPacked: an ended transfer's files are packed, and read
+// back the same (but for the checkpoints' hash states), through Get, a
+// view, a snapshot restored, and sourceDeleted events applied later.
+func TestEndedTransferPacked(t *testing.T) {
+	a := &applier{t: t, s: NewState()}
+	tr := newTransfer("t", 3, 4, 5)
+	tr.Request.Disposition = DispositionDelete
+	if err := a.apply(KindCreate, 1, createCmd{Transfer: tr}); err != nil {
+		t.Fatal(err)
+	}
+	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	evs := []FileEvent{
+		{Index: 0, Kind: EventStart}, {Index: 0, Kind: EventDone, SHA256: sum},
+		{Index: 1, Kind: EventStart}, {Index: 1, Kind: EventFailed, Reason: "disk on fire"},
+		{Index: 2, Kind: EventStart}, {Index: 2, Kind: EventDone, SHA256: sum},
+	}
+	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	a.s.mu.RLock()
+	packed := a.s.transfers["t"].packed != nil && a.s.transfers["t"].Files == nil
+	a.s.mu.RUnlock()
+	if !packed {
+		t.Fatal("the ended transfer's files are not packed")
+	}
+	got, _ := a.s.Get("t")
+	want := []File{
+		{Source: "/r/in/t/a", Destination: "/r/out/a", Bytes: 3, State: StateCompleted, SHA256: sum, Started: true},
+		{Source: "/r/in/t/b", Destination: "/r/out/b", Bytes: 4, State: StateFailed, Reason: "disk on fire", Started: true},
+		{Source: "/r/in/t/c", Destination: "/r/out/c", Bytes: 5, State: StateCompleted, SHA256: sum, Started: true},
+	}
+	for i := range want {
+		if !reflect.DeepEqual(got.Files[i], want[i]) {
+			t.Fatalf("file %d: %+v, want %+v", i, got.Files[i], want[i])
+		}
+	}
+	if !sourcesToDelete(got) {
+		t.Fatal("no sources to delete")
+	}
+	if v, _ := a.s.view("t", "/r", true, nil); len(v.Files) != 3 || v.Files[2].Destination != "out/c" || v.BytesDone != 8 || v.Files[0].SHA256 != sum {
+		t.Fatalf("view %+v", v)
+	}
+	// Only sourceDeleted events, and only of completed files.
+	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}, {Index: 1, Kind: EventSourceDeleted}}}); !errors.Is(err, ErrBadFileEvent) {
+		t.Fatalf("source of a failed file deleted: %v", err)
+	}
+	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := a.s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := NewState()
+	if err := s2.Restore(b); err != nil {
+		t.Fatal(err)
+	}
+	a.s = s2
+	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 2, Kind: EventSourceDeleted}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = a.s.Get("t")
+	want[0].SourceDeleted, want[2].SourceDeleted = true, true
+	if !reflect.DeepEqual(got.Files, want) || sourcesToDelete(got) || got.State != StateFailed {
+		t.Fatalf("after restore: %s %+v", got.State, got.Files)
 	}
 }

@@ -38,6 +38,9 @@ type FileView struct {
 // to it, as users give them.
 func ViewOf(t *Transfer, root string) View { return viewOf(t, root, true, nil) }
 
+// SummaryOf is ViewOf without the files (Files nil).
+func SummaryOf(t *Transfer, root string) View { return viewOf(t, root, false, nil) }
+
 // viewOf is ViewOf, with the files left out (nil) unless files, and with
 // live progress: live, if set, names a file and the bytes the active has
 // written of it, counted when beyond its checkpoint.
@@ -47,15 +50,16 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
 		Priority: t.Request.Priority, Created: t.Created, Ended: t.Ended,
 	}
+	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)
 	if live != nil {
 		liveFile, liveBytes = live(t)
 	}
 	if files {
-		v.Files = make([]FileView, 0, len(t.Files))
+		v.Files = make([]FileView, 0, t.fileCount())
 	}
-	for i := range t.Files {
-		f := &t.Files[i]
+	for i := range t.fileCount() {
+		f := t.fileAt(i)
 		done := f.Checkpoint.Offset
 		switch {
 		case f.State == StateCompleted:
@@ -77,9 +81,24 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 	return v
 }
 
+// cleanRoot makes root ready for rel: cleaned, and "" when empty.
+func cleanRoot(root string) string {
+	if root == "" {
+		return ""
+	}
+	return filepath.Clean(root)
+}
+
+// rel shows p relative to root (cleaned) when it lies under it. The
+// state's paths are clean and absolute, so a path under root is root, a
+// separator and the rest: what filepath.Rel gives, without its work.
 func rel(root, p string) string {
 	if root == "" {
 		return p
+	}
+	if len(p) > len(root)+1 && p[len(root)] == filepath.Separator && strings.HasPrefix(p, root) &&
+		root != string(filepath.Separator) && filepath.Clean(p) == p {
+		return p[len(root)+1:]
 	}
 	r, err := filepath.Rel(root, p)
 	if err != nil || r == ".." || strings.HasPrefix(r, "../") {
