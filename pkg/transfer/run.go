@@ -817,6 +817,8 @@ func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limit
 	defer cancel()
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	var stopErr error // the transient error that stopped the group (not the cancellations it caused)
 	for range min(smallWorkers, len(group)) {
 		wg.Add(1)
 		go func() {
@@ -830,6 +832,7 @@ func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limit
 				digest, source, err := m.copyWhole(gctx, t, t.Files[group[k]], limiters, &buf)
 				results[k] = result{tried: true, digest: digest, source: source, err: err}
 				if err != nil && !endpoint.Permanent(err) {
+					stopOnce.Do(func() { stopErr = err })
 					cancel() // transient: the group stops here
 					return
 				}
@@ -859,6 +862,9 @@ func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limit
 	}
 	if err := ctx.Err(); err != nil {
 		return ok, failed, err
+	}
+	if stopErr != nil {
+		return ok, failed, stopErr
 	}
 	return ok, failed, transient
 }
