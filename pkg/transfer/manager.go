@@ -75,8 +75,11 @@ type Manager struct {
 	// noCleanup holds ended transfers whose sources could not be deleted
 	// for good (e.g. permission denied): not retried by this active.
 	noCleanup map[string]bool
-	wake      chan struct{}
-	idle      *sync.Cond // signalled when a job ends
+	// cancelling holds transfers whose run Cancel is stopping: the
+	// scheduler does not start them meanwhile.
+	cancelling map[string]int
+	wake       chan struct{}
+	idle       *sync.Cond // signalled when a job ends
 }
 
 type job struct {
@@ -95,16 +98,17 @@ func NewManager(limits Limits, state *State, raft Log, ep endpoint.Endpoint, sb 
 		limits.MaxSourceTransfers = 25
 	}
 	m := &Manager{
-		limits:    limits,
-		log:       log.With().Str("component", "transfer").Logger(),
-		state:     state,
-		raft:      raft,
-		ep:        ep,
-		sb:        sb,
-		agent:     copyloop.NewLimiter(limits.MaxBandwidth),
-		jobs:      map[string]*job{},
-		noCleanup: map[string]bool{},
-		wake:      make(chan struct{}, 1),
+		limits:     limits,
+		log:        log.With().Str("component", "transfer").Logger(),
+		state:      state,
+		raft:       raft,
+		ep:         ep,
+		sb:         sb,
+		agent:      copyloop.NewLimiter(limits.MaxBandwidth),
+		jobs:       map[string]*job{},
+		noCleanup:  map[string]bool{},
+		cancelling: map[string]int{},
+		wake:       make(chan struct{}, 1),
 	}
 	m.idle = sync.NewCond(&m.mu)
 	return m
@@ -177,6 +181,9 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 	for _, t := range todo {
 		if len(m.jobs) >= limit {
 			return
+		}
+		if m.cancelling[t.ID] > 0 {
+			continue
 		}
 		if _, running := m.jobs[t.ID]; running {
 			continue
@@ -412,15 +419,32 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 	if Terminal(t.State) {
 		return nil, &RequestError{Reason: fmt.Sprintf("transfer %s has already ended (%s)", id, t.State)}
 	}
-	if _, err := m.raft.Apply(KindCancel, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: "cancelled by a user"}, applyTimeout); err != nil {
-		return nil, err
-	}
+	// Stop the run first, and record the cancel after: nothing is renamed
+	// into place once the transfer is cancelled (a run stopped midway
+	// records what it has renamed). The scheduler leaves the transfer
+	// alone meanwhile; if the cancel cannot be recorded, it runs again.
 	m.mu.Lock()
+	m.cancelling[id]++
 	j := m.jobs[id]
 	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.cancelling[id]--; m.cancelling[id] <= 0 {
+			delete(m.cancelling, id)
+		}
+		m.mu.Unlock()
+		m.poke()
+	}()
 	if j != nil {
 		j.cancel()
 		<-j.done
+	}
+	if _, err := m.raft.Apply(KindCancel, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: "cancelled by a user"}, applyTimeout); err != nil {
+		if errors.Is(err, ErrEnded) {
+			// It ended while its run was stopped.
+			return nil, &RequestError{Reason: fmt.Sprintf("transfer %s has already ended", id)}
+		}
+		return nil, err
 	}
 	// The job has stopped; clean up what it left (removing a .part that is
 	// not there is no error).

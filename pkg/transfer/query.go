@@ -67,3 +67,11 @@ func (s *State) view(id, root string, files bool, live func(t *Transfer) (int, i
 	}
 	return viewOf(t, root, files, live), true
 }
+
+// ended reports whether transfer id has ended (or is gone).
+func (s *State) ended(id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	return !ok || Terminal(t.State)
+}

@@ -736,10 +736,14 @@ func (p *smallPipe) finish(gs []*copiedGroup) error {
 	if err := waitStarted(); err != nil {
 		return err
 	}
-	// The renames are irreversible: only while this instance holds the lease.
+	// The renames are irreversible: only while this instance holds the lease,
+	// and not once the transfer was cancelled (its run is being stopped).
 	if len(ok) > 0 {
 		if err := m.raft.VerifyLease(p.lease.Epoch); err != nil {
 			return flushOnError(fmt.Errorf("lease check before rename: %w", err))
+		}
+		if m.state.ended(t.ID) {
+			return flushOnError(fmt.Errorf("transfer %s has ended", t.ID))
 		}
 	}
 	paths := make([]string, 0, len(ok))

@@ -553,3 +553,72 @@ func benchmarkSmallFiles(b *testing.B, ep endpoint.Endpoint) {
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-µs/file")
 }
+
+// TestSmallFilesCancelMidway cancels a transfer of small files while its
+// groups are copied and finished (Manager.Run schedules it, as on the
+// active): the transfer ends cancelled, what was recorded complete is
+// durable and whole, and no .part is left anywhere.
+func TestSmallFilesCancelMidway(t *testing.T) {
+	r := newRig(t)
+	sums := smallTree(t, r.root, 3000)
+	m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
+	id := r.submit(t, m, Request{Sources: []string{"in/batch/"}, Destination: "out/", Recursive: true})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		m.Run(ctx, ha.Lease{Epoch: 1})
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tr, _ := r.state.Get(id)
+		done := 0
+		for _, f := range tr.Files {
+			if f.State == StateCompleted {
+				done++
+			}
+		}
+		if done > 0 || Terminal(tr.State) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no file completed within a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := m.Cancel(context.Background(), id); err != nil {
+		var re *RequestError
+		if !errors.As(err, &re) { // "already ended" would be a too-fast machine
+			t.Fatal(err)
+		}
+	}
+	stop()
+	<-ran
+	tr, _ := r.state.Get(id)
+	if tr.State != StateCancelled && tr.State != StateCompleted {
+		t.Fatalf("transfer %s", tr.State)
+	}
+	count := map[string]int{}
+	for _, f := range tr.Files {
+		count[f.State]++
+	}
+	// Cancel stops the run before it records the cancel: no cancelled
+	// file's copy was renamed into place.
+	stray := 0
+	for _, f := range tr.Files {
+		if f.State != StateCompleted {
+			if _, err := os.Lstat(f.Destination); err == nil {
+				stray++
+			}
+		}
+	}
+	t.Logf("transfer %s: files %v", tr.State, count)
+	if stray > 0 {
+		t.Fatalf("%d files not completed have their destination in place", stray)
+	}
+	r.checkInvariants(t, id, sums)
+	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+		t.Fatalf("%d .part files left after the cancel", n)
+	}
+}
