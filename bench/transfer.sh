@@ -12,6 +12,7 @@
 #
 #   bench/transfer.sh                          # everything, at the defaults
 #   bench/transfer.sh -n 3 -n-cold 0 -n-small 2 -explain=false   # quicker
+#   bench/transfer.sh -large=false -explain=false -files-small 0 -n-small 3 -n-rsync 2   # the 10,000 files only (~40 s)
 #   bench/transfer.sh -keep                    # keep binaries, data and instance logs
 #   bench/transfer.sh -h                       # every flag
 set -euo pipefail
