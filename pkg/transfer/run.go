@@ -250,15 +250,25 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 	partExists := partErr == nil
 
 	// A completion that was renamed into place but not recorded before a
-	// failover: finish the hash over the destination's remaining bytes (never
-	// re-reading the source) and record it. Under "error" the destination
-	// cannot have been there before (it was checked when the copy began);
-	// under "overwrite" it may be the old file, so the copy starts again.
+	// failover: finish the hash over the destination's remaining bytes and
+	// record it. Under "overwrite" the name may hold the old file, so the
+	// copy starts again. Under "error" it may hold a file that was there
+	// before, too: a rename into place refused because the destination
+	// exists (small files are not checked before), then a failover before
+	// the failure was recorded. So the digest must also be the source's:
+	// only then are these the bytes this transfer delivered.
 	if f.Started && !partExists && t.Request.Overwrite == OverwriteError {
 		if info, err := m.ep.Stat(ctx, f.Destination); err == nil && info.Size == f.Bytes && f.Checkpoint.Offset <= f.Bytes {
 			sum, err := m.hashFrom(ctx, f.Destination, f.Checkpoint)
 			if err != nil {
 				return classify("finish replayed completion", err)
+			}
+			want, err := m.hashFrom(ctx, f.Source, checkpoint.Checkpoint{})
+			if err != nil {
+				return classify("confirm replayed completion against the source", err)
+			}
+			if sum != want {
+				return fail("destination exists: " + f.Destination + " (and does not hold the source's bytes)")
 			}
 			batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: sum})
 			return batch.flush(ctx)
