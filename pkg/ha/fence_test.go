@@ -25,9 +25,9 @@ func TestFenceClosesBeforeANewActiveStarts(t *testing.T) {
 		}
 
 		var (
-			mu     sync.Mutex
-			lastOK time.Time
-			oks    int
+			mu      sync.Mutex
+			lastOK  time.Time
+			oks     int
 			lastErr error
 		)
 		stop := make(chan struct{})
