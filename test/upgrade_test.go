@@ -6,6 +6,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -126,6 +127,28 @@ func waitSnapshot(t *testing.T, c *harness.Cluster, name string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// acceptedKinds reads instance name's log: the kind of create entry each
+// transfer it accepted was committed with ("" for builds that do not say).
+func acceptedKinds(t *testing.T, c *harness.Cluster, name string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		var m struct {
+			Message  string `json:"message"`
+			Transfer string `json:"transfer"`
+			Kind     string `json:"kind"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Message == "transfer accepted" {
+			kinds[m.Transfer] = m.Kind
+		}
+	}
+	return kinds
 }
 
 func TestUpgradeRollingFromPreviousRelease(t *testing.T) {
@@ -256,10 +279,33 @@ func TestUpgradeRollingFromPreviousRelease(t *testing.T) {
 	waitStep(t, c, "every instance upgraded", upgradeStep{active: newActive, versions: versions})
 	checkRestoredSnapshot(t, c, oldActive, from)
 	last := submit("in/after.bin", 2*xferMiB, 30)
+	// A recursive transfer of a small tree with odd names: now that every
+	// instance reads format 2, it is committed as a compact
+	// transfer.create.v2 entry.
+	tree := map[string]string{}
+	for i, rel := range []string{"a.bin", "sub/b c.bin", "sub/deeper/-d é.bin"} {
+		tree["out/tree/"+rel] = xferRandomFile(t, c, "in/tree/"+rel, int64(1000*(i+1)), uint64(40+i))
+	}
+	treeID := xferCreate(t, c, "--recursive", "in/tree/", "out/tree/")
+	sums[treeID] = tree
+
+	// The kind of create entry the new active wrote: the plain one while an
+	// instance was stopped or on the previous release, the compact one once
+	// every instance reads format 2.
+	kinds := acceptedKinds(t, c, newActive)
+	for id, want := range map[string]string{
+		mid[len(mid)-1]: transfer.KindCreate,
+		last:            transfer.KindCreateV2,
+		treeID:          transfer.KindCreateV2,
+	} {
+		if kinds[id] != want {
+			t.Errorf("transfer %s was committed as %q, want %q", id, kinds[id], want)
+		}
+	}
 
 	// Every transfer completed, with the digest of its source computed
 	// here, and without a .part left behind.
-	all := append(append(append([]string{first}, long...), mid...), last)
+	all := append(append(append([]string{first}, long...), mid...), last, treeID)
 	ended := map[string]transfer.View{}
 	for _, id := range all {
 		ended[id] = xferEnded(t, c, 60*time.Second, id)

@@ -16,7 +16,9 @@ import (
 // format, so that the older build keeps reading them during a rolling upgrade.
 // A change to a kind's data that an older build would misread is a new kind,
 // or the same kind registered at a new format.
-const FormatVersion = 1
+//
+// Format 2 added transfer.create.v2 (pkg/transfer), a compact create entry.
+const FormatVersion = 2
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
 // own are handed to the StateMachine.

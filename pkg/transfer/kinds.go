@@ -2,7 +2,8 @@ package transfer
 
 import "github.com/ftagent/ftagent/pkg/ha"
 
-// The transfer kinds are in every build's first command format. A kind added
+// The transfer kinds are in every build's first command format, but for
+// KindCreateV2, which format 2 added. A kind added
 // later, or one whose data changes in a way older builds would misread, is
 // registered at the format that introduced it (see ha.RegisterKind): the
 // active then proposes it only once every instance reads that format.
@@ -10,4 +11,8 @@ func init() {
 	for _, k := range Kinds {
 		ha.RegisterKind(k, 1)
 	}
+	ha.RegisterKind(KindCreateV2, formatCreateV2)
 }
+
+// formatCreateV2 is the command format that introduced KindCreateV2.
+const formatCreateV2 = 2

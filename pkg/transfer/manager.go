@@ -26,10 +26,12 @@ import (
 )
 
 // Log is what the Manager needs of pkg/ha: commit a command under an epoch,
-// and confirm the lease before an irreversible step.
+// confirm the lease before an irreversible step, and tell whether every
+// instance reads a command format (see ha.Node.FormatAgreed).
 type Log interface {
 	Apply(kind string, epoch uint64, data any, timeout time.Duration) (any, error)
 	VerifyLease(epoch uint64) error
+	FormatAgreed(format int) bool
 }
 
 // Limits are the agent's transfer settings.
@@ -282,12 +284,12 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	if err != nil {
 		return nil, err
 	}
-	res, err := m.raft.Apply(KindCreate, lease.Epoch, createCmd{
+	kind, res, err := m.create(lease, createCmd{
 		Transfer:     *t,
 		MaxQueued:    m.limits.MaxQueuedTransfers,
 		HistoryCount: m.limits.HistoryCount,
 		HistoryAge:   m.limits.HistoryAge,
-	}, applyTimeout)
+	})
 	if err != nil {
 		if errors.Is(err, ErrQueueFull) || errors.Is(err, ErrAlreadyExists) {
 			return nil, &RequestError{Reason: err.Error()}
@@ -298,9 +300,27 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	if !ok {
 		return nil, fmt.Errorf("create transfer %s: unexpected result %T", id, res)
 	}
-	m.log.Info().Str("transfer", id).Int("files", len(created.Files)).Int64("bytes", created.Bytes).Msg("transfer accepted")
+	m.log.Info().Str("transfer", id).Str("kind", kind).Int("files", len(created.Files)).Int64("bytes", created.Bytes).Msg("transfer accepted")
 	m.poke()
 	return created, nil
+}
+
+// create commits c: in compact form (KindCreateV2) once every instance
+// reads its format, else as KindCreate, which every build reads. It returns
+// the kind committed.
+func (m *Manager) create(lease ha.Lease, c createCmd) (string, any, error) {
+	if m.raft.FormatAgreed(formatCreateV2) {
+		if v, ok := compactCreate(c); ok {
+			res, err := m.raft.Apply(KindCreateV2, lease.Epoch, v, applyTimeout)
+			// An instance of an older build may have joined since
+			// FormatAgreed: nothing was proposed, write the old kind.
+			if !errors.Is(err, ha.ErrFormatNotAgreed) {
+				return KindCreateV2, res, err
+			}
+		}
+	}
+	res, err := m.raft.Apply(KindCreate, lease.Epoch, c, applyTimeout)
+	return KindCreate, res, err
 }
 
 // normalize checks a request's options and fills in their defaults, so

@@ -41,6 +41,13 @@ type fakeLog struct {
 	entries    int
 	crashed    bool
 	crash      func()
+	// formats is the highest command format every instance reads; 0 means
+	// ha.FormatVersion.
+	formats int
+	// claims, when set, is what FormatAgreed answers instead: an instance
+	// of an older build joined between FormatAgreed and Apply.
+	claims int
+	kinds  []string // the kinds committed, in order
 }
 
 func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (any, error) {
@@ -53,6 +60,11 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 	if l.crashed {
 		return nil, errCrashed
 	}
+	// As ha.Node.Apply: a kind of a format not every instance reads is
+	// refused before anything is proposed.
+	if f, ok := ha.KindFormat(kind); ok && !l.agreedLocked(f) {
+		return nil, fmt.Errorf("propose %s: %w", kind, ha.ErrFormatNotAgreed)
+	}
 	l.entries++
 	if l.crashAfter > 0 && l.entries >= l.crashAfter {
 		l.crashed = true
@@ -62,6 +74,7 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 		return nil, errCrashed
 	}
 	l.index++
+	l.kinds = append(l.kinds, kind)
 	res := l.s.Apply(kind, epoch, b, l.index)
 	if err, ok := res.(error); ok {
 		return nil, err
@@ -74,6 +87,24 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 		}
 	}
 	return res, nil
+}
+
+// FormatAgreed plays an agent whose instances all read the formats up to
+// l.formats (0: every format this build reads).
+func (l *fakeLog) FormatAgreed(v int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.claims > 0 {
+		return v <= l.claims
+	}
+	return l.agreedLocked(v)
+}
+
+func (l *fakeLog) agreedLocked(v int) bool {
+	if l.formats == 0 {
+		return v <= ha.FormatVersion
+	}
+	return v <= l.formats
 }
 
 func (l *fakeLog) VerifyLease(uint64) error {

@@ -34,9 +34,13 @@ const (
 	KindRecovering = "transfer.recovering"
 	KindFail       = "transfer.fail"
 	KindCancel     = "transfer.cancel"
+	// KindCreateV2 is transfer.create in compact form (createV2Cmd), of
+	// command format 2: proposed only once every instance reads format 2.
+	KindCreateV2 = "transfer.create.v2"
 )
 
-// Kinds lists them, for the log's dispatcher.
+// Kinds lists the kinds of the first command format, for the log's
+// dispatcher; KindCreateV2 is registered apart, at format 2 (kinds.go).
 var Kinds = []string{KindCreate, KindStart, KindFiles, KindRecovering, KindFail, KindCancel}
 
 // Overwrite and disposition policies.
@@ -263,6 +267,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 	case KindCreate:
 		var c createCmd
 		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.create(c, index)
+	case KindCreateV2:
+		c, err := decodeCreateV2(data)
+		if err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.create(c, index)

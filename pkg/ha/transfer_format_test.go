@@ -1,0 +1,115 @@
+package ha_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/transfer"
+)
+
+// The compact transfer.create.v2 entry against an older build (one that reads
+// format 1 only) and this one: the older build applies the plain create, and
+// refuses the compact one loudly, applying nothing after it; this build
+// applies both, and its snapshot stays readable by the older build until the
+// compact entry is applied.
+func TestOlderBuildRefusesCompactCreate(t *testing.T) {
+	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	plainCreate := func(id string) any {
+		return map[string]any{"transfer": transfer.Transfer{ID: id, Created: created,
+			Request: transfer.Request{Sources: []string{"in/a"}, Destination: "out/"},
+			Files:   []transfer.File{{Source: "/r/in/a", Destination: "/r/out/a", Bytes: 3}}}}
+	}
+	compactCreate := map[string]any{
+		"transfer":   transfer.Transfer{ID: "v2", Created: created, Request: transfer.Request{Sources: []string{"in/b"}, Destination: "out/"}},
+		"sourceRoot": "/r/in/b", "destinationRoot": "/r/out/b", "sources": []string{""}, "bytes": []int64{4},
+	}
+	encode := func(kind string, data any) []byte {
+		b, err := ha.EncodeCommand(kind, 1, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	entries := [][]byte{
+		encode(ha.KindLease, ha.Lease{Epoch: 1, Holder: "ha1"}),
+		encode(transfer.KindCreate, plainCreate("v1")),
+		encode(transfer.KindCreateV2, compactCreate),
+		encode(transfer.KindCreate, plainCreate("after")),
+	}
+	var c ha.Command
+	if err := json.Unmarshal(entries[2], &c); err != nil || c.Format != 2 || c.Kind != transfer.KindCreateV2 {
+		t.Fatalf("compact create stamped %+v (%v), want format 2", c, err)
+	}
+
+	var logs strings.Builder
+	oldState := transfer.NewState()
+	older := ha.NewBuild(1, oldState, zerolog.New(&logs))
+	newState := transfer.NewState()
+	newer := ha.NewBuild(0, newState, zerolog.Nop())
+	for i, e := range entries[:2] {
+		if res := older.Apply(uint64(i+1), e); isErr(res) {
+			t.Fatalf("older build, entry %d: %v", i+1, res)
+		}
+		if res := newer.Apply(uint64(i+1), e); isErr(res) {
+			t.Fatalf("this build, entry %d: %v", i+1, res)
+		}
+	}
+	snap1, err := newer.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.NewBuild(1, transfer.NewState(), zerolog.Nop()).Restore(snap1); err != nil {
+		t.Fatalf("older build cannot restore a snapshot of plain creates: %v", err)
+	}
+
+	res := older.Apply(3, entries[2])
+	var ref *ha.RefusalError
+	if err, _ := res.(error); !errors.As(err, &ref) || !errors.Is(err, ha.ErrNewerFormat) ||
+		ref.Index != 3 || ref.Kind != transfer.KindCreateV2 || ref.Format != 2 || ref.Knows != 1 {
+		t.Fatalf("older build applying %s: %v, want a refusal of a newer format", transfer.KindCreateV2, res)
+	}
+	select {
+	case <-older.Failed():
+	default:
+		t.Fatal("refusal not signalled")
+	}
+	if !strings.Contains(logs.String(), `"level":"error"`) || !strings.Contains(logs.String(), `"kind":"transfer.create.v2"`) ||
+		!strings.Contains(logs.String(), "upgrade this instance") {
+		t.Errorf("refusal not logged as an error: %s", logs.String())
+	}
+	if res := older.Apply(4, entries[3]); res != error(ref) {
+		t.Errorf("older build after the refusal: %v, want the refusal again", res)
+	}
+	if _, ok := oldState.Get("v2"); ok {
+		t.Error("older build created the compact entry's transfer")
+	}
+	if _, ok := oldState.Get("after"); ok {
+		t.Error("older build applied an entry after the refusal")
+	}
+
+	for i, e := range entries[2:] {
+		if res := newer.Apply(uint64(i+3), e); isErr(res) {
+			t.Fatalf("this build, entry %d: %v", i+3, res)
+		}
+	}
+	v2, ok := newState.Get("v2")
+	if !ok || len(v2.Files) != 1 || v2.Files[0].Source != "/r/in/b" || v2.Files[0].Destination != "/r/out/b" || v2.Bytes != 4 {
+		t.Fatalf("this build applied the compact create as %+v", v2)
+	}
+	snap2, err := newer.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ha.NewBuild(1, transfer.NewState(), zerolog.Nop()).Restore(snap2)
+	if !errors.As(err, &ref) || !ref.Snapshot || ref.Format != 2 || !errors.Is(err, ha.ErrNewerFormat) {
+		t.Fatalf("older build restoring a snapshot after a compact create: %v, want a refusal", err)
+	}
+}
+
+func isErr(v any) bool { _, ok := v.(error); return ok }
