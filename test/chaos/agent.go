@@ -33,22 +33,14 @@ type Agent struct {
 	probe  *http.Client
 
 	mu    sync.Mutex
-	procs map[string]*proc
-}
-
-type proc struct {
-	name   string
-	pid    int
-	done   chan struct{}
-	err    error
-	paused bool
+	procs map[string]*harness.Proc
 }
 
 const apiPort = 7101
 
 // NewAgent writes agent.properties for one instance per bench host.
 func NewAgent(b *Bench, bin harness.Binaries, dir string, names []string, extra ...string) (*Agent, error) {
-	a := &Agent{Bench: b, Bin: bin, Dir: dir, Names: names, Addr: map[string]string{}, procs: map[string]*proc{}}
+	a := &Agent{Bench: b, Bin: bin, Dir: dir, Names: names, Addr: map[string]string{}, procs: map[string]*harness.Proc{}}
 	var entries, addrs []string
 	for _, n := range names {
 		a.Addr[n] = fmt.Sprintf("%s:%d", b.Hosts[n].IP, apiPort)
@@ -77,48 +69,21 @@ func NewAgent(b *Bench, bin harness.Binaries, dir string, names []string, extra 
 
 // Start starts instance name in its namespace.
 func (a *Agent) Start(name string) error {
-	logPath := filepath.Join(a.Dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	cmd := a.Bench.Command(name, a.Bin.Ftagent, "start", "--config", a.Props, "--instance", name, "--log-format", "json")
+	p, err := harness.StartProcess(name, cmd, filepath.Join(a.Dir, name+".log"))
 	if err != nil {
 		return err
 	}
-	cmd := a.Bench.Command(name, a.Bin.Ftagent, "start", "--config", a.Props, "--instance", name, "--log-format", "json")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return err
-	}
-	p := &proc{name: name, pid: cmd.Process.Pid, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	a.mu.Lock()
 	a.procs[name] = p
 	a.mu.Unlock()
 	return nil
 }
 
-func (a *Agent) proc(name string) *proc {
+func (a *Agent) proc(name string) *harness.Proc {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.procs[name]
-}
-
-// Running reports whether name's process is alive (paused or not).
-func (a *Agent) Running(name string) bool {
-	p := a.proc(name)
-	if p == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
 }
 
 // Exited waits up to timeout for name's process to end.
@@ -128,7 +93,7 @@ func (a *Agent) Exited(name string, timeout time.Duration) error {
 		return nil
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		return nil
 	case <-time.After(timeout):
 		return fmt.Errorf("%s still running after %v", name, timeout)
@@ -140,7 +105,7 @@ func (a *Agent) signal(name string, sig syscall.Signal) error {
 	if p == nil {
 		return fmt.Errorf("%s not started", name)
 	}
-	return syscall.Kill(p.pid, sig)
+	return syscall.Kill(p.Cmd.Process.Pid, sig)
 }
 
 // Kill is kill -9 of name; it returns once the process is gone.
@@ -261,21 +226,21 @@ func (a *Agent) WaitNewActive(old string, epoch uint64, timeout time.Duration) (
 // SIGKILL after a grace period.
 func (a *Agent) StopAll() {
 	a.mu.Lock()
-	procs := make([]*proc, 0, len(a.procs))
+	procs := make([]*harness.Proc, 0, len(a.procs))
 	for _, p := range a.procs {
 		procs = append(procs, p)
 	}
 	a.mu.Unlock()
 	for _, p := range procs {
-		_ = syscall.Kill(p.pid, syscall.SIGCONT)
-		_ = syscall.Kill(p.pid, syscall.SIGTERM)
+		_ = syscall.Kill(p.Cmd.Process.Pid, syscall.SIGCONT)
+		_ = syscall.Kill(p.Cmd.Process.Pid, syscall.SIGTERM)
 	}
 	for _, p := range procs {
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
-			<-p.done
+			_ = syscall.Kill(p.Cmd.Process.Pid, syscall.SIGKILL)
+			<-p.Done()
 		}
 	}
 }

@@ -133,13 +133,16 @@ func FreePort() (int, error) {
 
 // Start starts instance name (extra arguments go to `ftagent start`).
 func (c *Cluster) Start(name string, extra ...string) (*Proc, error) {
-	logPath := filepath.Join(c.Dir, name+".log")
+	return c.StartWith(c.Props, name, extra...)
+}
+
+// StartProcess starts cmd as instance name, in a process group of its own,
+// appending its output to logPath; the Proc reports its end.
+func StartProcess(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"start", "--config", c.Props, "--instance", name, "--log-format", "json"}, extra...)
-	cmd := exec.Command(c.BinariesOf(name).Ftagent, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -152,9 +155,6 @@ func (c *Cluster) Start(name string, extra ...string) (*Proc, error) {
 		f.Close()
 		close(p.done)
 	}()
-	c.mu.Lock()
-	c.procs[name] = p
-	c.mu.Unlock()
 	return p, nil
 }
 

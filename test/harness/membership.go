@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -46,25 +45,11 @@ func (c *Cluster) PropsFor(file string, names ...string) (string, error) {
 // StartWith starts instance name with the properties file props instead of
 // the cluster's (extra arguments go to `ftagent start`).
 func (c *Cluster) StartWith(props, name string, extra ...string) (*Proc, error) {
-	logPath := filepath.Join(c.Dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	args := append([]string{"start", "--config", props, "--instance", name, "--log-format", "json"}, extra...)
+	p, err := StartProcess(name, exec.Command(c.BinariesOf(name).Ftagent, args...), filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"start", "--config", props, "--instance", name, "--log-format", "json"}, extra...)
-	cmd := exec.Command(c.BinariesOf(name).Ftagent, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	c.mu.Lock()
 	c.procs[name] = p
 	c.mu.Unlock()
