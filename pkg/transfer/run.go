@@ -562,9 +562,32 @@ func (p *smallPipe) push(g *copiedGroup) error {
 	return nil
 }
 
-// finisher finishes what is queued until the pipe is drained.
+// finisher finishes what is queued until the pipe is drained, in two
+// stages that overlap: this goroutine makes a taken set of groups durable
+// (prepare: the sync, the sources checked again, the lease check started)
+// while a second one renames the set before it into place and records it
+// (complete). The sync mostly waits for the disk, the renames for the
+// directory's lock: together they take about the time of the longer.
 func (p *smallPipe) finisher() {
 	defer close(p.finished)
+	completing := make(chan *preparedSet, 1)
+	completed := make(chan struct{})
+	go func() {
+		defer close(completed)
+		for ps := range completing {
+			if p.failure() != nil {
+				ps.abandon()
+				continue
+			}
+			if err := p.complete(ps); err != nil {
+				p.mu.Lock()
+				p.err = err
+				p.cond.Broadcast()
+				p.mu.Unlock()
+				p.cancel() // stop the copies: the run ends
+			}
+		}
+	}()
 	for {
 		p.mu.Lock()
 		for len(p.queue) == 0 && !p.closed {
@@ -574,6 +597,13 @@ func (p *smallPipe) finisher() {
 		p.queue = nil
 		failedBefore := p.err != nil
 		if len(gs) == 0 {
+			// Drained: the last set is completed before the pipe
+			// says it is idle. (Nothing is pushed while it drains:
+			// the run pushes and drains from one goroutine.)
+			p.mu.Unlock()
+			close(completing)
+			<-completed
+			p.mu.Lock()
 			p.running = false
 			p.cond.Broadcast()
 			p.mu.Unlock()
@@ -589,13 +619,7 @@ func (p *smallPipe) finisher() {
 			}
 			continue
 		}
-		if err := p.finish(gs); err != nil {
-			p.mu.Lock()
-			p.err = err
-			p.cond.Broadcast()
-			p.mu.Unlock()
-			p.cancel() // stop the copies: the run ends
-		}
+		completing <- p.prepare(gs)
 	}
 }
 
@@ -676,18 +700,84 @@ func (p *smallPipe) record(evs []FileEvent) error {
 	return nil
 }
 
-// finish makes copied groups durable, renames their files into place and
-// records the completions (with the permanent failures, and the sources
-// deleted before), then deletes the sources.
-func (p *smallPipe) finish(gs []*copiedGroup) error {
-	m, t, ctx := p.m, p.t, p.ctx
-	var ok []copied
-	evs := p.deleted
-	p.deleted = nil
-	for _, g := range gs {
-		ok = append(ok, g.ok...)
-		evs = append(evs, g.failed...)
+// preparedSet is a set of copied groups made durable, to be renamed into
+// place and recorded (smallPipe.complete).
+type preparedSet struct {
+	gs  []*copiedGroup
+	ok  []copied    // synced, their sources unchanged
+	evs []FileEvent // permanent failures, to be recorded
+	// err: a transient error while preparing; complete records evs and
+	// ends the run with it.
+	err error
+	// lease: the lease check, started while syncing; complete waits for
+	// it before the first rename.
+	lease <-chan error
+}
+
+// abandon waits for the set's start entries: the run has ended, and its
+// files stay started, to be resumed one by one.
+func (ps *preparedSet) abandon() {
+	for _, g := range ps.gs {
+		<-g.started
 	}
+}
+
+// prepare makes copied groups' .part files durable and checks that their
+// sources did not change under the copy; the lease check runs meanwhile.
+func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
+	m, t, ctx := p.m, p.t, p.ctx
+	ps := &preparedSet{gs: gs}
+	for _, g := range gs {
+		ps.ok = append(ps.ok, g.ok...)
+		ps.evs = append(ps.evs, g.failed...)
+	}
+	if len(ps.ok) == 0 {
+		return ps
+	}
+	// VerifyLease proves the lease as of when it is called, by a round of
+	// heartbeats: started now, before the sync, its proof still comes
+	// before every rename of the set, which waits for it.
+	lease := make(chan error, 1)
+	ps.lease = lease
+	go func() { lease <- m.raft.VerifyLease(p.lease.Epoch) }()
+
+	paths := make([]string, len(ps.ok))
+	for k, c := range ps.ok {
+		paths[k] = t.Files[c.i].Destination
+	}
+	if err := m.ep.SyncParts(ctx, paths); err != nil {
+		ps.ok, ps.err = nil, fmt.Errorf("sync destinations: %w", err)
+		return ps
+	}
+	// Sources must not have changed under the copy.
+	kept := ps.ok[:0]
+	for _, c := range ps.ok {
+		f := t.Files[c.i]
+		now, err := m.ep.Stat(ctx, f.Source)
+		switch {
+		case err != nil && endpoint.Permanent(err):
+			ps.evs = append(ps.evs, m.failSmall(ctx, t, c.i, "stat source: "+err.Error()))
+		case err != nil:
+			ps.ok, ps.err = nil, fmt.Errorf("stat source: %w", err)
+			return ps
+		case !now.Source.Same(c.source):
+			ps.evs = append(ps.evs, m.failSmall(ctx, t, c.i, fmt.Sprintf("source changed during the copy: was %s, now %s", c.source, now.Source)))
+		default:
+			kept = append(kept, c)
+		}
+	}
+	ps.ok = kept
+	return ps
+}
+
+// complete renames a prepared set's files into place and records the
+// completions (with the permanent failures, and the sources deleted
+// before), then deletes the sources.
+func (p *smallPipe) complete(ps *preparedSet) error {
+	m, t, ctx := p.m, p.t, p.ctx
+	evs := append(p.deleted, ps.evs...)
+	p.deleted = nil
+	ok := ps.ok
 	// The starts must have committed before any rename, and are waited
 	// for on every path out of here.
 	waited := false
@@ -695,7 +785,7 @@ func (p *smallPipe) finish(gs []*copiedGroup) error {
 		var first error
 		if !waited {
 			waited = true
-			for _, g := range gs {
+			for _, g := range ps.gs {
 				if err := <-g.started; err != nil && first == nil {
 					first = err
 				}
@@ -717,39 +807,16 @@ func (p *smallPipe) finish(gs []*copiedGroup) error {
 		}
 		return err
 	}
-	if len(ok) > 0 {
-		paths := make([]string, len(ok))
-		for k, c := range ok {
-			paths[k] = t.Files[c.i].Destination
-		}
-		if err := m.ep.SyncParts(ctx, paths); err != nil {
-			return flushOnError(fmt.Errorf("sync destinations: %w", err))
-		}
+	if ps.err != nil {
+		return flushOnError(ps.err)
 	}
-	// Sources must not have changed under the copy.
-	kept := ok[:0]
-	for _, c := range ok {
-		f := t.Files[c.i]
-		now, err := m.ep.Stat(ctx, f.Source)
-		switch {
-		case err != nil && endpoint.Permanent(err):
-			fail(c.i, "stat source: "+err.Error())
-		case err != nil:
-			return flushOnError(fmt.Errorf("stat source: %w", err))
-		case !now.Source.Same(c.source):
-			fail(c.i, fmt.Sprintf("source changed during the copy: was %s, now %s", c.source, now.Source))
-		default:
-			kept = append(kept, c)
-		}
-	}
-	ok = kept
 	if err := waitStarted(); err != nil {
 		return err
 	}
 	// The renames are irreversible: only while this instance holds the lease,
 	// and not once the transfer was cancelled (its run is being stopped).
 	if len(ok) > 0 {
-		if err := m.raft.VerifyLease(p.lease.Epoch); err != nil {
+		if err := <-ps.lease; err != nil {
 			return flushOnError(fmt.Errorf("lease check before rename: %w", err))
 		}
 		if m.state.ended(t.ID) {

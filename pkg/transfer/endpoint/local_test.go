@@ -77,6 +77,32 @@ func TestOpenPartAtZeroCreatesDirectoriesAndTruncatesStalePart(t *testing.T) {
 	}
 }
 
+// A link put where a .part goes is not written through: it could lead out
+// of the sandbox.
+func TestOpenPartRefusesALinkInItsPlace(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(dir, "outside.txt")
+	if err := os.WriteFile(outside, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "out.bin")
+	if err := os.Symlink(outside, PartName(dst)); err != nil {
+		t.Fatal(err)
+	}
+	var l Local
+	for _, offset := range []int64{0, 3} {
+		if p, err := l.OpenPart(ctx, dst, offset); err == nil {
+			p.Close()
+			t.Fatalf("OpenPart at %d through a link: no error", offset)
+		} else if !Permanent(err) {
+			t.Fatalf("OpenPart at %d through a link: %v, want a permanent error", offset, err)
+		}
+	}
+	if got := readFile(t, outside); got != "keep me" {
+		t.Fatalf("the link's target was changed: %q", got)
+	}
+}
+
 func TestOpenPartAtOffsetCutsToTheOffsetAndContinues(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "out.bin")
 	writeFile(t, PartName(dst), "0123456789garbage after the checkpoint")
