@@ -311,7 +311,7 @@ func inProcessLarge(e *env, x *explained) error {
 // start from scratch, as copySmall takes them, 256 files a group): per file,
 // check the destination, open the source, create the .part, copy and hash,
 // close; per group, one syncfs (SyncParts); per file, stat the source again;
-// per group, the renames and one directory fsync (CommitAll). Then the
+// per group, the renames and one directory fsync (RenameAll, SyncDirs). Then the
 // per-file path (copyFile: larger or resumed files) over 1,000 of the same
 // files, with its fdatasync and directory fsync per file, without them.
 func localSteps(e *env, x *explained) error {
@@ -368,10 +368,13 @@ func localSteps(e *env, x *explained) error {
 			}
 		}
 		t3 := time.Now()
-		for _, err := range ep.CommitAll(ctx, paths, false) {
+		for _, err := range ep.RenameAll(ctx, paths, false) {
 			if err != nil {
 				return err
 			}
+		}
+		if err := ep.SyncDirs(ctx, paths); err != nil {
+			return err
 		}
 		t4 := time.Now()
 		tCopy, tSync, tStat, tCommit = tCopy+t1.Sub(t0), tSync+t2.Sub(t1), tStat+t3.Sub(t2), tCommit+t4.Sub(t3)

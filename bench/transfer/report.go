@@ -294,7 +294,7 @@ func explainReport(w io.Writer, e *env, res *results) {
 		fmt.Fprintf(w, "| — check the destination, open the source, create the .part, copy and hash (`copyloop.Copy`), close | %s |\n", us(x.groupCopy))
 		fmt.Fprintf(w, "| — one `SyncParts` (syncfs) per group | %s |\n", us(x.groupSync))
 		fmt.Fprintf(w, "| — stat the source again | %s |\n", us(x.groupStat))
-		fmt.Fprintf(w, "| — `CommitAll`: the renames, one directory fsync per group | %s |\n", us(x.groupCommit))
+		fmt.Fprintf(w, "| — `RenameAll` and `SyncDirs`: the renames, one directory fsync per group | %s |\n", us(x.groupCommit))
 	}
 	if x.localFiles > 0 {
 		fmt.Fprintf(w, "| per-file path (`copyFile`: files over 1 MiB, resumed files), %d files: fdatasync and directory fsync each | %s |\n", x.localFiles, us(x.localFull))

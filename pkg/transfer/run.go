@@ -562,29 +562,48 @@ func (p *smallPipe) push(g *copiedGroup) error {
 	return nil
 }
 
-// finisher finishes what is queued until the pipe is drained, in two
-// stages that overlap: this goroutine makes a taken set of groups durable
-// (prepare: the sync, the sources checked again, the lease check started)
-// while a second one renames the set before it into place and records it
-// (complete). The sync mostly waits for the disk, the renames for the
-// directory's lock: together they take about the time of the longer.
+// finisher finishes what is queued until the pipe is drained, in three
+// stages that overlap, each on a goroutine of its own: this one makes a
+// taken set of groups durable (prepare: the sync, the sources checked
+// again, the lease check started); the next renames the set before it into
+// place (rename); the last makes those renames durable and records them
+// (record). The sync mostly waits for the disk, the renames for the
+// directory's lock, the record for the directory sync and the log: together
+// they take about the time of the longest.
 func (p *smallPipe) finisher() {
 	defer close(p.finished)
-	completing := make(chan *preparedSet, 1)
-	completed := make(chan struct{})
+	renaming := make(chan *preparedSet, 1)
+	recording := make(chan *renamedSet, 1)
+	recorded := make(chan struct{})
+	fail := func(err error) {
+		p.mu.Lock()
+		if p.err == nil {
+			p.err = err
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		p.cancel() // stop the copies: the run ends
+	}
 	go func() {
-		defer close(completed)
-		for ps := range completing {
+		defer close(recording)
+		for ps := range renaming {
 			if p.failure() != nil {
 				ps.abandon()
 				continue
 			}
-			if err := p.complete(ps); err != nil {
-				p.mu.Lock()
-				p.err = err
-				p.cond.Broadcast()
-				p.mu.Unlock()
-				p.cancel() // stop the copies: the run ends
+			rs, err := p.rename(ps)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			recording <- rs
+		}
+	}()
+	go func() {
+		defer close(recorded)
+		for rs := range recording {
+			if err := p.recordSet(rs); err != nil {
+				fail(err)
 			}
 		}
 	}()
@@ -601,8 +620,8 @@ func (p *smallPipe) finisher() {
 			// says it is idle. (Nothing is pushed while it drains:
 			// the run pushes and drains from one goroutine.)
 			p.mu.Unlock()
-			close(completing)
-			<-completed
+			close(renaming)
+			<-recorded
 			p.mu.Lock()
 			p.running = false
 			p.cond.Broadcast()
@@ -619,7 +638,7 @@ func (p *smallPipe) finisher() {
 			}
 			continue
 		}
-		completing <- p.prepare(gs)
+		renaming <- p.prepare(gs)
 	}
 }
 
@@ -770,88 +789,102 @@ func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 	return ps
 }
 
-// complete renames a prepared set's files into place and records the
-// completions (with the permanent failures, and the sources deleted
-// before), then deletes the sources.
-func (p *smallPipe) complete(ps *preparedSet) error {
+// renamedSet is a set whose files were renamed into place, the renames
+// not yet durable (smallPipe.recordSet).
+type renamedSet struct {
+	evs     []FileEvent // completions and failures, to be recorded
+	renamed []string    // destinations renamed into place
+	done    []int       // the files completed
+	// err: a transient error while renaming; recordSet records the
+	// failures but no completion, and ends the run with it.
+	err error
+}
+
+// rename renames a prepared set's files into place, once their start
+// entries have committed and the lease check has passed. An error ends the
+// run; the events gathered before it are recorded first.
+func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
 	m, t, ctx := p.m, p.t, p.ctx
-	evs := append(p.deleted, ps.evs...)
-	p.deleted = nil
-	ok := ps.ok
 	// The starts must have committed before any rename, and are waited
 	// for on every path out of here.
-	waited := false
-	waitStarted := func() error {
+	started := func() error {
 		var first error
-		if !waited {
-			waited = true
-			for _, g := range ps.gs {
-				if err := <-g.started; err != nil && first == nil {
-					first = err
-				}
+		for _, g := range ps.gs {
+			if err := <-g.started; err != nil && first == nil {
+				first = err
 			}
 		}
 		return first
 	}
-	fail := func(i int, reason string) {
-		evs = append(evs, m.failSmall(ctx, t, i, reason))
+	if err := started(); err != nil {
+		return nil, err
 	}
-	// Whatever happens below, the events gathered so far are recorded
-	// (a failure is permanent, a deletion done).
-	flushOnError := func(err error) error {
-		if serr := waitStarted(); serr != nil {
-			return serr
-		}
-		if ferr := p.record(evs); ferr != nil {
-			return ferr
-		}
-		return err
-	}
-	if ps.err != nil {
-		return flushOnError(ps.err)
-	}
-	if err := waitStarted(); err != nil {
-		return err
+	rs := &renamedSet{evs: ps.evs, err: ps.err}
+	if rs.err != nil || len(ps.ok) == 0 {
+		return rs, nil
 	}
 	// The renames are irreversible: only while this instance holds the lease,
 	// and not once the transfer was cancelled (its run is being stopped).
-	if len(ok) > 0 {
-		if err := <-ps.lease; err != nil {
-			return flushOnError(fmt.Errorf("lease check before rename: %w", err))
-		}
-		if m.state.ended(t.ID) {
-			return flushOnError(fmt.Errorf("transfer %s has ended", t.ID))
-		}
+	if err := <-ps.lease; err != nil {
+		rs.err = fmt.Errorf("lease check before rename: %w", err)
+		return rs, nil
 	}
-	paths := make([]string, 0, len(ok))
-	for _, c := range ok {
-		paths = append(paths, t.Files[c.i].Destination)
+	if m.state.ended(t.ID) {
+		rs.err = fmt.Errorf("transfer %s has ended", t.ID)
+		return rs, nil
 	}
-	var errs []error
-	if len(paths) > 0 {
-		errs = m.ep.CommitAll(ctx, paths, t.Request.Overwrite == OverwriteAlways)
+	paths := make([]string, len(ps.ok))
+	for k, c := range ps.ok {
+		paths[k] = t.Files[c.i].Destination
 	}
-	var done []int
-	var transient error
-	for k, c := range ok {
+	errs := m.ep.RenameAll(ctx, paths, t.Request.Overwrite == OverwriteAlways)
+	for k, c := range ps.ok {
 		err := errs[k]
 		switch {
 		case err == nil, errors.Is(err, endpoint.ErrAlreadyCommitted):
-			evs = append(evs, FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest})
-			done = append(done, c.i)
+			rs.evs = append(rs.evs, FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest})
+			rs.renamed = append(rs.renamed, paths[k])
+			rs.done = append(rs.done, c.i)
 		case errors.Is(err, endpoint.ErrExists):
-			fail(c.i, "destination exists: "+t.Files[c.i].Destination)
+			rs.evs = append(rs.evs, m.failSmall(ctx, t, c.i, "destination exists: "+paths[k]))
 		case endpoint.Permanent(err):
-			fail(c.i, "rename into place: "+err.Error())
+			rs.evs = append(rs.evs, m.failSmall(ctx, t, c.i, "rename into place: "+err.Error()))
 		default:
-			transient = fmt.Errorf("rename into place: %w", err)
+			rs.err = fmt.Errorf("rename into place: %w", err)
+		}
+	}
+	return rs, nil
+}
+
+// recordSet makes a renamed set's renames durable and records its
+// completions (with its failures, and the sources deleted before), then
+// deletes the sources.
+func (p *smallPipe) recordSet(rs *renamedSet) error {
+	m, t, ctx := p.m, p.t, p.ctx
+	evs := append(p.deleted, rs.evs...)
+	p.deleted = nil
+	done := rs.done
+	if len(rs.renamed) > 0 {
+		if err := m.ep.SyncDirs(ctx, rs.renamed); err != nil {
+			// Not durable: no completion is recorded. The files stay
+			// started; the next try finds them renamed and finishes them.
+			kept := evs[:0]
+			for _, ev := range evs {
+				if ev.Kind != EventDone {
+					kept = append(kept, ev)
+				}
+			}
+			if rerr := p.record(kept); rerr != nil {
+				return rerr
+			}
+			return fmt.Errorf("sync renames: %w", err)
 		}
 	}
 	if err := p.record(evs); err != nil {
 		return err
 	}
-	if transient != nil {
-		return transient
+	if rs.err != nil {
+		return rs.err
 	}
 	// Only after the completions have committed.
 	if t.Request.Disposition == DispositionDelete {
@@ -862,9 +895,12 @@ func (p *smallPipe) complete(ps *preparedSet) error {
 					m.log.Warn().Err(err).Str("file", f.Source).Msg("could not delete the source after its transfer")
 					continue
 				}
-				evs = p.deleted
+				// The deletions done are recorded before the run ends.
+				if rerr := p.record(p.deleted); rerr != nil {
+					return rerr
+				}
 				p.deleted = nil
-				return flushOnError(fmt.Errorf("delete source %s: %w", f.Source, err))
+				return fmt.Errorf("delete source %s: %w", f.Source, err)
 			}
 			p.deleted = append(p.deleted, FileEvent{Index: i, Kind: EventSourceDeleted})
 		}

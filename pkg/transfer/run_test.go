@@ -192,18 +192,29 @@ func (e *tracingEndpoint) Commit(ctx context.Context, path string, overwrite boo
 	err := e.Local.Commit(ctx, path, overwrite)
 	if err == nil || errors.Is(err, endpoint.ErrAlreadyCommitted) {
 		e.tr.add("renamed", path)
+		e.tr.add("dirsynced", path)
 	}
 	return err
 }
 
-func (e *tracingEndpoint) CommitAll(ctx context.Context, paths []string, overwrite bool) []error {
-	errs := e.Local.CommitAll(ctx, paths, overwrite)
+func (e *tracingEndpoint) RenameAll(ctx context.Context, paths []string, overwrite bool) []error {
+	errs := e.Local.RenameAll(ctx, paths, overwrite)
 	for i, err := range errs {
 		if err == nil || errors.Is(err, endpoint.ErrAlreadyCommitted) {
 			e.tr.add("renamed", paths[i])
 		}
 	}
 	return errs
+}
+
+func (e *tracingEndpoint) SyncDirs(ctx context.Context, paths []string) error {
+	err := e.Local.SyncDirs(ctx, paths)
+	if err == nil {
+		for _, p := range paths {
+			e.tr.add("dirsynced", p)
+		}
+	}
+	return err
 }
 
 func (e *tracingEndpoint) Remove(ctx context.Context, path string) error {
@@ -293,7 +304,8 @@ func runOnce(ctx context.Context, m *Manager, epoch uint64, id string) {
 }
 
 // checkInvariants checks the trace and the state against the guarantees:
-// a completion is committed only after its file was synced and renamed;
+// a completion is committed only after its file was synced and renamed,
+// and the rename made durable;
 // a source is removed only after its completion was committed; every
 // completed file has its bytes in place and no .part.
 func (r *rig) checkInvariants(t *testing.T, id string, sums map[string]string) {
@@ -322,6 +334,10 @@ func (r *rig) checkInvariants(t *testing.T, id string, sums map[string]string) {
 			ren := pos("renamed", f.Destination, k)
 			if ren < 0 {
 				t.Fatalf("file %d: completion committed (step %d) before any rename", i, k)
+			}
+			// The rename made durable before the completion.
+			if ds := pos("dirsynced", f.Destination, k); ds < ren {
+				t.Fatalf("file %d: completion committed (step %d) without its rename (step %d) made durable", i, k, ren)
 			}
 			// Synced after its last write (or its creation, when empty).
 			syn := pos("sync", f.Destination, ren)
@@ -540,7 +556,9 @@ type noSync struct{ endpoint.Local }
 
 func (noSync) SyncParts(context.Context, []string) error { return nil }
 
-func (noSync) CommitAll(_ context.Context, paths []string, _ bool) []error {
+func (noSync) SyncDirs(context.Context, []string) error { return nil }
+
+func (noSync) RenameAll(_ context.Context, paths []string, _ bool) []error {
 	errs := make([]error, len(paths))
 	for i, p := range paths {
 		errs[i] = os.Rename(endpoint.PartName(p), p)

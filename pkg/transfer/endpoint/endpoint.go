@@ -62,9 +62,15 @@ type Endpoint interface {
 	// than copying them). Their PartFiles must have been closed.
 	SyncParts(ctx context.Context, paths []string) error
 
-	// CommitAll is Commit for many files, making the renames durable with
-	// one sync per parent directory; errs[i] is the outcome for paths[i].
-	CommitAll(ctx context.Context, paths []string, overwrite bool) (errs []error)
+	// RenameAll is Commit for many files without making the renames
+	// durable: errs[i] is the outcome for paths[i], and SyncDirs, called
+	// after it, makes the renames durable. Apart from that, each rename is
+	// as Commit's (ErrExists, ErrAlreadyCommitted).
+	RenameAll(ctx context.Context, paths []string, overwrite bool) (errs []error)
+
+	// SyncDirs makes the renames into the paths' parent directories
+	// durable, with one sync per directory.
+	SyncDirs(ctx context.Context, paths []string) error
 
 	// Exists reports whether something (a file, a directory, a link) has
 	// the name path.

@@ -16,7 +16,7 @@ type Fence interface {
 
 // Fenced wraps an Endpoint so that no change reaches storage unless the
 // Fence allows it at that moment: every write to a .part, every truncation
-// (OpenPart), rename (Commit, CommitAll) and removal. Reads and syncs pass
+// (OpenPart), rename (Commit, RenameAll) and removal. Reads and syncs pass
 // through. Each change allowed is recorded in Audit (when not nil) with the
 // epoch and the time of its check, after it was made.
 //
@@ -82,7 +82,7 @@ func (e Fenced) Commit(ctx context.Context, path string, overwrite bool) error {
 	return err
 }
 
-func (e Fenced) CommitAll(ctx context.Context, paths []string, overwrite bool) []error {
+func (e Fenced) RenameAll(ctx context.Context, paths []string, overwrite bool) []error {
 	epoch, checked, err := e.Fence.CheckLease()
 	if err != nil {
 		errs := make([]error, len(paths))
@@ -91,7 +91,7 @@ func (e Fenced) CommitAll(ctx context.Context, paths []string, overwrite bool) [
 		}
 		return errs
 	}
-	errs := e.Endpoint.CommitAll(ctx, paths, overwrite)
+	errs := e.Endpoint.RenameAll(ctx, paths, overwrite)
 	for i, p := range paths {
 		if errs[i] == nil {
 			e.record(audit.OpRename, epoch, checked, p, 0, 0)

@@ -55,7 +55,7 @@ func TestFencedRefusesAndAudits(t *testing.T) {
 	if err := ep.Commit(ctx, dst, false); !errors.Is(err, lost) {
 		t.Fatalf("commit after the fence closed: %v", err)
 	}
-	if errs := ep.CommitAll(ctx, []string{dst}, false); !errors.Is(errs[0], lost) {
+	if errs := ep.RenameAll(ctx, []string{dst}, false); !errors.Is(errs[0], lost) {
 		t.Fatalf("commit all after the fence closed: %v", errs)
 	}
 	if err := ep.Remove(ctx, PartName(dst)); !errors.Is(err, lost) {

@@ -215,28 +215,34 @@ func rename(path string, overwrite bool) (done bool, err error) {
 	return false, fmt.Errorf("commit %s: %s is missing: %w", path, part, err)
 }
 
-func (Local) CommitAll(ctx context.Context, paths []string, overwrite bool) []error {
+func (Local) RenameAll(ctx context.Context, paths []string, overwrite bool) []error {
 	errs := make([]error, len(paths))
-	dirs := map[string][]int{} // directory -> paths renamed into it
 	for i, p := range paths {
 		if err := ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		done, err := rename(p, overwrite)
-		errs[i] = err
-		if done {
-			dirs[filepath.Dir(p)] = append(dirs[filepath.Dir(p)], i)
-		}
-	}
-	for dir, idx := range dirs {
-		if err := syncDir(dir); err != nil {
-			for _, i := range idx {
-				errs[i] = fmt.Errorf("commit %s: %w", paths[i], err)
-			}
-		}
+		_, errs[i] = rename(p, overwrite)
 	}
 	return errs
+}
+
+func (Local) SyncDirs(ctx context.Context, paths []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		dir := filepath.Dir(p)
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("sync directory %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 func (Local) SyncParts(ctx context.Context, paths []string) error {

@@ -400,7 +400,7 @@ func TestRenameExclusive(t *testing.T) {
 	}
 }
 
-func TestCommitAllAndSyncParts(t *testing.T) {
+func TestRenameAllSyncDirsAndSyncParts(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	var ep Local
@@ -426,9 +426,15 @@ func TestCommitAllAndSyncParts(t *testing.T) {
 	if err := os.WriteFile(paths[2], []byte("old"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	errs := ep.CommitAll(ctx, paths, false)
+	errs := ep.RenameAll(ctx, paths, false)
 	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrExists) {
-		t.Fatalf("CommitAll errors: %v", errs)
+		t.Fatalf("RenameAll errors: %v", errs)
+	}
+	if err := ep.SyncDirs(ctx, paths[:2]); err != nil {
+		t.Fatalf("SyncDirs: %v", err)
+	}
+	if err := ep.SyncDirs(ctx, []string{filepath.Join(dir, "missing", "x")}); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("SyncDirs of a missing directory: %v, want an error wrapping ErrNotExist", err)
 	}
 	for i, p := range paths[:2] {
 		b, err := os.ReadFile(p)
@@ -443,7 +449,7 @@ func TestCommitAllAndSyncParts(t *testing.T) {
 		t.Fatalf("existing destination replaced: %q", b)
 	}
 	// Replayed: the renamed ones report ErrAlreadyCommitted.
-	errs = ep.CommitAll(ctx, paths[:2], false)
+	errs = ep.RenameAll(ctx, paths[:2], false)
 	for i, err := range errs {
 		if !errors.Is(err, ErrAlreadyCommitted) {
 			t.Fatalf("replayed commit %d: %v", i, err)
