@@ -146,7 +146,7 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 	if !c.Bool(command.FlagJSON) && isatty.IsTerminal(os.Stderr.Fd()) {
 		bar = newProgressBar(os.Stderr)
 	}
-	v, err := agent.WaitTransfer(c.Context, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
+	body, err := agent.WaitTransfer(c.Context, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
 		if bar != nil {
 			bar.update(v)
 		}
@@ -158,18 +158,23 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 		return err
 	}
 	if c.Bool(command.FlagJSON) {
-		if err := printJSON(v); err != nil {
+		// As the agent sent it: its files are not decoded.
+		if err := printJSON(body); err != nil {
 			return err
 		}
 	} else {
+		v, err := body.Decode()
+		if err != nil {
+			return err
+		}
 		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, files(len(v.Files)), sizeText(v.Bytes))
 		if v.Failovers > 0 {
 			fmt.Printf(", %d failovers, %s resent", v.Failovers, sizeText(v.BytesResent))
 		}
 		fmt.Println()
 	}
-	if v.State != transfer.StateCompleted {
-		return fmt.Errorf("transfer %s %s: %s", v.ID, v.State, v.Reason)
+	if body.State != transfer.StateCompleted {
+		return fmt.Errorf("transfer %s %s: %s", body.ID, body.State, body.Reason)
 	}
 	return nil
 }

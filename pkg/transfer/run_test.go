@@ -387,7 +387,17 @@ func countParts(t *testing.T, dir string) int {
 	return n
 }
 
+// smallShape sets the group path's shape for one test: the tests below
+// were written for groups of 256 files and 4 queued, so that a few hundred
+// files make several groups and sets.
+func smallShape(t *testing.T, groupMax, queued int) {
+	g, q := smallGroupMax, smallQueued
+	smallGroupMax, smallQueued = groupMax, queued
+	t.Cleanup(func() { smallGroupMax, smallQueued = g, q })
+}
+
 func TestSmallFilesInGroups(t *testing.T) {
+	smallShape(t, 256, 4)
 	for _, del := range []bool{false, true} {
 		t.Run(fmt.Sprintf("deleteSource=%v", del), func(t *testing.T) {
 			r := newRig(t)
@@ -425,6 +435,7 @@ func TestSmallFilesInGroups(t *testing.T) {
 // renamed and whole, no source may be gone before its completion, and a new
 // active must finish the transfer with every file right.
 func TestSmallFilesCrashMidGroup(t *testing.T) {
+	smallShape(t, 256, 4)
 	for _, crashAfter := range []int{2, 3, 4, 5, 6, 7, 8, 9, 11} {
 		t.Run(fmt.Sprintf("entry%d", crashAfter), func(t *testing.T) {
 			r := newRig(t)
@@ -464,6 +475,7 @@ func TestSmallFilesCrashMidGroup(t *testing.T) {
 // transient error while the group before it is being finished: the run
 // retries, and ends with every file right.
 func TestSmallFilesTransientErrorMidGroup(t *testing.T) {
+	smallShape(t, 256, 4)
 	r := newRig(t)
 	sums := smallTree(t, r.root, 900)
 	var mu sync.Mutex
@@ -495,6 +507,7 @@ func TestSmallFilesTransientErrorMidGroup(t *testing.T) {
 // TestSmallFilesPermanentFailures: files whose destination exists fail
 // alone, with no .part behind, while the others complete.
 func TestSmallFilesPermanentFailures(t *testing.T) {
+	smallShape(t, 256, 4)
 	r := newRig(t)
 	sums := smallTree(t, r.root, 600)
 	for _, k := range []int{3, 300, 599} {
@@ -608,6 +621,7 @@ func benchmarkSmallFiles(b *testing.B, ep endpoint.Endpoint) {
 // active): the transfer ends cancelled, what was recorded complete is
 // durable and whole, and no .part is left anywhere.
 func TestSmallFilesCancelMidway(t *testing.T) {
+	smallShape(t, 256, 4)
 	r := newRig(t)
 	sums := smallTree(t, r.root, 3000)
 	m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
@@ -669,5 +683,38 @@ func TestSmallFilesCancelMidway(t *testing.T) {
 	r.checkInvariants(t, id, sums)
 	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
 		t.Fatalf("%d .part files left after the cancel", n)
+	}
+}
+
+// Under a bandwidth limit a group holds about a second of copying, so that
+// progress (files completed) moves; without one, smallGroupSize.
+func TestSmallGroupBytesFollowsTheBandwidthLimit(t *testing.T) {
+	for _, c := range []struct {
+		transfer, agent, want int64
+	}{
+		{0, 0, smallGroupSize},
+		{4 << 20, 0, 4 << 20},
+		{4 << 20, 1 << 20, 1 << 20},
+		{1 << 20, 4 << 20, 1 << 20},
+		{0, 2 << 20, 2 << 20},
+		{1 << 10, 0, smallGroupFloor},
+		{1 << 40, 0, smallGroupSize},
+	} {
+		m := &Manager{limits: Limits{MaxBandwidth: c.agent}}
+		tr := &Transfer{Request: Request{BandwidthLimit: c.transfer}}
+		if got := m.smallGroupBytes(tr); got != c.want {
+			t.Errorf("transfer limit %d, agent limit %d: %d bytes a group, want %d", c.transfer, c.agent, got, c.want)
+		}
+	}
+	// smallGroup keeps to the bound (one file at least).
+	tr := &Transfer{}
+	for range 10 {
+		tr.Files = append(tr.Files, File{State: StateQueued, Bytes: 100 << 10})
+	}
+	if g := smallGroup(tr, 0, 350<<10); len(g) != 3 {
+		t.Errorf("files of 100 KiB under 350 KiB: a group of %d, want 3", len(g))
+	}
+	if g := smallGroup(tr, 0, 10<<10); len(g) != 1 {
+		t.Errorf("files of 100 KiB under 10 KiB: a group of %d, want 1", len(g))
 	}
 }
