@@ -158,8 +158,13 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 		return err
 	}
 	if c.Bool(command.FlagJSON) {
-		// As the agent sent it: its files are not decoded.
-		if err := printJSON(body); err != nil {
+		// As the agent sent it (one JSON object and a newline): its
+		// files are not decoded.
+		out := body.Raw
+		if len(out) == 0 || out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+		if _, err := os.Stdout.Write(out); err != nil {
 			return err
 		}
 	} else {

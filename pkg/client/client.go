@@ -388,11 +388,24 @@ func (c *Client) attempt(ctx context.Context, address, method, path string, payl
 	return result{kind: resultFinal, answered: true, err: apiErr}
 }
 
-// decodeBody decodes a JSON body into out; an empty body leaves out untouched.
-// The rest of the body is drained so that the connection can be reused.
+// Raw, as Do's out, receives a 2xx response body as it came, undecoded:
+// for a caller that passes it on, or decodes only part of it.
+type Raw []byte
+
+// decodeBody decodes a JSON body into out (or reads it into a *Raw); an
+// empty body leaves out untouched. The rest of the body is drained so that
+// the connection can be reused.
 func decodeBody(body io.Reader, out any) error {
 	defer io.Copy(io.Discard, io.LimitReader(body, maxErrorBody))
 	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*Raw); ok {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		*raw = b
 		return nil
 	}
 	err := json.NewDecoder(body).Decode(out)
