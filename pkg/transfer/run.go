@@ -773,8 +773,9 @@ func (ps *preparedSet) abandon() {
 	}
 }
 
-// prepare makes copied groups' .part files durable and checks that their
-// sources did not change under the copy; the lease check runs meanwhile.
+// prepare makes copied groups' .part files durable and, when the sources
+// are to be deleted, checks by name that they are still the files copied;
+// the lease check runs meanwhile.
 func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 	m, t, ctx := p.m, p.t, p.ctx
 	ps := &preparedSet{gs: gs}
@@ -800,7 +801,12 @@ func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 		ps.ok, ps.err = nil, fmt.Errorf("sync destinations: %w", err)
 		return ps
 	}
-	// Sources must not have changed under the copy.
+	// Each source was checked on its open file once it was read
+	// (copyWhole). Sources to be deleted are checked again by name: a
+	// file put in a source's place since must not be deleted.
+	if t.Request.Disposition != DispositionDelete {
+		return ps
+	}
 	kept := ps.ok[:0]
 	for _, c := range ps.ok {
 		f := t.Files[c.i]
@@ -1064,6 +1070,9 @@ func (m *Manager) copyWhole(ctx context.Context, t *Transfer, f File, limiters [
 			return "", checkpoint.Source{}, fmt.Errorf("read source at offset %d: %w", got, err)
 		}
 	}
+	if err := unchanged(src, info.Source); err != nil {
+		return "", checkpoint.Source{}, err
+	}
 	dst, err := m.ep.OpenPart(ctx, f.Destination, 0)
 	if err != nil {
 		return "", checkpoint.Source{}, err
@@ -1099,8 +1108,25 @@ func (m *Manager) copyWholeLoop(ctx context.Context, f File, src endpoint.Source
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = unchanged(src, src.Info().Source)
+	}
 	if err != nil {
 		return "", checkpoint.Source{}, err
 	}
 	return hex.EncodeToString(digest), src.Info().Source, nil
+}
+
+// unchanged checks that the open source still has the identity it had when
+// it was opened, once it has been read: a file written to while it was
+// read gives a copy that is neither its old content nor its new one.
+func unchanged(src endpoint.SourceFile, was checkpoint.Source) error {
+	now, err := src.Stat()
+	if err != nil {
+		return fmt.Errorf("stat source: %w", err)
+	}
+	if !now.Source.Same(was) {
+		return fmt.Errorf("written to during the copy (was %s, now %s): %w", was, now.Source, checkpoint.ErrSourceChanged)
+	}
+	return nil
 }

@@ -541,6 +541,88 @@ func TestSmallFilesPermanentFailures(t *testing.T) {
 	}
 }
 
+// writingEndpoint appends to some sources just after they are read, as a
+// writer that is not done with them would.
+type writingEndpoint struct {
+	tracingEndpoint
+	written map[string]bool // source paths to write to
+}
+
+func (e *writingEndpoint) OpenSource(ctx context.Context, path string) (endpoint.SourceFile, error) {
+	src, err := e.tracingEndpoint.OpenSource(ctx, path)
+	if err != nil || !e.written[path] {
+		return src, err
+	}
+	return &writtenSource{SourceFile: src, path: path}, nil
+}
+
+type writtenSource struct {
+	endpoint.SourceFile
+	path string
+}
+
+func (s *writtenSource) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.SourceFile.ReadAt(p, off)
+	f, ferr := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0)
+	if ferr == nil {
+		_, ferr = f.Write([]byte("more"))
+		f.Close()
+	}
+	if ferr != nil {
+		panic(ferr)
+	}
+	return n, err
+}
+
+// TestSmallFilesSourceWrittenDuringTheCopy: a small file written to while
+// it is copied fails with "source changed", is not put in place, and is not
+// deleted; the other files complete.
+func TestSmallFilesSourceWrittenDuringTheCopy(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleteSource=%v", del), func(t *testing.T) {
+			smallShape(t, 256, 4)
+			r := newRig(t)
+			sums := smallTree(t, r.root, 600)
+			ep := &writingEndpoint{tracingEndpoint: tracingEndpoint{tr: r.tr}, written: map[string]bool{}}
+			for _, k := range []int{5, 400} {
+				ep.written[filepath.Join(r.root, "in", "batch", fmt.Sprintf("d%d", k%3), fmt.Sprintf("f%05d", k))] = true
+			}
+			m := r.manager(&fakeLog{}, ep)
+			req := Request{Sources: []string{"in/batch"}, Destination: "out/", Recursive: true}
+			if del {
+				req.Disposition = DispositionDelete
+			}
+			id := r.submit(t, m, req)
+			runOnce(context.Background(), m, 1, id)
+			tr, _ := r.state.Get(id)
+			if tr.State != StateFailed || !strings.Contains(tr.Reason, "2 of 600 files failed") {
+				t.Fatalf("transfer %s: %q", tr.State, tr.Reason)
+			}
+			for _, f := range tr.Files {
+				if !ep.written[f.Source] {
+					if f.State != StateCompleted {
+						t.Fatalf("%s: %s (%s)", f.Source, f.State, f.Reason)
+					}
+					continue
+				}
+				if f.State != StateFailed || !strings.Contains(f.Reason, "source changed") {
+					t.Fatalf("%s, written to while copied: %s (%q), want failed: source changed", f.Source, f.State, f.Reason)
+				}
+				if _, err := os.Lstat(f.Destination); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("%s was put in place: %v", f.Destination, err)
+				}
+				if _, err := os.Stat(f.Source); err != nil {
+					t.Fatalf("the changed source %s is gone: %v", f.Source, err)
+				}
+			}
+			r.checkInvariants(t, id, sums)
+			if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+				t.Fatalf("%d .part files left", n)
+			}
+		})
+	}
+}
+
 func BenchmarkSmallFilesWorkers(b *testing.B) {
 	for _, w := range []int{1, 2, 4, 8} {
 		b.Run(fmt.Sprint(w), func(b *testing.B) {

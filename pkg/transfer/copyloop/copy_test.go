@@ -326,6 +326,9 @@ func newMemSource(data []byte) *memSource {
 
 func (s *memSource) Close() error        { return nil }
 func (s *memSource) Info() endpoint.Info { return s.info }
+func (s *memSource) Stat() (endpoint.Info, error) {
+	return s.info, nil
+}
 
 // memPart is a PartFile in memory.
 type memPart struct {

@@ -88,6 +88,9 @@ type SourceFile interface {
 	io.ReaderAt
 	io.Closer
 	Info() Info
+	// Stat describes the open file as it is now: an identity other than
+	// Info's means it was written to since it was opened.
+	Stat() (Info, error)
 }
 
 // PartFile is an open .part being written sequentially from the offset

@@ -84,6 +84,14 @@ func (s *localSource) ReadAt(p []byte, off int64) (int, error) { return s.f.Read
 func (s *localSource) Close() error                            { return s.f.Close() }
 func (s *localSource) Info() Info                              { return s.info }
 
+func (s *localSource) Stat() (Info, error) {
+	fi, err := s.f.Stat()
+	if err != nil {
+		return Info{}, err
+	}
+	return infoOf(fi), nil
+}
+
 func (Local) OpenPart(ctx context.Context, path string, offset int64) (PartFile, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
