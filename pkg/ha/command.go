@@ -17,8 +17,9 @@ import (
 // A change to a kind's data that an older build would misread is a new kind,
 // or the same kind registered at a new format.
 //
-// Format 2 added transfer.create.v2 (pkg/transfer), a compact create entry.
-const FormatVersion = 2
+// Format 2 added transfer.create.v2 (pkg/transfer), a compact create entry;
+// format 3 transfer.files.v2, a compact entry of file events.
+const FormatVersion = 3
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
 // own are handed to the StateMachine.

@@ -113,3 +113,52 @@ func TestOlderBuildRefusesCompactCreate(t *testing.T) {
 }
 
 func isErr(v any) bool { _, ok := v.(error); return ok }
+
+// transfer.files.v2 is of format 3: a build that reads format 2 refuses it
+// loudly; this build applies it.
+func TestFormat2BuildRefusesCompactFiles(t *testing.T) {
+	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	encode := func(kind string, data any) []byte {
+		b, err := ha.EncodeCommand(kind, 1, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	entries := [][]byte{
+		encode(ha.KindLease, ha.Lease{Epoch: 1, Holder: "ha1"}),
+		encode(transfer.KindCreate, map[string]any{"transfer": transfer.Transfer{ID: "t", Created: created,
+			Request: transfer.Request{Sources: []string{"in/a"}, Destination: "out/"},
+			Files:   []transfer.File{{Source: "/r/in/a", Destination: "/r/out/a", Bytes: 3}}}}),
+		encode(transfer.KindFilesV2, map[string]any{"id": "t", "time": created, "start": []int{0}}),
+	}
+	var c ha.Command
+	if err := json.Unmarshal(entries[2], &c); err != nil || c.Format != 3 {
+		t.Fatalf("compact files entry stamped %+v (%v), want format 3", c, err)
+	}
+	var logs strings.Builder
+	older := ha.NewBuild(2, transfer.NewState(), zerolog.New(&logs))
+	newState := transfer.NewState()
+	newer := ha.NewBuild(0, newState, zerolog.Nop())
+	for i, e := range entries {
+		if res := newer.Apply(uint64(i+1), e); isErr(res) {
+			t.Fatalf("this build, entry %d: %v", i+1, res)
+		}
+	}
+	if tr, _ := newState.Get("t"); tr == nil || !tr.Files[0].Started {
+		t.Fatalf("this build did not apply the compact start: %+v", tr)
+	}
+	for i, e := range entries[:2] {
+		if res := older.Apply(uint64(i+1), e); isErr(res) {
+			t.Fatalf("format-2 build, entry %d: %v", i+1, res)
+		}
+	}
+	res := older.Apply(3, entries[2])
+	var ref *ha.RefusalError
+	if err, _ := res.(error); !errors.As(err, &ref) || ref.Kind != transfer.KindFilesV2 || ref.Format != 3 || ref.Knows != 2 {
+		t.Fatalf("format-2 build applying %s: %v, want a refusal of a newer format", transfer.KindFilesV2, res)
+	}
+	if !strings.Contains(logs.String(), `"level":"error"`) {
+		t.Errorf("refusal not logged as an error: %s", logs.String())
+	}
+}

@@ -3,7 +3,7 @@ package transfer
 import "github.com/ftagent/ftagent/pkg/ha"
 
 // The transfer kinds are in every build's first command format, but for
-// KindCreateV2, which format 2 added. A kind added
+// KindCreateV2, which format 2 added, and KindFilesV2, format 3. A kind added
 // later, or one whose data changes in a way older builds would misread, is
 // registered at the format that introduced it (see ha.RegisterKind): the
 // active then proposes it only once every instance reads that format.
@@ -12,7 +12,11 @@ func init() {
 		ha.RegisterKind(k, 1)
 	}
 	ha.RegisterKind(KindCreateV2, formatCreateV2)
+	ha.RegisterKind(KindFilesV2, formatFilesV2)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.
 const formatCreateV2 = 2
+
+// formatFilesV2 is the command format that introduced KindFilesV2.
+const formatFilesV2 = 3

@@ -305,6 +305,24 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	return created, nil
 }
 
+// recordFiles commits file events: in compact form (KindFilesV2) once every
+// instance reads its format and the events allow it, else as KindFiles,
+// which every build reads.
+func (m *Manager) recordFiles(epoch uint64, c filesCmd) error {
+	if m.raft.FormatAgreed(formatFilesV2) {
+		if v, ok := compactFiles(c); ok {
+			_, err := m.raft.Apply(KindFilesV2, epoch, v, applyTimeout)
+			// An instance of an older build may have joined since
+			// FormatAgreed: nothing was proposed, write the old kind.
+			if !errors.Is(err, ha.ErrFormatNotAgreed) {
+				return err
+			}
+		}
+	}
+	_, err := m.raft.Apply(KindFiles, epoch, c, applyTimeout)
+	return err
+}
+
 // create commits c: in compact form (KindCreateV2) once every instance
 // reads its format, else as KindCreate, which every build reads. It returns
 // the kind committed.

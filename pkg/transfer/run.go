@@ -435,7 +435,7 @@ func (b *eventBatch) flush(ctx context.Context) error {
 	}
 	evs := b.events
 	b.events = nil
-	_, err := b.m.raft.Apply(KindFiles, b.epoch, filesCmd{ID: b.id, Time: time.Now().UTC(), Events: evs}, applyTimeout)
+	err := b.m.recordFiles(b.epoch, filesCmd{ID: b.id, Time: time.Now().UTC(), Events: evs})
 	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}
@@ -744,7 +744,7 @@ func (p *smallPipe) record(evs []FileEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	_, err := p.m.raft.Apply(KindFiles, p.lease.Epoch, filesCmd{ID: p.t.ID, Time: time.Now().UTC(), Events: evs}, applyTimeout)
+	err := p.m.recordFiles(p.lease.Epoch, filesCmd{ID: p.t.ID, Time: time.Now().UTC(), Events: evs})
 	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}

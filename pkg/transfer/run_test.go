@@ -79,9 +79,13 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 	if err, ok := res.(error); ok {
 		return nil, err
 	}
-	if kind == KindFiles && l.tr != nil {
+	if (kind == KindFiles || kind == KindFilesV2) && l.tr != nil {
 		var c filesCmd
-		_ = json.Unmarshal(b, &c)
+		if kind == KindFilesV2 {
+			c, _ = decodeFilesV2(b)
+		} else {
+			_ = json.Unmarshal(b, &c)
+		}
 		for _, ev := range c.Events {
 			l.tr.add(ev.Kind, fmt.Sprint(ev.Index))
 		}

@@ -37,10 +37,14 @@ const (
 	// KindCreateV2 is transfer.create in compact form (createV2Cmd), of
 	// command format 2: proposed only once every instance reads format 2.
 	KindCreateV2 = "transfer.create.v2"
+	// KindFilesV2 is transfer.files in compact form (filesV2Cmd), of
+	// command format 3: proposed only once every instance reads format 3.
+	KindFilesV2 = "transfer.files.v2"
 )
 
 // Kinds lists the kinds of the first command format, for the log's
-// dispatcher; KindCreateV2 is registered apart, at format 2 (kinds.go).
+// dispatcher; KindCreateV2 and KindFilesV2 are registered apart, at formats
+// 2 and 3 (kinds.go).
 var Kinds = []string{KindCreate, KindStart, KindFiles, KindRecovering, KindFail, KindCancel}
 
 // Overwrite and disposition policies.
@@ -285,6 +289,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 	case KindFiles:
 		var c filesCmd
 		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.files(c, epoch)
+	case KindFilesV2:
+		c, err := decodeFilesV2(data)
+		if err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.files(c, epoch)
