@@ -29,13 +29,7 @@ func TestOlderBuildRefusesCompactCreate(t *testing.T) {
 		"transfer":   transfer.Transfer{ID: "v2", Created: created, Request: transfer.Request{Sources: []string{"in/b"}, Destination: "out/"}},
 		"sourceRoot": "/r/in/b", "destinationRoot": "/r/out/b", "sources": []string{""}, "bytes": []int64{4},
 	}
-	encode := func(kind string, data any) []byte {
-		b, err := ha.EncodeCommand(kind, 1, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	encode := func(kind string, data any) []byte { return encodeEntry(t, kind, data) }
 	entries := [][]byte{
 		encode(ha.KindLease, ha.Lease{Epoch: 1, Holder: "ha1"}),
 		encode(transfer.KindCreate, plainCreate("v1")),
@@ -118,13 +112,7 @@ func isErr(v any) bool { _, ok := v.(error); return ok }
 // loudly; this build applies it.
 func TestFormat2BuildRefusesCompactFiles(t *testing.T) {
 	created := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	encode := func(kind string, data any) []byte {
-		b, err := ha.EncodeCommand(kind, 1, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	encode := func(kind string, data any) []byte { return encodeEntry(t, kind, data) }
 	entries := [][]byte{
 		encode(ha.KindLease, ha.Lease{Epoch: 1, Holder: "ha1"}),
 		encode(transfer.KindCreate, map[string]any{"transfer": transfer.Transfer{ID: "t", Created: created,
@@ -161,4 +149,14 @@ func TestFormat2BuildRefusesCompactFiles(t *testing.T) {
 	if !strings.Contains(logs.String(), `"level":"error"`) {
 		t.Errorf("refusal not logged as an error: %s", logs.String())
 	}
+}
+
+// encodeEntry is a log entry of kind, written under epoch 1.
+func encodeEntry(t *testing.T, kind string, data any) []byte {
+	t.Helper()
+	b, err := ha.EncodeCommand(kind, 1, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
