@@ -74,27 +74,23 @@ func ParseTransferBody(raw []byte) (TransferBody, error) {
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return b, fmt.Errorf("transfer view: not a JSON object (%v)", err)
 	}
-	head := map[string]json.RawMessage{}
+	head := raw // the view up to its files, as an object of its own
 	for dec.More() {
+		at := dec.InputOffset() // after the value before
 		tok, err := dec.Token()
 		if err != nil {
 			return b, fmt.Errorf("transfer view: %w", err)
 		}
-		key, _ := tok.(string)
-		if key == "files" {
+		if key, _ := tok.(string); key == "files" {
+			head = append(raw[:at:at], '}')
 			break
 		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return b, fmt.Errorf("transfer view: %s: %w", key, err)
+			return b, fmt.Errorf("transfer view: %v: %w", tok, err)
 		}
-		head[key] = v
 	}
-	h, err := json.Marshal(head)
-	if err == nil {
-		err = json.Unmarshal(h, &b.View)
-	}
-	if err != nil {
+	if err := json.Unmarshal(head, &b.View); err != nil {
 		return b, fmt.Errorf("transfer view: %w", err)
 	}
 	return b, nil

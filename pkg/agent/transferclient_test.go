@@ -45,6 +45,10 @@ func TestParseTransferBody(t *testing.T) {
 	if b, err := ParseTransferBody(cut); err != nil || b.State != transfer.StateFailed || b.Reason != "source changed" {
 		t.Fatalf("cut inside the files: %+v, %v", b.View, err)
 	}
+	// A view without files (an agent that left them out) is read whole.
+	if b, err := ParseTransferBody([]byte(`{"id":"x","state":"running","bytes":5}`)); err != nil || b.ID != "x" || b.State != transfer.StateRunning || b.Bytes != 5 {
+		t.Fatalf("a view without files: %+v, %v", b.View, err)
+	}
 	// A body that is not a view is an error.
 	for _, bad := range []string{"", "[]", `"x"`, `{"id":`} {
 		if _, err := ParseTransferBody([]byte(bad)); err == nil {

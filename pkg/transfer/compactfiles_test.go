@@ -144,7 +144,7 @@ func TestRunWritesCompactFilesOnlyWhenAgreed(t *testing.T) {
 			if compact != tc.compact || plain == tc.compact {
 				t.Fatalf("kinds committed %v, want the compact files entry: %v", log.kinds, tc.compact)
 			}
-			r.checkInvariants(t, id, sums)
+			r.checkEnded(t, id, sums)
 		})
 	}
 }

@@ -305,40 +305,35 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	return created, nil
 }
 
-// recordFiles commits file events: in compact form (KindFilesV2) once every
-// instance reads its format and the events allow it, else as KindFiles,
-// which every build reads.
+// recordFiles commits file events: in compact form (KindFilesV2) when every
+// instance reads its format and the events allow it, else as KindFiles.
 func (m *Manager) recordFiles(epoch uint64, c filesCmd) error {
-	if m.raft.FormatAgreed(formatFilesV2) {
-		if v, ok := compactFiles(c); ok {
-			_, err := m.raft.Apply(KindFilesV2, epoch, v, applyTimeout)
-			// An instance of an older build may have joined since
-			// FormatAgreed: nothing was proposed, write the old kind.
-			if !errors.Is(err, ha.ErrFormatNotAgreed) {
-				return err
-			}
-		}
-	}
-	_, err := m.raft.Apply(KindFiles, epoch, c, applyTimeout)
+	_, _, err := m.applyNewest(epoch, KindFilesV2, func() (any, bool) { return compactFiles(c) }, KindFiles, c)
 	return err
 }
 
-// create commits c: in compact form (KindCreateV2) once every instance
-// reads its format, else as KindCreate, which every build reads. It returns
-// the kind committed.
+// create commits c: in compact form (KindCreateV2) when every instance
+// reads its format, else as KindCreate. It returns the kind committed.
 func (m *Manager) create(lease ha.Lease, c createCmd) (string, any, error) {
-	if m.raft.FormatAgreed(formatCreateV2) {
-		if v, ok := compactCreate(c); ok {
-			res, err := m.raft.Apply(KindCreateV2, lease.Epoch, v, applyTimeout)
+	return m.applyNewest(lease.Epoch, KindCreateV2, func() (any, bool) { return compactCreate(c) }, KindCreate, c)
+}
+
+// applyNewest commits an entry as newKind once every instance reads its
+// format (kinds.go) and compact gives the entry in that kind; else as kind,
+// with data, which every build reads. It returns the kind committed.
+func (m *Manager) applyNewest(epoch uint64, newKind string, compact func() (any, bool), kind string, data any) (string, any, error) {
+	if format, _ := ha.KindFormat(newKind); m.raft.FormatAgreed(format) {
+		if v, ok := compact(); ok {
+			res, err := m.raft.Apply(newKind, epoch, v, applyTimeout)
 			// An instance of an older build may have joined since
 			// FormatAgreed: nothing was proposed, write the old kind.
 			if !errors.Is(err, ha.ErrFormatNotAgreed) {
-				return KindCreateV2, res, err
+				return newKind, res, err
 			}
 		}
 	}
-	res, err := m.raft.Apply(KindCreate, lease.Epoch, c, applyTimeout)
-	return KindCreate, res, err
+	res, err := m.raft.Apply(kind, epoch, data, applyTimeout)
+	return kind, res, err
 }
 
 // normalize checks a request's options and fills in their defaults, so

@@ -620,7 +620,7 @@ func (p *smallPipe) finisher() {
 		defer close(recording)
 		for ps := range renaming {
 			if p.failure() != nil {
-				ps.abandon()
+				_ = ps.waitStarted() // the run ends
 				continue
 			}
 			rs, err := p.rename(ps)
@@ -752,25 +752,31 @@ func (p *smallPipe) record(evs []FileEvent) error {
 }
 
 // preparedSet is a set of copied groups made durable, to be renamed into
-// place and recorded (smallPipe.complete).
+// place (smallPipe.rename) and recorded (smallPipe.recordSet).
 type preparedSet struct {
 	gs  []*copiedGroup
 	ok  []copied    // synced, their sources unchanged
 	evs []FileEvent // permanent failures, to be recorded
-	// err: a transient error while preparing; complete records evs and
-	// ends the run with it.
+	// err: a transient error while preparing; nothing is renamed, evs
+	// are recorded and the run ends with it.
 	err error
-	// lease: the lease check, started while syncing; complete waits for
-	// it before the first rename.
+	// lease: the lease check, started while syncing; rename waits for it
+	// before the first rename.
 	lease <-chan error
 }
 
-// abandon waits for the set's start entries: the run has ended, and its
-// files stay started, to be resumed one by one.
-func (ps *preparedSet) abandon() {
+// waitStarted waits for the commits of the set's start entries and
+// returns the first that failed. Every way out of finishing a set waits
+// for them: a rename only after its file's start committed, and an
+// abandoned set's files stay started, to be resumed one by one.
+func (ps *preparedSet) waitStarted() error {
+	var first error
 	for _, g := range ps.gs {
-		<-g.started
+		if err := <-g.started; err != nil && first == nil {
+			first = err
+		}
 	}
+	return first
 }
 
 // prepare makes copied groups' .part files durable and, when the sources
@@ -839,22 +845,13 @@ type renamedSet struct {
 }
 
 // rename renames a prepared set's files into place, once their start
-// entries have committed and the lease check has passed. An error ends the
-// run; the events gathered before it are recorded first.
+// entries have committed and the lease check has passed. A start entry that
+// failed to commit is returned as the error (the run ends; the set's files
+// stay started); any other failure comes back in the renamedSet, to be
+// recorded with the events gathered before it.
 func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
 	m, t, ctx := p.m, p.t, p.ctx
-	// The starts must have committed before any rename, and are waited
-	// for on every path out of here.
-	started := func() error {
-		var first error
-		for _, g := range ps.gs {
-			if err := <-g.started; err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
-	}
-	if err := started(); err != nil {
+	if err := ps.waitStarted(); err != nil {
 		return nil, err
 	}
 	rs := &renamedSet{evs: ps.evs, err: ps.err}
@@ -901,7 +898,6 @@ func (p *smallPipe) recordSet(rs *renamedSet) error {
 	m, t, ctx := p.m, p.t, p.ctx
 	evs := append(p.deleted, rs.evs...)
 	p.deleted = nil
-	done := rs.done
 	if len(rs.renamed) > 0 {
 		// Even once the run is being stopped (a cancel, a stop): the
 		// renames are done, and must be recorded as completions before
@@ -929,7 +925,7 @@ func (p *smallPipe) recordSet(rs *renamedSet) error {
 	}
 	// Only after the completions have committed.
 	if t.Request.Disposition == DispositionDelete {
-		for _, i := range done {
+		for _, i := range rs.done {
 			f := t.Files[i]
 			if err := m.ep.Remove(ctx, f.Source); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				if endpoint.Permanent(err) {
@@ -1034,7 +1030,7 @@ func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limit
 // its own.
 //
 // Under the "error" policy it does not look for the destination first, as
-// copyFile does: the group's rename (Endpoint.CommitAll without overwrite)
+// copyFile does: the group's rename (Endpoint.RenameAll without overwrite)
 // refuses an existing destination by itself, and the file then fails with
 // "destination exists" and its .part removed, as it would have here. That
 // rare case costs a copy of at most smallFileMax bytes; every file saves a

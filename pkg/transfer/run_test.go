@@ -380,6 +380,22 @@ func (r *rig) checkInvariants(t *testing.T, id string, sums map[string]string) {
 	}
 }
 
+// checkEnded is checkInvariants for a transfer that has ended, which
+// leaves no .part anywhere under out/.
+func (r *rig) checkEnded(t *testing.T, id string, sums map[string]string) {
+	t.Helper()
+	r.checkInvariants(t, id, sums)
+	r.checkNoParts(t)
+}
+
+// checkNoParts fails t if a .part is left anywhere under out/.
+func (r *rig) checkNoParts(t *testing.T) {
+	t.Helper()
+	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
+		t.Fatalf("%d .part files left", n)
+	}
+}
+
 func countParts(t *testing.T, dir string) int {
 	n := 0
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -426,9 +442,7 @@ func TestSmallFilesInGroups(t *testing.T) {
 					t.Fatalf("file %d: source after the transfer: %v", i, err)
 				}
 			}
-			if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
-				t.Fatalf("%d .part files left", n)
-			}
+			r.checkNoParts(t)
 		})
 	}
 }
@@ -468,9 +482,7 @@ func TestSmallFilesCrashMidGroup(t *testing.T) {
 					t.Fatalf("file %d: source not deleted", i)
 				}
 			}
-			if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
-				t.Fatalf("%d .part files left", n)
-			}
+			r.checkNoParts(t)
 		})
 	}
 }
@@ -502,10 +514,7 @@ func TestSmallFilesTransientErrorMidGroup(t *testing.T) {
 	if tr.State != StateCompleted {
 		t.Fatalf("transfer %s: %s", tr.State, tr.Reason)
 	}
-	r.checkInvariants(t, id, sums)
-	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
-		t.Fatalf("%d .part files left", n)
-	}
+	r.checkEnded(t, id, sums)
 }
 
 // TestSmallFilesPermanentFailures: files whose destination exists fail
@@ -539,10 +548,7 @@ func TestSmallFilesPermanentFailures(t *testing.T) {
 	if failed != 3 {
 		t.Fatalf("%d files failed, want 3", failed)
 	}
-	r.checkInvariants(t, id, sums)
-	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
-		t.Fatalf("%d .part files left", n)
-	}
+	r.checkEnded(t, id, sums)
 }
 
 // writingEndpoint appends to some sources just after they are read, as a
@@ -619,10 +625,7 @@ func TestSmallFilesSourceWrittenDuringTheCopy(t *testing.T) {
 					t.Fatalf("the changed source %s is gone: %v", f.Source, err)
 				}
 			}
-			r.checkInvariants(t, id, sums)
-			if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
-				t.Fatalf("%d .part files left", n)
-			}
+			r.checkEnded(t, id, sums)
 		})
 	}
 }
@@ -766,10 +769,7 @@ func TestSmallFilesCancelMidway(t *testing.T) {
 	if stray > 0 {
 		t.Fatalf("%d files not completed have their destination in place", stray)
 	}
-	r.checkInvariants(t, id, sums)
-	if n := countParts(t, filepath.Join(r.root, "out")); n != 0 {
-		t.Fatalf("%d .part files left after the cancel", n)
-	}
+	r.checkEnded(t, id, sums)
 }
 
 // Under a bandwidth limit a group holds about a second of copying, so that

@@ -40,14 +40,7 @@ func TestFilesEntryAppliesWholeInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Through a snapshot: the counts are derived again.
-	b, err := a.s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := NewState()
-	if err := s2.Restore(b); err != nil {
-		t.Fatal(err)
-	}
+	s2 := restored(t, a.s)
 	a.s = s2
 	evs = []FileEvent{{Index: 1, Kind: EventFailed, Reason: "early"}, {Index: 2, Kind: EventStart}}
 	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
@@ -150,14 +143,7 @@ func TestEndedTransferPacked(t *testing.T) {
 	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}}}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := a.s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := NewState()
-	if err := s2.Restore(b); err != nil {
-		t.Fatal(err)
-	}
+	s2 := restored(t, a.s)
 	a.s = s2
 	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 2, Kind: EventSourceDeleted}}}); err != nil {
 		t.Fatal(err)

@@ -235,14 +235,7 @@ func TestSnapshotRestore(t *testing.T) {
 	_ = a.apply(KindCreate, 1, createCmd{Transfer: newTransfer("t", 100)})
 	_ = a.apply(KindFiles, 1, filesCmd{ID: "t", Events: []FileEvent{{Index: 0, Kind: EventCheckpoint,
 		Checkpoint: checkpoint.Checkpoint{Offset: 50, Hash: []byte{1, 2}, Source: src(100)}}}})
-	b, err := a.s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := NewState()
-	if err := s2.Restore(b); err != nil {
-		t.Fatal(err)
-	}
+	s2 := restored(t, a.s)
 	x, _ := a.s.Get("t")
 	y, ok := s2.Get("t")
 	xb, _ := json.Marshal(x)
@@ -250,4 +243,18 @@ func TestSnapshotRestore(t *testing.T) {
 	if !ok || string(xb) != string(yb) {
 		t.Fatalf("restored %s, want %s", yb, xb)
 	}
+}
+
+// restored returns a new State restored from a snapshot of s.
+func restored(t *testing.T, s *State) *State {
+	t.Helper()
+	b, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := NewState()
+	if err := s2.Restore(b); err != nil {
+		t.Fatal(err)
+	}
+	return s2
 }

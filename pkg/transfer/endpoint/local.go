@@ -239,13 +239,7 @@ func (Local) SyncDirs(ctx context.Context, paths []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	for _, p := range paths {
-		dir := filepath.Dir(p)
-		if seen[dir] {
-			continue
-		}
-		seen[dir] = true
+	for _, dir := range parentDirs(paths) {
 		if err := syncDir(dir); err != nil {
 			return fmt.Errorf("sync directory %s: %w", dir, err)
 		}
@@ -260,13 +254,7 @@ func (Local) SyncParts(ctx context.Context, paths []string) error {
 	// One syncfs per file system holding them (told apart by device),
 	// looking once at each directory.
 	seen := map[uint64]bool{}
-	dirs := map[string]bool{}
-	for _, p := range paths {
-		dir := filepath.Dir(p)
-		if dirs[dir] {
-			continue
-		}
-		dirs[dir] = true
+	for _, dir := range parentDirs(paths) {
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return fmt.Errorf("sync %s: %w", dir, err)
@@ -288,6 +276,20 @@ func (Local) SyncParts(ctx context.Context, paths []string) error {
 }
 
 var errNoSyncFS = errors.New("no syncfs on this platform")
+
+// parentDirs returns the distinct parent directories of paths, in the order
+// they first appear.
+func parentDirs(paths []string) []string {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if dir := filepath.Dir(p); !seen[dir] {
+			seen[dir] = true
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs
+}
 
 func syncEach(paths []string) error {
 	for _, p := range paths {
