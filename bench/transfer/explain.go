@@ -245,7 +245,11 @@ func phasesMany(e *env, dst string) (phaseRun, error) {
 // out) and with none.
 func inProcessLarge(e *env, x *explained) error {
 	ctx := context.Background()
-	var ep endpoint.Local
+	ep, err := endpoint.NewLocal("/") // the bench's paths have no links
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
 	dst := filepath.Join(e.out, "loop.bin")
 	loop := func(ckBytes int64) (time.Duration, int, error) {
 		checkpoints := 0
@@ -321,7 +325,11 @@ func localSteps(e *env, x *explained) error {
 	}
 	slices.Sort(names)
 	ctx := context.Background()
-	var ep endpoint.Local
+	ep, err := endpoint.NewLocal("/") // the bench's paths have no links
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
 
 	// The group path.
 	prefault(256 << 20)
@@ -332,6 +340,10 @@ func localSteps(e *env, x *explained) error {
 		hi := min(lo+group, len(names))
 		paths := make([]string, 0, hi-lo)
 		t0 := time.Now()
+		batch, err := ep.BeginParts(ctx)
+		if err != nil {
+			return err
+		}
 		for _, n := range names[lo:hi] {
 			src, dst := filepath.Join(e.small.path, n), filepath.Join(dir, n)
 			if ok, err := ep.Exists(ctx, dst); err != nil || ok {
@@ -358,7 +370,9 @@ func localSteps(e *env, x *explained) error {
 			paths = append(paths, dst)
 		}
 		t1 := time.Now()
-		if err := ep.SyncParts(ctx, paths); err != nil {
+		err = batch.Sync(ctx, paths)
+		batch.Close()
+		if err != nil {
 			return err
 		}
 		t2 := time.Now()
@@ -438,7 +452,6 @@ func localSteps(e *env, x *explained) error {
 		syscall.Sync() // kept, not deleted: see measureSmall
 		return d, nil
 	}
-	var err error
 	if x.localFull, err = variant("full", true, true); err != nil {
 		return err
 	}

@@ -86,10 +86,16 @@ func Start(opts Options) (*Instance, error) {
 		mux.Close()
 		return nil, &config.Error{File: cfg.Path, Key: "sandboxRoot", Msg: err.Error()}
 	}
+	local, err := endpoint.NewLocal(sb.Roots()...)
+	if err != nil {
+		mux.Close()
+		return nil, &config.Error{File: cfg.Path, Key: "transferRoot", Msg: err.Error()}
+	}
 	var trail *audit.Log
 	if cfg.AuditLog != "" {
 		if trail, err = audit.Open(cfg.AuditLog, self.Name); err != nil {
 			mux.Close()
+			local.Close()
 			return nil, &config.Error{File: cfg.Path, Key: config.KeyAuditLog, Msg: err.Error()}
 		}
 	}
@@ -155,11 +161,12 @@ func Start(opts Options) (*Instance, error) {
 				MaxBandwidth:            cfg.MaxBandwidth,
 				HistoryCount:            cfg.TransferHistoryCount,
 				HistoryAge:              cfg.TransferHistoryAge,
-			}, state, node, endpoint.Fenced{Endpoint: endpoint.Local{}, Fence: node, Audit: trail}, sb, log)
+			}, state, node, endpoint.Fenced{Endpoint: local, Fence: node, Audit: trail}, sb, log)
 		},
 	})
 	if err != nil {
 		mux.Close()
+		local.Close()
 		_ = trail.Close()
 		return nil, err
 	}
@@ -262,5 +269,7 @@ func (in *Instance) shutdown() {
 	}
 	_ = in.mux.Close()
 	_ = in.trail.Close()
+	// The endpoint's roots stay open: a descriptor closed under a late
+	// operation could be reused for another directory.
 	in.log.Info().Str("status", "STOPPED").Msg("instance stopped")
 }

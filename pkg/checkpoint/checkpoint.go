@@ -53,7 +53,7 @@ func Check(prev, next Checkpoint) error {
 	if next.Offset < prev.Offset {
 		return fmt.Errorf("%w: offset %d, last checkpoint is at %d", ErrBackwards, next.Offset, prev.Offset)
 	}
-	if (prev.Offset > 0 || prev.Source != (Source{})) && !next.Source.Same(prev.Source) {
+	if (prev.Offset > 0 || prev.Source != (Source{})) && !prev.Source.Recorded(next.Source) {
 		return fmt.Errorf("%w: was %s, now %s", ErrSourceChanged, prev.Source, next.Source)
 	}
 	if next.Offset > next.Source.Size {

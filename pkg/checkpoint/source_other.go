@@ -4,4 +4,4 @@ package checkpoint
 
 import "os"
 
-func inodeDevice(os.FileInfo) (inode, device uint64) { return 0, 0 }
+func statIdentity(os.FileInfo) (change int64, inode, device uint64) { return 0, 0, 0 }

@@ -74,8 +74,10 @@ func TestIdentify(t *testing.T) {
 		if err := os.Chtimes(path, mtime, mtime); err != nil {
 			t.Fatal(err)
 		}
-		if back := identify(t, path); !back.Same(orig) {
-			t.Fatalf("restored file: %v, want %v", back, orig)
+		// Size and mtime restored: only the change time (when the clock
+		// ticked in between) can tell; TestIdentifyReplacedWithSameTimes.
+		if back := identify(t, path); back.Size != orig.Size || back.ModTime != orig.ModTime {
+			t.Fatalf("restored file: %v, want the size and mtime of %v", back, orig)
 		}
 	})
 
@@ -125,22 +127,97 @@ func TestIdentify(t *testing.T) {
 }
 
 func TestSourceSame(t *testing.T) {
-	base := Source{Size: 1, ModTime: 2, Inode: 3, Device: 4}
-	for _, o := range []Source{
-		{Size: 9, ModTime: 2, Inode: 3, Device: 4},
-		{Size: 1, ModTime: 9, Inode: 3, Device: 4},
-		{Size: 1, ModTime: 2, Inode: 9, Device: 4},
-		{Size: 1, ModTime: 2, Inode: 3, Device: 9},
-		{},
+	base := Source{Size: 1, ModTime: 2, Change: 5, Inode: 3, Device: 4}
+	for _, c := range []struct {
+		name string
+		o    Source
+		same bool
+	}{
+		{"itself", base, true},
+		{"another size", Source{Size: 9, ModTime: 2, Change: 5, Inode: 3, Device: 4}, false},
+		{"another mtime", Source{Size: 1, ModTime: 9, Change: 5, Inode: 3, Device: 4}, false},
+		{"another ctime", Source{Size: 1, ModTime: 2, Change: 9, Inode: 3, Device: 4}, false},
+		{"another inode, same mount", Source{Size: 1, ModTime: 2, Change: 5, Inode: 9, Device: 4}, false},
+		{"nothing known", Source{}, false},
+		// Another host's mount: its own device number, and on some
+		// mounts (FUSE, SMB noserverino) inode numbers of its own.
+		{"another mount", Source{Size: 1, ModTime: 2, Change: 5, Inode: 3, Device: 41}, true},
+		{"another mount and inode", Source{Size: 1, ModTime: 2, Change: 5, Inode: 77, Device: 41}, true},
+		{"another mount, rewritten with the old mtime", Source{Size: 1, ModTime: 2, Change: 6, Inode: 3, Device: 41}, false},
+		// A record written before the change time was kept.
+		{"ctime unknown", Source{Size: 1, ModTime: 2, Inode: 3, Device: 4}, true},
 	} {
-		if base.Same(o) || o.Same(base) {
-			t.Errorf("%v and %v reported the same", base, o)
+		if got := base.Same(c.o); got != c.same {
+			t.Errorf("%s: Same(%v, %v) = %v, want %v", c.name, base, c.o, got, c.same)
 		}
-	}
-	if !base.Same(base) {
-		t.Error("a source is not the same as itself")
+		if got := c.o.Same(base); got != c.same {
+			t.Errorf("%s: Same(%v, %v) = %v, want %v", c.name, c.o, base, got, c.same)
+		}
 	}
 	if got := (Source{Size: 123}).String(); got != "size 123, mtime 1970-01-01T00:00:00Z" {
 		t.Errorf("String without inode = %q", got)
+	}
+}
+
+// Recorded is the replicated state's rule, the one of builds that know no
+// change time: every field but an unknown change time must be equal.
+func TestSourceRecorded(t *testing.T) {
+	base := Source{Size: 1, ModTime: 2, Change: 5, Inode: 3, Device: 4}
+	for _, c := range []struct {
+		o    Source
+		want bool
+	}{
+		{base, true},
+		{Source{Size: 1, ModTime: 2, Inode: 3, Device: 4}, true}, // written by an earlier build
+		{Source{Size: 1, ModTime: 2, Change: 5, Inode: 3, Device: 41}, false},
+		{Source{Size: 1, ModTime: 2, Change: 6, Inode: 3, Device: 4}, false},
+		{Source{Size: 1, ModTime: 2, Change: 5, Inode: 9, Device: 4}, false},
+	} {
+		if got := base.Recorded(c.o); got != c.want {
+			t.Errorf("Recorded(%v, %v) = %v, want %v", base, c.o, got, c.want)
+		}
+	}
+}
+
+// A file replaced by one with the same size and mtime is told apart by its
+// change time, which a rename into its place sets, even when it is looked
+// at through another mount (a device and inode numbers of its own).
+func TestIdentifyReplacedWithSameTimes(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the change time is read on Linux")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "orders.csv")
+	mtime := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	write := func(p string) {
+		if err := os.WriteFile(p, []byte("id,qty\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(path)
+	orig := identify(t, path)
+	if orig.Change == 0 {
+		t.Fatal("no change time on Linux")
+	}
+	// The change time moves at the clock's tick: wait for it to move.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tmp := filepath.Join(dir, "new")
+		write(tmp)
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		now := identify(t, path)
+		now.Device, now.Inode = orig.Device+1, orig.Inode+1000 // as another host's mount shows it
+		if !now.Same(orig) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a replaced file with the same size and mtime went unnoticed across mounts: %v, was %v", now, orig)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

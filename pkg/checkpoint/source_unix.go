@@ -7,10 +7,10 @@ import (
 	"syscall"
 )
 
-func inodeDevice(fi os.FileInfo) (inode, device uint64) {
+func statIdentity(fi os.FileInfo) (change int64, inode, device uint64) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok || st == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return uint64(st.Ino), uint64(st.Dev)
+	return changeTime(st), uint64(st.Ino), uint64(st.Dev)
 }

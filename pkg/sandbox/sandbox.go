@@ -121,6 +121,18 @@ func New(root string, allow []string) (*Sandbox, error) {
 	return s, nil
 }
 
+// Roots returns the directories paths are allowed beneath, cleaned and
+// with symbolic links resolved: the transfer root, or the plain
+// sandboxRoot entries. An endpoint resolves each path beneath one of them
+// again when it uses it (endpoint.Local).
+func (s *Sandbox) Roots() []string {
+	roots := make([]string, len(s.allow))
+	for i, e := range s.allow {
+		roots[i] = e.resolved
+	}
+	return roots
+}
+
 // Root returns the transfer root, cleaned and with symbolic links resolved.
 func (s *Sandbox) Root() string { return s.root }
 

@@ -153,7 +153,7 @@ func TestSubmitWritesCompactCreateOnlyWhenAgreed(t *testing.T) {
 				t.Fatal(err)
 			}
 			log := &fakeLog{formats: tc.formats, claims: tc.claims}
-			m := r.manager(log, &tracingEndpoint{tr: r.tr})
+			m := r.manager(log, &tracingEndpoint{Local: r.local, tr: r.tr})
 			id := r.submit(t, m, Request{Sources: []string{"in/batch", "in/-odd name é.txt"}, Destination: "out/", Recursive: true})
 			if !slices.Equal(log.kinds, []string{tc.want}) {
 				t.Errorf("committed %v, want [%s]", log.kinds, tc.want)

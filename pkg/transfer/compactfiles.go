@@ -39,7 +39,7 @@ func plainStart(ev FileEvent) bool {
 }
 
 func plainDone(ev FileEvent) bool {
-	return ev.Kind == EventDone && len(ev.SHA256) == 64 && ev.SHA256 == lowerHex(ev.SHA256) &&
+	return ev.Kind == EventDone && len(ev.SHA256) == 64 && ev.SHA256 == lowerHex(ev.SHA256) && ev.Source == (checkpoint.Source{}) &&
 		bareEvent(FileEvent{Index: ev.Index, Kind: ev.Kind, Checkpoint: ev.Checkpoint, Reason: ev.Reason, Resent: ev.Resent, Restart: ev.Restart})
 }
 
@@ -47,7 +47,7 @@ func plainDone(ev FileEvent) bool {
 func bareEvent(ev FileEvent) bool {
 	cp := ev.Checkpoint
 	return cp.Offset == 0 && cp.Hash == nil && cp.Epoch == 0 && cp.Source == (checkpoint.Source{}) &&
-		ev.SHA256 == "" && ev.Reason == "" && ev.Resent == 0 && !ev.Restart
+		ev.SHA256 == "" && ev.Reason == "" && ev.Resent == 0 && !ev.Restart && ev.Source == (checkpoint.Source{})
 }
 
 // lowerHex returns s if it is lower-case hexadecimal, else "".

@@ -133,7 +133,7 @@ func TestRunWritesCompactFilesOnlyWhenAgreed(t *testing.T) {
 			r := newRig(t)
 			sums := smallTree(t, r.root, 300)
 			log := &fakeLog{formats: tc.formats, claims: tc.claims}
-			m := r.manager(log, &tracingEndpoint{tr: r.tr})
+			m := r.manager(log, &tracingEndpoint{Local: r.local, tr: r.tr})
 			id := r.submit(t, m, Request{Sources: []string{"in/batch"}, Destination: "out/", Recursive: true})
 			runOnce(context.Background(), m, 1, id)
 			tr, _ := r.state.Get(id)

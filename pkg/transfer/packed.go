@@ -16,7 +16,8 @@ import (
 // base names (in one string), its size, its state, its digest as bytes and
 // what is left of its checkpoint: the offset, which is all an ended file's
 // bytesDone needs. An ended transfer is never resumed, so its checkpoints'
-// hash states and source identities are not kept. What readers get back
+// hash states and source identities are not kept, but for the identities
+// of sources still to be deleted (Delivered). What readers get back
 // (Get, List, views, snapshots) is the same File values, but for those
 // checkpoint fields.
 
@@ -26,6 +27,8 @@ type packedFiles struct {
 	names   string   // every base name, one after the other
 	files   []packedFile
 	reasons map[int]string // of the files that have one
+	// delivered: the identities of sources still to be deleted
+	delivered map[int]checkpoint.Source
 }
 
 type packedFile struct {
@@ -102,6 +105,12 @@ func (t *Transfer) pack() {
 			}
 			p.reasons[i] = f.Reason
 		}
+		if f.Delivered != (checkpoint.Source{}) {
+			if p.delivered == nil {
+				p.delivered = map[int]checkpoint.Source{}
+			}
+			p.delivered[i] = f.Delivered
+		}
 		pf.bytes, pf.offset = f.Bytes, f.Checkpoint.Offset
 		pf.started, pf.sourceDeleted = f.Started, f.SourceDeleted
 	}
@@ -140,6 +149,7 @@ func (p *packedFiles) file(i int) File {
 		Checkpoint:    checkpoint.Checkpoint{Offset: pf.offset},
 		Started:       pf.started,
 		SourceDeleted: pf.sourceDeleted,
+		Delivered:     p.delivered[i],
 	}
 	if pf.hasSHA {
 		f.SHA256 = hex.EncodeToString(pf.sha[:])
@@ -181,6 +191,7 @@ func (p *packedFiles) sourcesDeleted(evs []FileEvent) error {
 	}
 	for _, ev := range evs {
 		p.files[ev.Index].sourceDeleted = true
+		delete(p.delivered, ev.Index)
 	}
 	return nil
 }

@@ -75,3 +75,14 @@ func (s *State) ended(id string) bool {
 	t, ok := s.transfers[id]
 	return !ok || Terminal(t.State)
 }
+
+// file returns file i of transfer id as the state has it now.
+func (s *State) file(id string, i int) (File, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	if !ok || i < 0 || i >= t.fileCount() {
+		return File{}, false
+	}
+	return t.fileAt(i), true
+}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
 )
 
 // A file that was started, whose .part is gone and whose destination holds
@@ -28,7 +27,7 @@ func TestReplayedCompletionMustBeTheSourcesBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := &fakeLog{}
-		m := r.manager(log, endpoint.Local{})
+		m := r.manager(log, r.local)
 		id := r.submit(t, m, Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"})
 		now := time.Now().UTC()
 		if _, err := log.Apply(KindStart, 1, startCmd{ID: id, Time: now}, 0); err != nil {
@@ -50,7 +49,7 @@ func TestReplayedCompletionMustBeTheSourcesBytes(t *testing.T) {
 		}
 
 		// The next active resumes it.
-		m2 := r.manager(log, endpoint.Local{})
+		m2 := r.manager(log, r.local)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		runOnce(ctx, m2, 2, id)
 		cancel()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -118,7 +117,7 @@ func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, 
 	batch := &eventBatch{m: m, id: id, epoch: lease.Epoch}
 	for i, f := range t.Files {
 		if f.State == StateCompleted && !f.SourceDeleted {
-			if err := m.deleteSource(ctx, batch, i, f); err != nil {
+			if err := m.deleteSource(ctx, batch, id, i); err != nil {
 				m.log.Warn().Err(err).Str("transfer", id).Msg("delete sources of an ended transfer")
 				return
 			}
@@ -176,7 +175,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 		}
 		if f.State == StateCompleted {
 			if t.Request.Disposition == DispositionDelete && !f.SourceDeleted {
-				if err := m.deleteSource(ctx, batch, i, f); err != nil {
+				if err := m.deleteSource(ctx, batch, t.ID, i); err != nil {
 					return err
 				}
 			}
@@ -196,7 +195,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 				if err := batch.flush(ctx); err != nil {
 					return err
 				}
-				if err := m.deleteSource(ctx, batch, i, f); err != nil {
+				if err := m.deleteSource(ctx, batch, t.ID, i); err != nil {
 					return err
 				}
 			}
@@ -214,10 +213,19 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	return batch.flush(ctx)
 }
 
-func (m *Manager) deleteSource(ctx context.Context, batch *eventBatch, i int, f File) error {
-	if err := m.ep.Remove(ctx, f.Source); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// deleteSource deletes the source of completed file i, if it is still the
+// file whose bytes were delivered (File.Delivered, as the state holds it
+// now: recorded with the completion).
+func (m *Manager) deleteSource(ctx context.Context, batch *eventBatch, id string, i int) error {
+	f, ok := m.state.file(id, i)
+	if !ok || f.State != StateCompleted || f.SourceDeleted {
+		return nil
+	}
+	if err := m.ep.RemoveSource(ctx, f.Source, f.Delivered); err != nil {
 		if endpoint.Permanent(err) {
-			m.log.Warn().Err(err).Str("file", f.Source).Msg("could not delete the source after its transfer")
+			// Left in place, and not retried: a file that is not the one
+			// transferred, or one that cannot be deleted, stays.
+			m.log.Warn().Err(err).Str("transfer", id).Str("file", f.Source).Msg("source not deleted after its transfer")
 			return nil
 		}
 		return fmt.Errorf("delete source %s: %w", f.Source, err)
@@ -260,11 +268,11 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 	// only then are these the bytes this transfer delivered.
 	if f.Started && !partExists && t.Request.Overwrite == OverwriteError {
 		if info, err := m.ep.Stat(ctx, f.Destination); err == nil && info.Size == f.Bytes && f.Checkpoint.Offset <= f.Bytes {
-			sum, err := m.hashFrom(ctx, f.Destination, f.Checkpoint)
+			sum, _, err := m.hashFrom(ctx, f.Destination, f.Checkpoint)
 			if err != nil {
 				return classify("finish replayed completion", err)
 			}
-			want, err := m.hashFrom(ctx, f.Source, checkpoint.Checkpoint{})
+			want, srcInfo, err := m.hashFrom(ctx, f.Source, checkpoint.Checkpoint{})
 			if err != nil {
 				return classify("confirm replayed completion against the source", err)
 			}
@@ -277,7 +285,7 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 			if err := m.ep.SyncDirs(ctx, []string{f.Destination}); err != nil {
 				return classify("sync the replayed rename", err)
 			}
-			batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: sum})
+			batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: sum, Source: delivered(t, srcInfo)})
 			return batch.flush(ctx)
 		}
 	}
@@ -320,6 +328,14 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 		return classify("open destination", err)
 	}
 	defer dst.Close()
+	// A resumed file keeps the identity its first checkpoint recorded:
+	// this instance found the source Same, but may see it through another
+	// mount (another device, perhaps other inode numbers), and the
+	// replicated state accepts only the recorded identity (Recorded).
+	ident := info.Source
+	if from.Offset > 0 {
+		ident = from.Source
+	}
 
 	digest, err := copyloop.Copy(ctx, copyloop.Params{
 		Src:                src,
@@ -330,7 +346,7 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 		Limiters:           limiters,
 		Checkpoint: func(ctx context.Context, offset int64, state []byte) error {
 			batch.add(FileEvent{Index: i, Kind: EventCheckpoint, Checkpoint: checkpoint.Checkpoint{
-				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: info.Source,
+				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: ident,
 			}})
 			return batch.flush(ctx)
 		},
@@ -375,29 +391,39 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 	case err != nil:
 		return classify("rename into place", err)
 	}
-	batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: hex.EncodeToString(digest)})
+	batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: hex.EncodeToString(digest), Source: delivered(t, info.Source)})
 	if f.Bytes >= m.limits.CheckpointBytes {
 		return batch.flush(ctx) // big files: record at once
 	}
 	return batch.maybeFlush(ctx)
 }
 
-// hashFrom continues a checkpoint's hash over path's bytes from its offset.
-func (m *Manager) hashFrom(ctx context.Context, path string, cp checkpoint.Checkpoint) (string, error) {
+// delivered is the source identity a completion records: only when the
+// source is to be deleted (File.Delivered).
+func delivered(t *Transfer, source checkpoint.Source) checkpoint.Source {
+	if t.Request.Disposition != DispositionDelete {
+		return checkpoint.Source{}
+	}
+	return source
+}
+
+// hashFrom continues a checkpoint's hash over path's bytes from its offset,
+// and returns the identity of the file it read.
+func (m *Manager) hashFrom(ctx context.Context, path string, cp checkpoint.Checkpoint) (string, checkpoint.Source, error) {
 	h, err := checkpoint.Resume(cp)
 	if err != nil {
-		return "", err
+		return "", checkpoint.Source{}, err
 	}
 	sf, err := m.ep.OpenSource(ctx, path)
 	if err != nil {
-		return "", err
+		return "", checkpoint.Source{}, err
 	}
 	defer sf.Close()
 	r := io.NewSectionReader(sf, cp.Offset, sf.Info().Size-cp.Offset)
 	if _, err := io.CopyBuffer(h, r, make([]byte, 1<<20)); err != nil {
-		return "", err
+		return "", checkpoint.Source{}, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), sf.Info().Source, nil
 }
 
 // eventBatch gathers file events into few log entries: a small file's start
@@ -557,6 +583,16 @@ type copiedGroup struct {
 	ok      []copied
 	failed  []FileEvent  // permanent failures while copying (.part removed)
 	started <-chan error // the commit of the group's start entry
+	// parts makes the group's .part files durable: begun before its
+	// first write, so that its sync reports every error of those writes.
+	parts endpoint.PartBatch
+}
+
+// release waits for the group's start entry and closes its batch: a group
+// given up (the run ends) stays started, to be resumed file by file.
+func (g *copiedGroup) release() {
+	<-g.started
+	g.parts.Close()
 }
 
 func (m *Manager) newSmallPipe(ctx context.Context, lease ha.Lease, t *Transfer, limiters []*copyloop.Limiter) *smallPipe {
@@ -666,7 +702,7 @@ func (p *smallPipe) finisher() {
 			// The run ends: what is queued stays started, with its
 			// .part files, and is resumed file by file on the next try.
 			for _, g := range gs {
-				<-g.started
+				g.release()
 			}
 			continue
 		}
@@ -713,6 +749,10 @@ func (p *smallPipe) run(group []int) error {
 	// transfer's own. The copies need not wait: a .part of a file not yet
 	// started is truncated by whoever copies it next, and removed with the
 	// others if the transfer is cancelled.
+	parts, err := m.ep.BeginParts(p.copyCtx)
+	if err != nil {
+		return fmt.Errorf("begin a batch of files: %w", err)
+	}
 	starts := make([]FileEvent, len(group))
 	for k, i := range group {
 		starts[k] = FileEvent{Index: i, Kind: EventStart}
@@ -722,6 +762,7 @@ func (p *smallPipe) run(group []int) error {
 
 	ok, failed, err := m.copyGroup(p.copyCtx, t, group, p.limiters)
 	if err != nil {
+		parts.Close()
 		serr := <-started
 		if len(failed) > 0 && serr == nil {
 			if ferr := p.record(failed); ferr != nil && p.ctx.Err() == nil {
@@ -736,7 +777,12 @@ func (p *smallPipe) run(group []int) error {
 		}
 		return err
 	}
-	return p.push(&copiedGroup{ok: ok, failed: failed, started: started})
+	g := &copiedGroup{ok: ok, failed: failed, started: started, parts: parts}
+	if err := p.push(g); err != nil {
+		g.release()
+		return err
+	}
+	return nil
 }
 
 // record commits file events in one entry.
@@ -784,6 +830,11 @@ func (ps *preparedSet) waitStarted() error {
 // the lease check runs meanwhile.
 func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 	m, t, ctx := p.m, p.t, p.ctx
+	defer func() {
+		for _, g := range gs {
+			g.parts.Close()
+		}
+	}()
 	ps := &preparedSet{gs: gs}
 	for _, g := range gs {
 		ps.ok = append(ps.ok, g.ok...)
@@ -803,7 +854,9 @@ func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 	for k, c := range ps.ok {
 		paths[k] = t.Files[c.i].Destination
 	}
-	if err := m.ep.SyncParts(ctx, paths); err != nil {
+	// The first group's batch was begun before any of the groups' writes:
+	// its sync reports the errors of them all.
+	if err := gs[0].parts.Sync(ctx, paths); err != nil {
 		ps.ok, ps.err = nil, fmt.Errorf("sync destinations: %w", err)
 		return ps
 	}
@@ -838,7 +891,7 @@ func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 type renamedSet struct {
 	evs     []FileEvent // completions and failures, to be recorded
 	renamed []string    // destinations renamed into place
-	done    []int       // the files completed
+	done    []copied    // the files completed
 	// err: a transient error while renaming; recordSet records the
 	// failures but no completion, and ends the run with it.
 	err error
@@ -877,9 +930,9 @@ func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
 		err := errs[k]
 		switch {
 		case err == nil, errors.Is(err, endpoint.ErrAlreadyCommitted):
-			rs.evs = append(rs.evs, FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest})
+			rs.evs = append(rs.evs, FileEvent{Index: c.i, Kind: EventDone, SHA256: c.digest, Source: delivered(t, c.source)})
 			rs.renamed = append(rs.renamed, paths[k])
-			rs.done = append(rs.done, c.i)
+			rs.done = append(rs.done, c)
 		case errors.Is(err, endpoint.ErrExists):
 			rs.evs = append(rs.evs, m.failSmall(ctx, t, c.i, "destination exists: "+paths[k]))
 		case endpoint.Permanent(err):
@@ -925,11 +978,11 @@ func (p *smallPipe) recordSet(rs *renamedSet) error {
 	}
 	// Only after the completions have committed.
 	if t.Request.Disposition == DispositionDelete {
-		for _, i := range rs.done {
-			f := t.Files[i]
-			if err := m.ep.Remove(ctx, f.Source); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		for _, c := range rs.done {
+			i, f := c.i, t.Files[c.i]
+			if err := m.ep.RemoveSource(ctx, f.Source, c.source); err != nil {
 				if endpoint.Permanent(err) {
-					m.log.Warn().Err(err).Str("file", f.Source).Msg("could not delete the source after its transfer")
+					m.log.Warn().Err(err).Str("transfer", t.ID).Str("file", f.Source).Msg("source not deleted after its transfer")
 					continue
 				}
 				// The deletions done are recorded before the run ends.

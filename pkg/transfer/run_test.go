@@ -136,7 +136,7 @@ func (t *trace) add(what, path string) {
 // tracingEndpoint is the local endpoint, recording in a trace when a .part
 // is written and closed, synced, renamed, and when a source is removed.
 type tracingEndpoint struct {
-	endpoint.Local
+	*endpoint.Local
 	tr *trace
 	// failOpenPart, when set, may fail an OpenPart (to stop a group midway).
 	failOpenPart func(path string) error
@@ -182,11 +182,24 @@ func (p *tracingPart) Close() error {
 	return err
 }
 
-func (e *tracingEndpoint) SyncParts(ctx context.Context, paths []string) error {
-	err := e.Local.SyncParts(ctx, paths)
+func (e *tracingEndpoint) BeginParts(ctx context.Context) (endpoint.PartBatch, error) {
+	b, err := e.Local.BeginParts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &tracingBatch{PartBatch: b, tr: e.tr}, nil
+}
+
+type tracingBatch struct {
+	endpoint.PartBatch
+	tr *trace
+}
+
+func (b *tracingBatch) Sync(ctx context.Context, paths []string) error {
+	err := b.PartBatch.Sync(ctx, paths)
 	if err == nil {
 		for _, p := range paths {
-			e.tr.add("sync", p)
+			b.tr.add("sync", p)
 		}
 	}
 	return err
@@ -259,6 +272,7 @@ type rig struct {
 	state *State
 	tr    *trace
 	sb    *sandbox.Sandbox
+	local *endpoint.Local // beneath the sandbox's roots
 }
 
 func newRig(t testing.TB) *rig {
@@ -267,7 +281,12 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{root: sb.Root(), state: NewState(), tr: &trace{}, sb: sb}
+	local, err := endpoint.NewLocal(sb.Roots()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { local.Close() })
+	return &rig{root: sb.Root(), state: NewState(), tr: &trace{}, sb: sb, local: local}
 }
 
 // manager makes a Manager (one "instance") over the rig's state.
@@ -422,7 +441,7 @@ func TestSmallFilesInGroups(t *testing.T) {
 		t.Run(fmt.Sprintf("deleteSource=%v", del), func(t *testing.T) {
 			r := newRig(t)
 			sums := smallTree(t, r.root, 1100)
-			m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
+			m := r.manager(&fakeLog{}, &tracingEndpoint{Local: r.local, tr: r.tr})
 			req := Request{Sources: []string{"in/batch/"}, Destination: "out/", Recursive: true}
 			if del {
 				req.Disposition = DispositionDelete
@@ -462,7 +481,7 @@ func TestSmallFilesCrashMidGroup(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			log := &fakeLog{crashAfter: crashAfter, crash: cancel}
-			m := r.manager(log, &tracingEndpoint{tr: r.tr})
+			m := r.manager(log, &tracingEndpoint{Local: r.local, tr: r.tr})
 			log.crashAfter = 0
 			id := r.submit(t, m, req)
 			log.crashAfter = log.entries + crashAfter
@@ -470,7 +489,7 @@ func TestSmallFilesCrashMidGroup(t *testing.T) {
 			r.checkInvariants(t, id, sums)
 
 			// A new active resumes.
-			m2 := r.manager(&fakeLog{index: log.index}, &tracingEndpoint{tr: r.tr})
+			m2 := r.manager(&fakeLog{index: log.index}, &tracingEndpoint{Local: r.local, tr: r.tr})
 			runOnce(context.Background(), m2, 2, id)
 			tr, _ := r.state.Get(id)
 			if tr.State != StateCompleted {
@@ -496,7 +515,7 @@ func TestSmallFilesTransientErrorMidGroup(t *testing.T) {
 	sums := smallTree(t, r.root, 900)
 	var mu sync.Mutex
 	opened := 0
-	ep := &tracingEndpoint{tr: r.tr, failOpenPart: func(string) error {
+	ep := &tracingEndpoint{Local: r.local, tr: r.tr, failOpenPart: func(string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		opened++
@@ -532,7 +551,7 @@ func TestSmallFilesPermanentFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
+	m := r.manager(&fakeLog{}, &tracingEndpoint{Local: r.local, tr: r.tr})
 	id := r.submit(t, m, Request{Sources: []string{"in/batch"}, Destination: "out/", Recursive: true})
 	runOnce(context.Background(), m, 1, id)
 	tr, _ := r.state.Get(id)
@@ -593,7 +612,7 @@ func TestSmallFilesSourceWrittenDuringTheCopy(t *testing.T) {
 			smallShape(t, 256, 4)
 			r := newRig(t)
 			sums := smallTree(t, r.root, 600)
-			ep := &writingEndpoint{tracingEndpoint: tracingEndpoint{tr: r.tr}, written: map[string]bool{}}
+			ep := &writingEndpoint{tracingEndpoint: tracingEndpoint{Local: r.local, tr: r.tr}, written: map[string]bool{}}
 			for _, k := range []int{5, 400} {
 				ep.written[filepath.Join(r.root, "in", "batch", fmt.Sprintf("d%d", k%3), fmt.Sprintf("f%05d", k))] = true
 			}
@@ -654,9 +673,14 @@ func BenchmarkSmallFilesQueue(b *testing.B) {
 
 // noSync is the local endpoint without its syncs: to measure what they
 // cost (never for real use).
-type noSync struct{ endpoint.Local }
+type noSync struct{ *endpoint.Local }
 
-func (noSync) SyncParts(context.Context, []string) error { return nil }
+func (noSync) BeginParts(context.Context) (endpoint.PartBatch, error) { return noSyncBatch{}, nil }
+
+type noSyncBatch struct{}
+
+func (noSyncBatch) Sync(context.Context, []string) error { return nil }
+func (noSyncBatch) Close() error                         { return nil }
 
 func (noSync) SyncDirs(context.Context, []string) error { return nil }
 
@@ -668,13 +692,17 @@ func (noSync) RenameAll(_ context.Context, paths []string, _ bool) []error {
 	return errs
 }
 
-func BenchmarkSmallFilesNoSync(b *testing.B) { benchmarkSmallFiles(b, noSync{}) }
+func BenchmarkSmallFilesNoSync(b *testing.B) {
+	benchmarkSmallFiles(b, func(l *endpoint.Local) endpoint.Endpoint { return noSync{l} })
+}
 
 // BenchmarkSmallFiles runs a recursive transfer of 2,000 files of 4 KiB in
 // this process (the log applies in place, no raft): the group path.
-func BenchmarkSmallFiles(b *testing.B) { benchmarkSmallFiles(b, endpoint.Local{}) }
+func BenchmarkSmallFiles(b *testing.B) {
+	benchmarkSmallFiles(b, func(l *endpoint.Local) endpoint.Endpoint { return l })
+}
 
-func benchmarkSmallFiles(b *testing.B, ep endpoint.Endpoint) {
+func benchmarkSmallFiles(b *testing.B, endpointOf func(*endpoint.Local) endpoint.Endpoint) {
 	const n = 2000
 	r := newRig(b)
 	buf := make([]byte, 4096)
@@ -688,7 +716,7 @@ func benchmarkSmallFiles(b *testing.B, ep endpoint.Endpoint) {
 			b.Fatal(err)
 		}
 	}
-	m := r.manager(&fakeLog{}, ep)
+	m := r.manager(&fakeLog{}, endpointOf(r.local))
 	var ru0, ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	b.ResetTimer()
@@ -713,7 +741,7 @@ func TestSmallFilesCancelMidway(t *testing.T) {
 	smallShape(t, 256, 4)
 	r := newRig(t)
 	sums := smallTree(t, r.root, 3000)
-	m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr})
+	m := r.manager(&fakeLog{}, &tracingEndpoint{Local: r.local, tr: r.tr})
 	id := r.submit(t, m, Request{Sources: []string{"in/batch/"}, Destination: "out/", Recursive: true})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -108,6 +108,12 @@ type File struct {
 	Checkpoint    checkpoint.Checkpoint `json:"checkpoint,omitzero"`
 	Started       bool                  `json:"started,omitempty"` // a copy began: a .part may exist
 	SourceDeleted bool                  `json:"sourceDeleted,omitempty"`
+	// Delivered is the identity of the source whose bytes were delivered,
+	// recorded with the completion when the source is to be deleted and
+	// kept until it is: the source is deleted only while it still has it
+	// (a producer may have written a new file under its name since).
+	// Zero in completions recorded by builds that did not keep it.
+	Delivered checkpoint.Source `json:"delivered,omitzero"`
 }
 
 // Transfer is a transfer as the replicated state records it.
@@ -227,6 +233,9 @@ type FileEvent struct {
 	// Restart, with start: the .part is gone, the copy begins again at 0
 	// (the only way a file's checkpoint may go back).
 	Restart bool `json:"restart,omitempty"`
+	// Source, with done, when the source is to be deleted: the identity
+	// of the source whose bytes were delivered (File.Delivered).
+	Source checkpoint.Source `json:"source,omitzero"`
 }
 
 // File event kinds.
@@ -449,14 +458,14 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 			if ev.SHA256 == "" {
 				return fmt.Errorf("%w: completion of file %d without a digest", ErrBadFileEvent, ev.Index)
 			}
-			f.State, f.SHA256, f.Reason = StateCompleted, ev.SHA256, ""
+			f.State, f.SHA256, f.Reason, f.Delivered = StateCompleted, ev.SHA256, "", ev.Source
 		case EventFailed:
 			f.State, f.Reason = StateFailed, ev.Reason
 		case EventSourceDeleted:
 			if f.State != StateCompleted {
 				return fmt.Errorf("%w: source of file %d deleted before its completion", ErrBadFileEvent, ev.Index)
 			}
-			f.SourceDeleted = true
+			f.SourceDeleted, f.Delivered = true, checkpoint.Source{}
 		default:
 			return fmt.Errorf("%w: kind %q", ErrBadFileEvent, ev.Kind)
 		}

@@ -105,9 +105,16 @@ const (
 func TestResumeFromAnyCutPoint(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testSeed(t), 3))
 	const ckBytes = 64 << 10
-	var ep endpoint.Local
 	for trial := range 6 {
-		dir := t.TempDir()
+		dir, err := filepath.EvalSymlinks(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep, err := endpoint.NewLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ep.Close()
 		size := 1<<20 + rng.Int64N(3<<20) // 1–4 MiB, rarely a multiple of anything
 		if trial == 0 {
 			size = 2 << 20 // a multiple of the checkpoint interval: no checkpoint at the end

@@ -29,7 +29,10 @@ type Info struct {
 }
 
 // Endpoint reads sources and writes destinations. Paths are already resolved
-// and sandbox-checked by the caller. Errors can be sorted with Permanent.
+// and sandbox-checked by the caller when a transfer is accepted; an
+// implementation checks them again each time it uses them, since the tree
+// may have changed since (Local: beneath.go). Errors can be sorted with
+// Permanent.
 type Endpoint interface {
 	// Stat describes path; a missing path gives an error wrapping
 	// fs.ErrNotExist (os.ErrNotExist).
@@ -57,10 +60,13 @@ type Endpoint interface {
 	// which the caller treats as done.
 	Commit(ctx context.Context, path string, overwrite bool) error
 
-	// SyncParts makes the written data of the PartName(path) files durable,
-	// for many small files at once (where one fsync each would cost more
-	// than copying them). Their PartFiles must have been closed.
-	SyncParts(ctx context.Context, paths []string) error
+	// BeginParts starts a batch of .part files that are written and closed
+	// without a sync of their own (many small files, where one fsync each
+	// would cost more than copying them). It is called before the batch's
+	// first write; the batch's Sync then makes them durable together and
+	// reports the errors of every write made since, whoever else syncs
+	// the same storage meanwhile. The caller closes the batch.
+	BeginParts(ctx context.Context) (PartBatch, error)
 
 	// RenameAll is Commit for many files without making the renames
 	// durable: errs[i] is the outcome for paths[i], and SyncDirs, called
@@ -76,10 +82,25 @@ type Endpoint interface {
 	// the name path.
 	Exists(ctx context.Context, path string) (bool, error)
 
-	// Remove deletes a file (a source after its transfer, a cancelled
-	// transfer's .part). Removing a missing file is not an error, so a
-	// removal replayed after a failover is harmless.
+	// Remove deletes a file (a cancelled or failed transfer's .part).
+	// Removing a missing file is not an error, so a removal replayed
+	// after a failover is harmless.
 	Remove(ctx context.Context, path string) error
+
+	// RemoveSource deletes a transferred source, only if the file at path
+	// is still the one that was transferred (its identity was, compared
+	// with checkpoint.Source.Same); else it refuses with an error wrapping
+	// checkpoint.ErrSourceChanged. A missing source is not an error.
+	RemoveSource(ctx context.Context, path string, was checkpoint.Source) error
+}
+
+// PartBatch is a batch of .part files to be made durable together
+// (Endpoint.BeginParts).
+type PartBatch interface {
+	// Sync makes the written data of the PartName(path) files durable.
+	// Their PartFiles must have been closed.
+	Sync(ctx context.Context, paths []string) error
+	io.Closer
 }
 
 // SourceFile is an open source. ReadAt may be called with any offset, so a
@@ -111,6 +132,9 @@ var (
 	// shorter than the offset, so the checkpoint cannot be resumed; the
 	// caller may start the file again from offset 0.
 	ErrPartLost = errors.New("partial file lost")
+	// ErrOutsideRoot: a path is not beneath a root of the endpoint, or
+	// resolving it now meets a symbolic link or would leave the root.
+	ErrOutsideRoot = errors.New("not beneath the transfer root")
 )
 
 // PartName is the name a destination is written under until it is committed.
@@ -129,7 +153,7 @@ func Permanent(err error) bool {
 	}
 	for _, target := range []error{
 		fs.ErrNotExist, fs.ErrPermission, fs.ErrExist, fs.ErrInvalid,
-		ErrExists, ErrPartLost, checkpoint.ErrSourceChanged,
+		ErrExists, ErrPartLost, checkpoint.ErrSourceChanged, ErrOutsideRoot,
 	} {
 		if errors.Is(err, target) {
 			return true

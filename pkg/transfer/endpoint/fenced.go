@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/audit"
+	"github.com/ftagent/ftagent/pkg/checkpoint"
 )
 
 // Fence answers, immediately before a change to storage, whether this
@@ -16,7 +17,7 @@ type Fence interface {
 
 // Fenced wraps an Endpoint so that no change reaches storage unless the
 // Fence allows it at that moment: every write to a .part, every truncation
-// (OpenPart), rename (Commit, RenameAll) and removal. Reads and syncs pass
+// (OpenPart), rename (Commit, RenameAll) and removal (Remove, RemoveSource). Reads and syncs pass
 // through. Each change allowed is recorded in Audit (when not nil) with the
 // epoch and the time of its check, after it was made.
 //
@@ -106,6 +107,18 @@ func (e Fenced) Remove(ctx context.Context, path string) error {
 		return err
 	}
 	err = e.Endpoint.Remove(ctx, path)
+	if err == nil {
+		e.record(audit.OpRemove, epoch, checked, path, 0, 0)
+	}
+	return err
+}
+
+func (e Fenced) RemoveSource(ctx context.Context, path string, was checkpoint.Source) error {
+	epoch, checked, err := e.Fence.CheckLease()
+	if err != nil {
+		return err
+	}
+	err = e.Endpoint.RemoveSource(ctx, path, was)
 	if err == nil {
 		e.record(audit.OpRemove, epoch, checked, path, 0, 0)
 	}

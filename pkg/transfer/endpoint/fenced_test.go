@@ -32,7 +32,12 @@ func TestFencedRefusesAndAudits(t *testing.T) {
 		t.Fatal(err)
 	}
 	fence := &switchFence{epoch: 7}
-	ep := Fenced{Endpoint: Local{}, Fence: fence, Audit: trail}
+	local, err := NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	ep := Fenced{Endpoint: local, Fence: fence, Audit: trail}
 	ctx := context.Background()
 	dst := filepath.Join(dir, "out", "a.bin")
 

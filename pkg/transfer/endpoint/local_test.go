@@ -15,6 +15,22 @@ import (
 
 var ctx = context.Background()
 
+// tempLocal returns a Local rooted at a new temporary directory, and the
+// directory (its links resolved, as the sandbox gives roots).
+func tempLocal(t *testing.T) (*Local, string) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, dir
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -49,8 +65,8 @@ func closePart(t *testing.T, p PartFile) {
 }
 
 func TestOpenPartAtZeroCreatesDirectoriesAndTruncatesStalePart(t *testing.T) {
-	dst := filepath.Join(t.TempDir(), "a", "b", "out.bin")
-	var l Local
+	l, dir := tempLocal(t)
+	dst := filepath.Join(dir, "a", "b", "out.bin")
 
 	p, err := l.OpenPart(ctx, dst, 0)
 	if err != nil {
@@ -80,7 +96,7 @@ func TestOpenPartAtZeroCreatesDirectoriesAndTruncatesStalePart(t *testing.T) {
 // A link put where a .part goes is not written through: it could lead out
 // of the sandbox.
 func TestOpenPartRefusesALinkInItsPlace(t *testing.T) {
-	dir := t.TempDir()
+	l, dir := tempLocal(t)
 	outside := filepath.Join(dir, "outside.txt")
 	if err := os.WriteFile(outside, []byte("keep me"), 0o600); err != nil {
 		t.Fatal(err)
@@ -89,7 +105,6 @@ func TestOpenPartRefusesALinkInItsPlace(t *testing.T) {
 	if err := os.Symlink(outside, PartName(dst)); err != nil {
 		t.Fatal(err)
 	}
-	var l Local
 	for _, offset := range []int64{0, 3} {
 		if p, err := l.OpenPart(ctx, dst, offset); err == nil {
 			p.Close()
@@ -104,9 +119,9 @@ func TestOpenPartRefusesALinkInItsPlace(t *testing.T) {
 }
 
 func TestOpenPartAtOffsetCutsToTheOffsetAndContinues(t *testing.T) {
-	dst := filepath.Join(t.TempDir(), "out.bin")
+	l, dir := tempLocal(t)
+	dst := filepath.Join(dir, "out.bin")
 	writeFile(t, PartName(dst), "0123456789garbage after the checkpoint")
-	var l Local
 
 	p, err := l.OpenPart(ctx, dst, 10)
 	if err != nil {
@@ -134,8 +149,7 @@ func TestOpenPartAtOffsetCutsToTheOffsetAndContinues(t *testing.T) {
 }
 
 func TestOpenPartRefusesALostPart(t *testing.T) {
-	dir := t.TempDir()
-	var l Local
+	l, dir := tempLocal(t)
 	missing := filepath.Join(dir, "missing.bin")
 	if _, err := l.OpenPart(ctx, missing, 5); !errors.Is(err, ErrPartLost) || !errors.Is(err, fs.ErrNotExist) || !Permanent(err) {
 		t.Fatalf("OpenPart on a missing .part: %v, want ErrPartLost and fs.ErrNotExist, permanent", err)
@@ -160,7 +174,7 @@ func TestCommit(t *testing.T) {
 			if !exclusive {
 				// The path of file systems (NFS) without renameat2's
 				// RENAME_NOREPLACE.
-				exclusiveRename = func(string, string) error { return errNoExclusiveRename }
+				exclusiveRename = func(int, string, string) error { return errNoExclusiveRename }
 				t.Cleanup(func() { exclusiveRename = renameExclusive })
 			}
 			testCommit(t)
@@ -169,8 +183,7 @@ func TestCommit(t *testing.T) {
 }
 
 func testCommit(t *testing.T) {
-	var l Local
-	dir := t.TempDir()
+	l, dir := tempLocal(t)
 	dst := filepath.Join(dir, "out.bin")
 	part := PartName(dst)
 
@@ -244,8 +257,7 @@ func testCommit(t *testing.T) {
 }
 
 func TestOpenSource(t *testing.T) {
-	var l Local
-	dir := t.TempDir()
+	l, dir := tempLocal(t)
 	src := filepath.Join(dir, "in.bin")
 	writeFile(t, src, "hello, world")
 
@@ -286,8 +298,7 @@ func TestOpenSource(t *testing.T) {
 }
 
 func TestExistsAndRemove(t *testing.T) {
-	var l Local
-	dir := t.TempDir()
+	l, dir := tempLocal(t)
 	p := filepath.Join(dir, "f")
 	writeFile(t, p, "x")
 	dangling := filepath.Join(dir, "link")
@@ -314,10 +325,10 @@ func TestExistsAndRemove(t *testing.T) {
 }
 
 func TestCancelledContextRefusesToStart(t *testing.T) {
-	var l Local
+	l, dir := tempLocal(t)
 	c, cancel := context.WithCancel(ctx)
 	cancel()
-	dst := filepath.Join(t.TempDir(), "x")
+	dst := filepath.Join(dir, "x")
 	if _, err := l.OpenPart(c, dst, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("OpenPart: %v", err)
 	}
@@ -375,11 +386,12 @@ func TestPartName(t *testing.T) {
 }
 
 func TestRenameExclusive(t *testing.T) {
-	dir := t.TempDir()
+	l, dir := tempLocal(t)
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	writeFile(t, a, "a")
 	writeFile(t, b, "b")
-	err := renameExclusive(a, b)
+	fd := l.roots[0].fd
+	err := renameExclusive(fd, "a", "b")
 	if errors.Is(err, errNoExclusiveRename) {
 		t.Skip("no exclusive rename here; Commit checks then renames")
 	}
@@ -392,7 +404,7 @@ func TestRenameExclusive(t *testing.T) {
 	if err := os.Remove(b); err != nil {
 		t.Fatal(err)
 	}
-	if err := renameExclusive(a, b); err != nil {
+	if err := renameExclusive(fd, "a", "b"); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, b); got != "a" {
@@ -401,9 +413,13 @@ func TestRenameExclusive(t *testing.T) {
 }
 
 func TestRenameAllSyncDirsAndSyncParts(t *testing.T) {
-	dir := t.TempDir()
+	ep, dir := tempLocal(t)
 	ctx := context.Background()
-	var ep Local
+	batch, err := ep.BeginParts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer batch.Close()
 	var paths []string
 	for i, sub := range []string{"a/x", "a/y", "b/z"} {
 		p := filepath.Join(dir, sub)
@@ -419,8 +435,8 @@ func TestRenameAllSyncDirsAndSyncParts(t *testing.T) {
 		}
 		paths = append(paths, p)
 	}
-	if err := ep.SyncParts(ctx, paths); err != nil {
-		t.Fatalf("SyncParts: %v", err)
+	if err := batch.Sync(ctx, paths); err != nil {
+		t.Fatalf("Sync: %v", err)
 	}
 	// b/z exists already: without overwrite it is refused, alone.
 	if err := os.WriteFile(paths[2], []byte("old"), 0o640); err != nil {
