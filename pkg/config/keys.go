@@ -146,7 +146,7 @@ var Keys = []KeyDoc{
 		Doc:  "Agent-wide cap on the bytes per second copied by all running transfers together."},
 	{Name: KeyTransferHistoryCount, Default: "1000",
 		Form: "integer >= 0",
-		Doc:  "Most finished (completed, failed or cancelled) transfers kept in the replicated state; older ones are forgotten."},
+		Doc:  "Most finished (completed, failed or cancelled) transfers kept in the replicated state; older ones are forgotten, but none within 15 minutes of its end nor while a source of it is still to be deleted."},
 	{Name: KeyTransferHistoryAge, Default: "168h",
 		Form: "duration > 0",
 		Doc:  "Finished transfers older than this are forgotten, even within transferHistoryCount."},

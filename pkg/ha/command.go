@@ -18,8 +18,9 @@ import (
 // or the same kind registered at a new format.
 //
 // Format 2 added transfer.create.v2 (pkg/transfer), a compact create entry;
-// format 3 transfer.files.v2, a compact entry of file events.
-const FormatVersion = 3
+// format 3 transfer.files.v2, a compact entry of file events; format 4
+// transfer.prune, which forgets ended transfers by name.
+const FormatVersion = 4
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
 // own are handed to the StateMachine.

@@ -133,8 +133,13 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 	m.log.Info().Uint64("epoch", lease.Epoch).Msg("resuming transfers")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var pruned time.Time
 	for {
 		m.schedule(ctx, lease)
+		if time.Since(pruned) >= pruneEvery {
+			pruned = time.Now()
+			m.pruneHistory(ctx, lease)
+		}
 		select {
 		case <-ctx.Done():
 			m.mu.Lock()
@@ -217,6 +222,43 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 	}
 }
 
+const (
+	// pruneEvery is how often the active looks for history to forget:
+	// the history may exceed transferHistoryCount by what ends meanwhile.
+	pruneEvery = 5 * time.Second
+	// HistoryIDRetention is how long an ended transfer is kept whatever
+	// transferHistoryCount and transferHistoryAge say: a client that
+	// retries a submission after a failover (within its reconnect policy,
+	// seconds to a few minutes) must find the transfer by its id rather
+	// than create it again.
+	HistoryIDRetention = 15 * time.Minute
+	// pruneMax bounds the ids of one prune entry.
+	pruneMax = 1000
+)
+
+// pruneHistory forgets ended transfers beyond transferHistoryCount or older
+// than transferHistoryAge, once every instance reads KindPrune: never one
+// with a source still to delete, nor one ended less than
+// HistoryIDRetention ago.
+func (m *Manager) pruneHistory(ctx context.Context, lease ha.Lease) {
+	if ctx.Err() != nil || !m.raft.FormatAgreed(formatPrune) {
+		return
+	}
+	now := time.Now().UTC()
+	ids := m.state.pruneCandidates(now, m.limits.HistoryCount, m.limits.HistoryAge, HistoryIDRetention, pruneMax)
+	if len(ids) == 0 {
+		return
+	}
+	res, err := m.raft.Apply(KindPrune, lease.Epoch, pruneCmd{Time: now, IDs: ids}, applyTimeout)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn().Err(err).Int("transfers", len(ids)).Msg("prune the transfer history")
+		}
+		return
+	}
+	m.log.Debug().Any("dropped", res).Int("proposed", len(ids)).Msg("transfer history pruned")
+}
+
 func (m *Manager) skipCleanup(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -284,12 +326,17 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	if err != nil {
 		return nil, err
 	}
-	kind, res, err := m.create(lease, createCmd{
+	c := createCmd{
 		Transfer:     *t,
 		MaxQueued:    m.limits.MaxQueuedTransfers,
 		HistoryCount: m.limits.HistoryCount,
 		HistoryAge:   m.limits.HistoryAge,
-	})
+	}
+	if m.raft.FormatAgreed(formatPrune) {
+		// The history is pruned by KindPrune entries (pruneHistory).
+		c.HistoryCount, c.HistoryAge = -1, 0
+	}
+	kind, res, err := m.create(lease, c)
 	if err != nil {
 		if errors.Is(err, ErrQueueFull) || errors.Is(err, ErrAlreadyExists) {
 			return nil, &RequestError{Reason: err.Error()}

@@ -4,6 +4,11 @@ package transfer
 // clients that follow a transfer: they copy what they need under the read
 // lock rather than whole transfers with every file.
 
+import (
+	"sort"
+	"time"
+)
+
 // notify wakes whoever waits on Changed; s.mu is held for writing.
 func (s *State) notify() {
 	if s.changed != nil {
@@ -85,4 +90,37 @@ func (s *State) file(id string, i int) (File, bool) {
 		return File{}, false
 	}
 	return t.fileAt(i), true
+}
+
+// pruneCandidates lists, oldest first and at most max, the ended transfers
+// that the history rules let go at now: beyond the newest count ended ones
+// (count < 0: no limit) or ended more than age ago (age 0: no limit), but
+// never one ended less than keep ago (its id answers a client's retry) nor
+// one with a source still to delete.
+func (s *State) pruneCandidates(now time.Time, count int, age, keep time.Duration, max int) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ended []*Transfer
+	for _, t := range s.transfers {
+		if t.Ended != nil {
+			ended = append(ended, t)
+		}
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i].Seq < ended[j].Seq })
+	var ids []string
+	for k, t := range ended {
+		over := count >= 0 && len(ended)-k > count
+		old := age > 0 && now.Sub(*t.Ended) > age
+		if !over && !old {
+			continue
+		}
+		if now.Sub(*t.Ended) < keep || sourcesToDelete(t) {
+			continue
+		}
+		ids = append(ids, t.ID)
+		if len(ids) == max {
+			break
+		}
+	}
+	return ids
 }

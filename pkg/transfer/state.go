@@ -40,6 +40,9 @@ const (
 	// KindFilesV2 is transfer.files in compact form (filesV2Cmd), of
 	// command format 3: proposed only once every instance reads format 3.
 	KindFilesV2 = "transfer.files.v2"
+	// KindPrune forgets ended transfers named by the active (pruneCmd),
+	// of command format 4.
+	KindPrune = "transfer.prune"
 )
 
 // Kinds lists the kinds of the first command format, for the log's
@@ -217,6 +220,15 @@ type createCmd struct {
 	HistoryAge   time.Duration `json:"historyAge"`
 }
 
+// pruneCmd forgets ended transfers of the history. The active chooses them
+// (Manager.pruneHistory); Apply drops only those that have ended and have no
+// source left to delete, so an entry that races a change drops nothing it
+// should keep.
+type pruneCmd struct {
+	Time time.Time `json:"time"`
+	IDs  []string  `json:"ids"`
+}
+
 type startCmd struct {
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
@@ -307,6 +319,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.files(c, epoch)
+	case KindPrune:
+		var c pruneCmd
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.pruneIDs(c)
 	case KindRecovering, KindFail, KindCancel:
 		var c reasonCmd
 		if err := json.Unmarshal(data, &c); err != nil {
@@ -361,7 +379,26 @@ func sameRequest(a, b Request) bool {
 	return string(ab) == string(bb)
 }
 
-// prune drops ended transfers older than age, then the oldest beyond count.
+// pruneIDs applies a pruneCmd; it returns how many transfers it dropped.
+func (s *State) pruneIDs(c pruneCmd) any {
+	n := 0
+	for _, id := range c.IDs {
+		t, ok := s.transfers[id]
+		if !ok || t.Ended == nil || sourcesToDelete(t) {
+			continue
+		}
+		delete(s.transfers, id)
+		n++
+	}
+	return n
+}
+
+// prune drops ended transfers older than age, then the oldest beyond count:
+// the rule of creates proposed before every instance read format 4, kept
+// as it was so that every build applies those entries alike. Since format
+// 4 the active proposes creates that prune nothing (count -1, age 0) and
+// prunes by KindPrune (Manager.pruneHistory), which keeps pending work and
+// recent ids.
 func (s *State) prune(now time.Time, count int, age time.Duration) {
 	var ended []*Transfer
 	for id, t := range s.transfers {

@@ -1,0 +1,161 @@
+package transfer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/checkpoint"
+	"github.com/ftagent/ftagent/pkg/ha"
+)
+
+func ids(s *State) []string {
+	var out []string
+	for _, t := range s.List() {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+// The history is pruned by name, and never of work still to do: an ended
+// transfer whose sources are still to be deleted stays, whatever the count
+// or age (issue 10, item 6).
+func TestPruneKeepsPendingDeletions(t *testing.T) {
+	a := &applier{t: t, s: NewState()}
+	for i, id := range []string{"a", "b", "c"} {
+		tr := newTransfer(id, 1)
+		tr.Created = t0.Add(time.Duration(i) * time.Hour)
+		tr.Request.Disposition = DispositionDelete
+		_ = a.apply(KindCreate, 1, createCmd{Transfer: tr, HistoryCount: -1})
+		_ = a.apply(KindFiles, 1, filesCmd{ID: id, Time: tr.Created, Events: []FileEvent{{Index: 0, Kind: EventDone, SHA256: "x", Source: src(1)}}})
+	}
+	// b's source was deleted; a's and c's are still to be.
+	_ = a.apply(KindFiles, 1, filesCmd{ID: "b", Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}}})
+	if tr, _ := a.s.Get("a"); tr.Files[0].Delivered != src(1) {
+		t.Fatalf("a's completion did not record the source's identity: %+v", tr.Files[0])
+	}
+	if tr, _ := a.s.Get("b"); tr.Files[0].Delivered != (checkpoint.Source{}) {
+		t.Fatalf("b's identity kept after its deletion: %+v", tr.Files[0])
+	}
+
+	now := t0.Add(10 * time.Hour)
+	if got := a.s.pruneCandidates(now, 0, 0, time.Minute, 100); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("candidates with count 0: %v, want [b] (a and c have sources to delete)", got)
+	}
+	// An entry naming them all (a racing proposer) drops only b.
+	if err := a.apply(KindPrune, 1, pruneCmd{Time: now, IDs: []string{"a", "b", "c", "nope"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(a.s); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("after pruning: %v, want [a c]", got)
+	}
+	// Packed (ended), the identities of the sources still to delete stay.
+	tr, _ := a.s.Get("c")
+	if tr.Files[0].Delivered != src(1) {
+		t.Fatalf("c's identity lost once packed: %+v", tr.Files[0])
+	}
+	r := restored(t, a.s)
+	if tr, _ := r.Get("c"); tr.Files[0].Delivered != src(1) {
+		t.Fatalf("c's identity lost through a snapshot: %+v", tr.Files[0])
+	}
+}
+
+// Recently ended transfers are kept whatever the count (even 0), so that a
+// client's retry after a failover finds its transfer; older ones go.
+func TestPruneKeepsRecentIDs(t *testing.T) {
+	a := &applier{t: t, s: NewState()}
+	for i, id := range []string{"a", "b", "c"} {
+		tr := newTransfer(id, 1)
+		tr.Created = t0.Add(time.Duration(i) * 10 * time.Minute)
+		_ = a.apply(KindCreate, 1, createCmd{Transfer: tr, HistoryCount: -1})
+		_ = a.apply(KindFiles, 1, filesCmd{ID: id, Time: tr.Created, Events: []FileEvent{{Index: 0, Kind: EventDone, SHA256: "x"}}})
+	}
+	now := t0.Add(25 * time.Minute) // a ended 25, b 15, c 5 minutes ago
+	if got := a.s.pruneCandidates(now, 0, 0, 15*time.Minute, 100); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("count 0, keep 15m: %v, want [a b]", got)
+	}
+	if got := a.s.pruneCandidates(now, 2, 0, 0, 100); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("count 2: %v, want [a]", got)
+	}
+	if got := a.s.pruneCandidates(now, -1, 20*time.Minute, 0, 100); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("age 20m: %v, want [a]", got)
+	}
+	if got := a.s.pruneCandidates(now, 0, 0, 0, 1); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("at most 1: %v, want [a]", got)
+	}
+}
+
+// With transferHistoryCount=0, a transfer that ended is still found by its
+// id when its client retries the submission: it is not created twice.
+func TestRetriedSubmissionAfterEndWithHistoryCountZero(t *testing.T) {
+	r := newRig(t)
+	if err := os.MkdirAll(filepath.Join(r.root, "in"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a.bin", "b.bin"} {
+		if err := os.WriteFile(filepath.Join(r.root, "in", n), []byte("bytes of "+n), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &fakeLog{}
+	m := r.manager(log, r.local)
+	m.limits.HistoryCount = 0
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease = &lease
+	m.mu.Unlock()
+	req := Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"}
+	first, err := m.Submit(context.Background(), "00000000000000aa", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOnce(context.Background(), m, 1, first.ID)
+	if tr, _ := r.state.Get(first.ID); tr.State != StateCompleted {
+		t.Fatalf("first transfer %s %q", tr.State, tr.Reason)
+	}
+	// Another transfer is created and the history is pruned, as the
+	// active does every few seconds.
+	if _, err := m.Submit(context.Background(), "00000000000000bb", Request{Sources: []string{"in/b.bin"}, Destination: "out/b.bin"}); err != nil {
+		t.Fatal(err)
+	}
+	m.pruneHistory(context.Background(), lease)
+	// The client of the first retries (its answer was lost in a failover).
+	again, err := m.Submit(context.Background(), "00000000000000aa", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.State != StateCompleted || again.Seq != first.Seq {
+		t.Fatalf("the retried submission made a new transfer: %s seq %d, first was seq %d", again.State, again.Seq, first.Seq)
+	}
+	if n := len(r.state.List()); n != 2 {
+		t.Fatalf("%d transfers, want 2", n)
+	}
+}
+
+// Until every instance reads format 4, creates prune by the old rule, and
+// no prune entry is proposed: instances of older builds apply the log alike.
+func TestPruneWaitsForFormat4(t *testing.T) {
+	r := newRig(t)
+	if err := os.MkdirAll(filepath.Join(r.root, "in"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.root, "in", "a.bin"), []byte("a"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	log := &fakeLog{formats: 3}
+	m := r.manager(log, r.local)
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease = &lease
+	m.mu.Unlock()
+	if _, err := m.Submit(context.Background(), "", Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"}); err != nil {
+		t.Fatal(err)
+	}
+	m.pruneHistory(context.Background(), lease)
+	if slices.Contains(log.kinds, KindPrune) {
+		t.Fatalf("a prune entry before format 4 was agreed: %v", log.kinds)
+	}
+}
