@@ -92,7 +92,7 @@ func (in *Instance) handler() http.Handler {
 	})
 	mux.HandleFunc("POST "+PathStop, func(w http.ResponseWriter, r *http.Request) {
 		var req StopRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		if err := decodeRequest(w, r, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "bad stop request: "+err.Error())
 			return
 		}
@@ -177,4 +177,21 @@ func peerPolicy() client.Policy {
 	p := client.DefaultPolicy()
 	p.RequestTimeout = 5 * time.Second
 	return p
+}
+
+// decodeRequest reads a client's JSON request body into v, refusing a field
+// v does not have: a misspelt option ("overwite") must not silently mean
+// its default, and an option this build does not know must not be ignored.
+// (Bodies that other instances send, such as standby status, may carry
+// fields of a newer build and are read leniently.)
+func decodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -69,7 +68,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		var req CreateTransferRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		if err := decodeRequest(w, r, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
 			return
 		}

@@ -187,12 +187,14 @@ func (s *state) restore(b []byte) error {
 	if d.Format > s.knows() {
 		return s.refuseLocked(&RefusalError{Snapshot: true, Format: d.Format, Knows: s.knows(), Err: ErrNewerFormat})
 	}
-	s.lease = d.Lease
-	s.format = max(d.Format, 1)
+	// The application's state first: a restore that fails leaves the
+	// lease and the format as they were, not half a state.
 	if s.app != nil && len(d.App) > 0 {
 		if err := s.app.Restore(d.App); err != nil {
 			return fmt.Errorf("restore state machine: %w", err)
 		}
 	}
+	s.lease = d.Lease
+	s.format = max(d.Format, 1)
 	return nil
 }

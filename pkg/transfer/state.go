@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -72,7 +73,10 @@ type Request struct {
 	BandwidthLimit  int64     `json:"bandwidthLimit,omitempty"` // bytes/s, 0 unlimited
 }
 
-// Duration is a time.Duration that reads and writes as a Go duration string.
+// Duration is a time.Duration that writes as a Go duration string ("90s")
+// and reads one, or a number of seconds as the properties file does (90,
+// 1.5): never a count of nanoseconds, which a client writing 60 would not
+// mean.
 type Duration time.Duration
 
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
@@ -80,11 +84,14 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		var n int64
-		if err2 := json.Unmarshal(b, &n); err2 != nil {
-			return err
+		var secs float64
+		if err2 := json.Unmarshal(b, &secs); err2 != nil {
+			return fmt.Errorf("a duration is a string such as \"90s\" or a number of seconds: %s", b)
 		}
-		*d = Duration(n)
+		if secs > float64(math.MaxInt64)/float64(time.Second) || secs < float64(math.MinInt64)/float64(time.Second) {
+			return fmt.Errorf("duration of %s seconds is out of range", b)
+		}
+		*d = Duration(secs * float64(time.Second))
 		return nil
 	}
 	v, err := time.ParseDuration(s)

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -152,5 +153,31 @@ func TestEndedTransferPacked(t *testing.T) {
 	want[0].SourceDeleted, want[2].SourceDeleted = true, true
 	if !reflect.DeepEqual(got.Files, want) || sourcesToDelete(got) || got.State != StateFailed {
 		t.Fatalf("after restore: %s %+v", got.State, got.Files)
+	}
+}
+
+// A recovery timeout in a request is a Go duration string or a number of
+// seconds, as in the properties file; never nanoseconds.
+func TestRequestDurationInSecondsOrGoForm(t *testing.T) {
+	for _, c := range []struct {
+		json string
+		want time.Duration
+		ok   bool
+	}{
+		{`"90s"`, 90 * time.Second, true},
+		{`"-1s"`, -time.Second, true},
+		{`60`, time.Minute, true},
+		{`1.5`, 1500 * time.Millisecond, true},
+		{`-1`, -time.Second, true},
+		{`0`, 0, true},
+		{`"soon"`, 0, false},
+		{`true`, 0, false},
+		{`1e300`, 0, false},
+	} {
+		var d Duration
+		err := json.Unmarshal([]byte(c.json), &d)
+		if (err == nil) != c.ok || (c.ok && time.Duration(d) != c.want) {
+			t.Errorf("%s: %v, %v; want %v (ok %v)", c.json, time.Duration(d), err, c.want, c.ok)
+		}
 	}
 }
