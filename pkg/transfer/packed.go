@@ -3,6 +3,8 @@ package transfer
 import (
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
@@ -179,19 +181,24 @@ func (p *packedFiles) sourcesToDelete() bool {
 	return false
 }
 
-// sourcesDeleted applies sourceDeleted events, all or none.
-func (p *packedFiles) sourcesDeleted(evs []FileEvent) error {
+// sourcesDeleted applies sourceDeleted events, all or none, to a copy of
+// p, which it returns: a packed form is never changed once made, so that a
+// snapshot can encode it outside the state's lock (State.Snapshot).
+func (p *packedFiles) sourcesDeleted(evs []FileEvent) (*packedFiles, error) {
 	for _, ev := range evs {
 		if ev.Index < 0 || ev.Index >= len(p.files) {
-			return fmt.Errorf("%w: file %d of %d", ErrBadFileEvent, ev.Index, len(p.files))
+			return nil, fmt.Errorf("%w: file %d of %d", ErrBadFileEvent, ev.Index, len(p.files))
 		}
 		if p.files[ev.Index].state != completedCode {
-			return fmt.Errorf("%w: source of file %d deleted before its completion", ErrBadFileEvent, ev.Index)
+			return nil, fmt.Errorf("%w: source of file %d deleted before its completion", ErrBadFileEvent, ev.Index)
 		}
 	}
+	n := *p
+	n.files = slices.Clone(p.files)
+	n.delivered = maps.Clone(p.delivered)
 	for _, ev := range evs {
-		p.files[ev.Index].sourceDeleted = true
-		delete(p.delivered, ev.Index)
+		n.files[ev.Index].sourceDeleted = true
+		delete(n.delivered, ev.Index)
 	}
-	return nil
+	return &n, nil
 }

@@ -159,3 +159,47 @@ func TestPruneWaitsForFormat4(t *testing.T) {
 		t.Fatalf("a prune entry before format 4 was agreed: %v", log.kinds)
 	}
 }
+
+// A snapshot encodes the ended transfers outside the lock Apply waits for,
+// while Apply records deleted sources of those same transfers (run with
+// -race: a packed form must never be changed in place).
+func TestSnapshotWhileSourcesDeleted(t *testing.T) {
+	a := &applier{t: t, s: NewState()}
+	const n = 40
+	for i := range n {
+		id := string(rune('A' + i))
+		tr := newTransfer(id, 1, 2, 3)
+		tr.Request.Disposition = DispositionDelete
+		_ = a.apply(KindCreate, 1, createCmd{Transfer: tr, HistoryCount: -1})
+		var evs []FileEvent
+		for f := range 3 {
+			evs = append(evs, FileEvent{Index: f, Kind: EventDone, SHA256: "x", Source: src(int64(f + 1))})
+		}
+		if err := a.apply(KindFiles, 1, filesCmd{ID: id, Time: t0, Events: evs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			for f := range 3 {
+				_ = a.apply(KindFiles, 1, filesCmd{ID: string(rune('A' + i)), Events: []FileEvent{{Index: f, Kind: EventSourceDeleted}}})
+			}
+		}
+	}()
+	for range 20 {
+		if _, err := a.s.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	r := restored(t, a.s)
+	for _, tr := range r.List() {
+		for i, f := range tr.Files {
+			if !f.SourceDeleted || f.Delivered != (checkpoint.Source{}) {
+				t.Fatalf("%s file %d after the deletions: deleted=%v identity %v", tr.ID, i, f.SourceDeleted, f.Delivered)
+			}
+		}
+	}
+}

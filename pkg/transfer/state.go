@@ -458,7 +458,12 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 			}
 		}
 		if t.packed != nil {
-			return t.packed.sourcesDeleted(c.Events)
+			p, err := t.packed.sourcesDeleted(c.Events)
+			if err != nil {
+				return err
+			}
+			t.packed = p
+			return nil
 		}
 	}
 	// Check every event before changing anything: an entry applies whole.
@@ -623,16 +628,28 @@ type snapshot struct {
 	Transfers []*Transfer `json:"transfers"`
 }
 
-// Snapshot serialises the state.
+// Snapshot serialises the state. It holds the lock that Apply waits for
+// only to copy the transfers that may still change; ended transfers are
+// packed, and a packed form is never changed (packedFiles.sourcesDeleted
+// makes a new one), so they are unpacked and encoded after the lock is let
+// go: a large history does not stall the log.
 func (s *State) Snapshot() ([]byte, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	snap := snapshot{Transfers: make([]*Transfer, 0, len(s.transfers))}
 	for _, t := range s.transfers {
 		if t.packed != nil {
-			t = t.clone() // its files, unpacked
+			c := *t // shares the packed form, which stays as it is
+			t = &c
+		} else {
+			t = t.clone()
 		}
 		snap.Transfers = append(snap.Transfers, t)
+	}
+	s.mu.RUnlock()
+	for _, t := range snap.Transfers {
+		if t.packed != nil {
+			t.Files, t.packed = t.packed.unpacked(), nil
+		}
 	}
 	sort.Slice(snap.Transfers, func(i, j int) bool { return snap.Transfers[i].Seq < snap.Transfers[j].Seq })
 	return json.Marshal(snap)
