@@ -93,6 +93,21 @@ func (n *Node) CheckLease() (uint64, time.Time, error) {
 	}
 }
 
+// CheckLeaseAt is CheckLease for work begun under the lease of epoch: it
+// refuses once the lease has moved on, even to this instance again at a
+// later epoch, so that the work of an ended term neither passes nor is
+// audited under the next one. It returns the time of the check.
+func (n *Node) CheckLeaseAt(epoch uint64) (time.Time, error) {
+	got, at, err := n.CheckLease()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if got != epoch {
+		return time.Time{}, fmt.Errorf("%w: the work is of epoch %d, the lease is at epoch %d", ErrLeaseNotHeld, epoch, got)
+	}
+	return at, nil
+}
+
 // renewLease proves leadership with VerifyLeader and extends the term's
 // fence from the moment the proof started.
 func (n *Node) renewLease(term *activeTerm) error {

@@ -127,6 +127,8 @@ func (m *Manager) poke() {
 // runs new ones as they come, until ctx is cancelled (lease lost or handed
 // over); it returns once every copy has stopped.
 func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
+	// Every change to storage made for this term is fenced by its epoch.
+	ctx = endpoint.WithEpoch(ctx, lease.Epoch)
 	m.mu.Lock()
 	m.lease, m.draining = &lease, false
 	m.mu.Unlock()
@@ -527,7 +529,8 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 		return nil, err
 	}
 	// The job has stopped; clean up what it left (removing a .part that is
-	// not there is no error).
+	// not there is no error), under the lease the cancel was recorded in.
+	ctx = endpoint.WithEpoch(ctx, lease.Epoch)
 	t, _ = m.state.Get(id)
 	for _, f := range t.Files {
 		if f.State == StateCancelled {

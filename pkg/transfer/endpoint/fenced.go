@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/audit"
@@ -9,15 +10,37 @@ import (
 )
 
 // Fence answers, immediately before a change to storage, whether this
-// instance holds the lease: the epoch to act under and when that was
-// checked, or an error (ha.Node's CheckLease).
+// instance still holds the lease at the epoch the work began under, and
+// when that was checked (ha.Node's CheckLeaseAt). Work begun under one
+// lease is refused once the lease has moved on, even to this same
+// instance at a later epoch.
 type Fence interface {
-	CheckLease() (epoch uint64, checked time.Time, err error)
+	CheckLeaseAt(epoch uint64) (checked time.Time, err error)
 }
 
+type epochKey struct{}
+
+// WithEpoch returns a context for work done under the lease of epoch: every
+// change that Fenced makes for it is checked against that epoch and
+// audited under it.
+func WithEpoch(ctx context.Context, epoch uint64) context.Context {
+	return context.WithValue(ctx, epochKey{}, epoch)
+}
+
+// EpochOf returns the lease epoch ctx's work was begun under (WithEpoch).
+func EpochOf(ctx context.Context) (uint64, bool) {
+	e, ok := ctx.Value(epochKey{}).(uint64)
+	return e, ok
+}
+
+// ErrNoEpoch refuses a change to storage asked for without the lease epoch
+// it is done under (a context without WithEpoch).
+var ErrNoEpoch = errors.New("no lease epoch given for a change to storage")
+
 // Fenced wraps an Endpoint so that no change reaches storage unless the
-// Fence allows it at that moment: every write to a .part, every truncation
-// (OpenPart), rename (Commit, RenameAll) and removal (Remove, RemoveSource). Reads and syncs pass
+// Fence allows it at that moment, for the epoch of the caller's context:
+// every write to a .part, every truncation (OpenPart), rename (Commit,
+// RenameAll) and removal (Remove, RemoveSource). Reads and syncs pass
 // through. Each change allowed is recorded in Audit (when not nil) with the
 // epoch and the time of its check, after it was made.
 //
@@ -31,6 +54,16 @@ type Fenced struct {
 
 var _ Endpoint = Fenced{}
 
+// check asks the fence for ctx's epoch.
+func (e Fenced) check(ctx context.Context) (uint64, time.Time, error) {
+	epoch, ok := EpochOf(ctx)
+	if !ok {
+		return 0, time.Time{}, ErrNoEpoch
+	}
+	checked, err := e.Fence.CheckLeaseAt(epoch)
+	return epoch, checked, err
+}
+
 func (e Fenced) record(op string, epoch uint64, checked time.Time, path string, off, n int64) {
 	if e.Audit == nil {
 		return
@@ -39,7 +72,7 @@ func (e Fenced) record(op string, epoch uint64, checked time.Time, path string, 
 }
 
 func (e Fenced) OpenPart(ctx context.Context, path string, offset int64) (PartFile, error) {
-	epoch, checked, err := e.Fence.CheckLease()
+	epoch, checked, err := e.check(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -48,31 +81,32 @@ func (e Fenced) OpenPart(ctx context.Context, path string, offset int64) (PartFi
 		return nil, err
 	}
 	e.record(audit.OpTruncate, epoch, checked, PartName(path), offset, 0)
-	return &fencedPart{PartFile: p, e: e, path: PartName(path), pos: offset}, nil
+	return &fencedPart{PartFile: p, e: e, epoch: epoch, path: PartName(path), pos: offset}, nil
 }
 
 type fencedPart struct {
 	PartFile
-	e    Fenced
-	path string
-	pos  int64
+	e     Fenced
+	epoch uint64 // the lease its writes are made under
+	path  string
+	pos   int64
 }
 
 func (p *fencedPart) Write(b []byte) (int, error) {
-	epoch, checked, err := p.e.Fence.CheckLease()
+	checked, err := p.e.Fence.CheckLeaseAt(p.epoch)
 	if err != nil {
 		return 0, err
 	}
 	n, err := p.PartFile.Write(b)
 	if n > 0 {
-		p.e.record(audit.OpWrite, epoch, checked, p.path, p.pos, int64(n))
+		p.e.record(audit.OpWrite, p.epoch, checked, p.path, p.pos, int64(n))
 		p.pos += int64(n)
 	}
 	return n, err
 }
 
 func (e Fenced) Commit(ctx context.Context, path string, overwrite bool) error {
-	epoch, checked, err := e.Fence.CheckLease()
+	epoch, checked, err := e.check(ctx)
 	if err != nil {
 		return err
 	}
@@ -84,7 +118,7 @@ func (e Fenced) Commit(ctx context.Context, path string, overwrite bool) error {
 }
 
 func (e Fenced) RenameAll(ctx context.Context, paths []string, overwrite bool) []error {
-	epoch, checked, err := e.Fence.CheckLease()
+	epoch, checked, err := e.check(ctx)
 	if err != nil {
 		errs := make([]error, len(paths))
 		for i := range errs {
@@ -102,7 +136,7 @@ func (e Fenced) RenameAll(ctx context.Context, paths []string, overwrite bool) [
 }
 
 func (e Fenced) Remove(ctx context.Context, path string) error {
-	epoch, checked, err := e.Fence.CheckLease()
+	epoch, checked, err := e.check(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,7 +148,7 @@ func (e Fenced) Remove(ctx context.Context, path string) error {
 }
 
 func (e Fenced) RemoveSource(ctx context.Context, path string, was checkpoint.Source) error {
-	epoch, checked, err := e.Fence.CheckLease()
+	epoch, checked, err := e.check(ctx)
 	if err != nil {
 		return err
 	}

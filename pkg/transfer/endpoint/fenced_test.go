@@ -11,16 +11,22 @@ import (
 	"github.com/ftagent/ftagent/pkg/audit"
 )
 
+// switchFence holds the lease at epoch unless err is set.
 type switchFence struct {
 	epoch uint64
 	err   error
 }
 
-func (f *switchFence) CheckLease() (uint64, time.Time, error) {
+var errOtherEpoch = errors.New("the lease is at another epoch")
+
+func (f *switchFence) CheckLeaseAt(epoch uint64) (time.Time, error) {
 	if f.err != nil {
-		return 0, time.Time{}, f.err
+		return time.Time{}, f.err
 	}
-	return f.epoch, time.Now(), nil
+	if epoch != f.epoch {
+		return time.Time{}, errOtherEpoch
+	}
+	return time.Now(), nil
 }
 
 // A Fenced endpoint changes nothing once its fence refuses, and records
@@ -38,8 +44,11 @@ func TestFencedRefusesAndAudits(t *testing.T) {
 	}
 	defer local.Close()
 	ep := Fenced{Endpoint: local, Fence: fence, Audit: trail}
-	ctx := context.Background()
 	dst := filepath.Join(dir, "out", "a.bin")
+	if _, err := ep.OpenPart(context.Background(), dst, 0); !errors.Is(err, ErrNoEpoch) {
+		t.Fatalf("a change without an epoch: %v, want ErrNoEpoch", err)
+	}
+	ctx := WithEpoch(context.Background(), 7)
 
 	p, err := ep.OpenPart(ctx, dst, 0)
 	if err != nil {
@@ -77,8 +86,13 @@ func TestFencedRefusesAndAudits(t *testing.T) {
 		t.Fatalf("destination exists after a refused commit: %v", err)
 	}
 
+	// The lease is back, at a later epoch (this instance again): the work
+	// of epoch 7 is still refused, and that of epoch 8 is allowed.
 	fence.err, fence.epoch = nil, 8
-	if err := ep.Commit(ctx, dst, false); err != nil {
+	if err := ep.Commit(ctx, dst, false); !errors.Is(err, errOtherEpoch) {
+		t.Fatalf("commit of epoch 7's work under epoch 8: %v", err)
+	}
+	if err := ep.Commit(WithEpoch(ctx, 8), dst, false); err != nil {
 		t.Fatal(err)
 	}
 	trail.Close()
