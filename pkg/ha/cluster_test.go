@@ -684,3 +684,39 @@ func TestDeposedActiveIsFenced(t *testing.T) {
 		t.Fatalf("write under the current epoch: %v", err)
 	}
 }
+
+// A deposed active says it is not active as soon as its term ends, while
+// its work is still stopping: two instances never both report ACTIVE
+// (issue 10, item 7).
+func TestDeposedActiveNotActiveWhileItsWorkStops(t *testing.T) {
+	c := newTestCluster(t, []string{"ha1", "ha2", "ha3"})
+	ended := make(chan string, 8)
+	release := make(chan struct{})
+	var once sync.Once
+	// A defer runs before the cluster's clean-up (t.Cleanup): the stopping
+	// work is let go before the nodes are shut down, also on a failure.
+	defer once.Do(func() { close(release) })
+	c.tuneCfg = func(cfg *Config) {
+		name := cfg.Name
+		cfg.OnActive = func(ctx context.Context, l Lease) {
+			<-ctx.Done()
+			ended <- name
+			<-release // the work takes its time to stop
+		}
+	}
+	c.startAll()
+	old := c.waitActive(10 * time.Second)
+	c.partition(old)
+	select {
+	case name := <-ended:
+		if name != old {
+			t.Fatalf("%s's work was told to stop, want %s's", name, old)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the partitioned active %s's work was never told to stop", old)
+	}
+	n := c.node(old)
+	if n.IsActive() || n.Status().Status == StatusActive {
+		t.Fatalf("deposed %s still says it is active (%s) while its work stops", old, n.Status().Status)
+	}
+}

@@ -424,10 +424,23 @@ func (n *Node) Lease() Lease { return n.state.currentLease() }
 func (n *Node) Name() string { return n.cfg.Name }
 
 // IsActive reports whether this instance holds the lease and runs work.
+// A deposed active is not active from the moment its term ends, though its
+// work may take a moment to stop: two instances never both say ACTIVE.
 func (n *Node) IsActive() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.active != nil
+	return n.holdingLocked()
+}
+
+// holdingLocked reports whether this instance has an active term that has
+// not ended and whose lease is still the replicated one. n.mu is held.
+func (n *Node) holdingLocked() bool {
+	t := n.active
+	if t == nil || t.ctx.Err() != nil {
+		return false
+	}
+	l := n.state.currentLease()
+	return l.Epoch == t.lease.Epoch && l.Holder == n.cfg.Name
 }
 
 // VerifyLease confirms, with a round trip to a quorum, that this instance is

@@ -57,7 +57,7 @@ func (n *Node) Status() InstanceStatus {
 	addr, id := r.LeaderWithID()
 	lease := n.Lease()
 	n.mu.Lock()
-	active, stopping := n.active != nil, n.stopping
+	active, stopping := n.holdingLocked(), n.stopping
 	n.mu.Unlock()
 	failed := n.state.refusal() != nil
 
