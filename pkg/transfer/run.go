@@ -469,21 +469,20 @@ func (b *eventBatch) flush(ctx context.Context) error {
 }
 
 // Small files are copied in groups: each file's data is written without a
-// sync of its own, one file-system sync makes the group durable, the renames
-// are made durable with one sync per directory, and the group's starts and
-// completions are one log entry each. Per-file syncs and entries would cost
-// more than copying such files.
+// sync of its own, the group's batch (Endpoint.BeginParts) makes it durable
+// at once, the renames are made durable with one sync per directory, and
+// the group's starts and completions are one log entry each. Per-file syncs
+// and entries would cost more than copying such files.
 //
 // The files of a group are copied by smallWorkers goroutines, and the
-// groups form a pipeline of two stages: while one group is finished (the
-// sync, the sources checked again, the lease checked, the renames, the
-// completion entry, the sources deleted) on a goroutine of its own, the
-// next group is copied. One group at most is being finished, and a group
-// is finished only after the one before it, so the guarantees hold group
-// by group as they did file by file: a completion is committed only after
-// its rename, which comes after the group's sync and after the group's
-// start entry has committed; a source is deleted only after its
-// completion has committed.
+// groups form a pipeline (smallPipe): while the run copies the next
+// groups, the ones copied are finished in three overlapping stages — made
+// durable, renamed, recorded — each on a goroutine of its own. A set is
+// renamed only after the one before it and recorded in order, so the
+// guarantees hold group by group as they did file by file: a completion is
+// committed only after its rename, which comes after the group's sync and
+// after the group's start entry has committed; a source is deleted only
+// after its completion has committed.
 const (
 	smallFileMax   = 1 << 20  // bytes: a file this size or less is small
 	smallGroupSize = 32 << 20 // bytes in a group

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
+	"github.com/ftagent/ftagent/pkg/ha"
 )
 
 // Transfer states.
@@ -214,7 +215,6 @@ var (
 	ErrNotFound      = errors.New("no such transfer")
 	ErrEnded         = errors.New("transfer has already ended")
 	ErrBadFileEvent  = errors.New("bad file event")
-	ErrUnknownKind   = errors.New("unknown transfer command")
 	ErrAlreadyExists = errors.New("a different transfer with this id exists")
 )
 
@@ -339,7 +339,7 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 		}
 		return s.endOrRecover(kind, c)
 	}
-	return fmt.Errorf("%w: %q", ErrUnknownKind, kind)
+	return fmt.Errorf("%w: %q is not a transfer command", ha.ErrUnknownKind, kind)
 }
 
 func (s *State) create(c createCmd, index uint64) any {
