@@ -245,6 +245,9 @@ func TestStorageFaultsLargeFile(t *testing.T) {
 		// leave zeros in the file.
 		{"fsync-EIO", faultfs.Fault{Op: faultfs.Fsync, Pattern: "*.part", Errno: syscall.EIO, LoseData: true}, 12 * xferMiB},
 		{"rename-EIO", faultfs.Fault{Op: faultfs.Rename, Pattern: "out/large-rename-EIO/big.bin", Errno: syscall.EIO}, 0},
+		// The sync of the directory after the rename: the file is in
+		// place, but not durably so.
+		{"fsyncdir-EIO", faultfs.Fault{Op: faultfs.FsyncDir, Pattern: "out/large-fsyncdir-EIO", Errno: syscall.EIO}, 0},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,6 +285,9 @@ func TestStorageFaultsSmallFiles(t *testing.T) {
 		// stand for bytes that are zeros on disk.
 		{"fsync-EIO", faultfs.Fault{Op: faultfs.Fsync, Pattern: "*.part", Errno: syscall.EIO, LoseData: true}},
 		{"rename-EIO", faultfs.Fault{Op: faultfs.Rename, Pattern: "f01*.bin", Errno: syscall.EIO}},
+		// close(2) of a written .part fails (FUSE FLUSH): its error
+		// counts as the write's.
+		{"close-EIO", faultfs.Fault{Op: faultfs.Flush, Pattern: "*.part", Errno: syscall.EIO, Skip: 10}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
