@@ -55,10 +55,10 @@ func TestChaos(t *testing.T) {
 // shorter schedule of the process and network faults (TestChaos has the
 // storage faults; FTAGENT_CHAOS_KINDS can add them here: the instances
 // then see bindfs over the fault mount). The same variables apply, with
-// FTAGENT_CHAOS_MOUNTS_FAULTS (default 12) and
-// FTAGENT_CHAOS_MOUNTS_TRANSFERS (default 24) for its size.
+// FTAGENT_CHAOS_MOUNTS_FAULTS (default 8) and
+// FTAGENT_CHAOS_MOUNTS_TRANSFERS (default 16) for its size.
 func TestChaosMounts(t *testing.T) {
-	runChaos(t, chaosRun{mounts: true, kinds: chaos.ProcessKinds, faults: 12, transfers: 24})
+	runChaos(t, chaosRun{mounts: true, kinds: chaos.ProcessKinds, faults: 8, transfers: 16})
 }
 
 type chaosRun struct {

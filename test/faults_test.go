@@ -278,8 +278,8 @@ func TestStorageFaultsSmallFiles(t *testing.T) {
 		name  string
 		fault faultfs.Fault
 	}{
-		{"write-EIO", faultfs.Fault{Op: faultfs.Write, Pattern: "*.part", Errno: syscall.EIO, Skip: 20}},
-		{"write-ENOSPC", faultfs.Fault{Op: faultfs.Write, Pattern: "*.part", Errno: syscall.ENOSPC, Skip: 20}},
+		{"write-EIO", faultfs.Fault{Op: faultfs.Write, Pattern: "*.part", Errno: syscall.EIO, Skip: 10}},
+		{"write-ENOSPC", faultfs.Fault{Op: faultfs.Write, Pattern: "*.part", Errno: syscall.ENOSPC, Skip: 10}},
 		// The group's durability step must reach the file system and
 		// report its error: a completion recorded without it would
 		// stand for bytes that are zeros on disk.
@@ -287,12 +287,12 @@ func TestStorageFaultsSmallFiles(t *testing.T) {
 		{"rename-EIO", faultfs.Fault{Op: faultfs.Rename, Pattern: "f01*.bin", Errno: syscall.EIO}},
 		// close(2) of a written .part fails (FUSE FLUSH): its error
 		// counts as the write's.
-		{"close-EIO", faultfs.Fault{Op: faultfs.Flush, Pattern: "*.part", Errno: syscall.EIO, Skip: 10}},
+		{"close-EIO", faultfs.Fault{Op: faultfs.Flush, Pattern: "*.part", Errno: syscall.EIO, Skip: 5}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dest := faultsMount + "/out/small-" + tc.name
-			want := smallTree(t, c, "small-"+tc.name, dest, 60, 24<<10)
+			want := smallTree(t, c, "small-"+tc.name, dest, 30, 24<<10)
 			r := faultRun{c: c, dest: dest, errText: errText(tc.fault.Errno), want: want,
 				args: []string{"--recursive", "in/small-" + tc.name + "/tree", dest + "/"}}
 			r.recoversOnceCleared(t, 0, faultOf(fs, tc.fault), reachedSince(fs))
@@ -300,7 +300,7 @@ func TestStorageFaultsSmallFiles(t *testing.T) {
 	}
 	t.Run("fsync-EIO-never-cleared", func(t *testing.T) {
 		dest := faultsMount + "/out/small-failed"
-		want := smallTree(t, c, "small-failed", dest, 60, 24<<10)
+		want := smallTree(t, c, "small-failed", dest, 30, 24<<10)
 		r := faultRun{c: c, dest: dest, errText: errText(syscall.EIO), want: want,
 			args: []string{"--recursive", "in/small-failed/tree", dest + "/"}}
 		r.failsWithReason(t, faultOf(fs, faultfs.Fault{Op: faultfs.Fsync, Pattern: "*.part", Errno: syscall.EIO, LoseData: true}), reachedSince(fs))

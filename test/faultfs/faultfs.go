@@ -204,7 +204,15 @@ func (f *FS) Unmount() error {
 				return
 			}
 		}
-		f.server.Wait()
+		// Serving ends when the kernel drops the connection; after a
+		// lazy unmount that waits for the last user.
+		done := make(chan struct{})
+		go func() { f.server.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			f.unmountErr = fmt.Errorf("faultfs: %s unmounted, but still served 10 s later", f.Mountpoint)
+		}
 	})
 	return f.unmountErr
 }
@@ -473,9 +481,13 @@ func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 		return 0, errno
 	}
 	w, errno := f.inner.(fs.FileWriter).Write(ctx, data, off)
-	if w > 0 && f.n != nil {
+	if w > 0 {
 		f.n.mu.Lock()
-		f.n.dirty = append(f.n.dirty, span{off, off + int64(w)})
+		if k := len(f.n.dirty); k > 0 && f.n.dirty[k-1].end == off {
+			f.n.dirty[k-1].end += int64(w) // sequential writes: one span
+		} else {
+			f.n.dirty = append(f.n.dirty, span{off, off + int64(w)})
+		}
 		f.n.mu.Unlock()
 	}
 	return w, errno
@@ -490,7 +502,7 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 		return errno
 	}
 	errno = f.inner.(fs.FileFsyncer).Fsync(ctx, flags)
-	if errno == 0 && f.n != nil {
+	if errno == 0 {
 		f.n.mu.Lock()
 		f.n.dirty = nil
 		f.n.mu.Unlock()
@@ -502,9 +514,6 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // zeros in the backing file; they are then clean, as after a real writeback
 // error.
 func (f *file) loseDirty() {
-	if f.n == nil {
-		return
-	}
 	f.n.mu.Lock()
 	spans := f.n.dirty
 	f.n.dirty = nil
@@ -553,7 +562,7 @@ func (f *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 }
 
 func (f *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if sz, ok := in.GetSize(); ok && f.n != nil {
+	if sz, ok := in.GetSize(); ok {
 		// Bytes cut off are no longer dirty.
 		f.n.mu.Lock()
 		kept := f.n.dirty[:0]
