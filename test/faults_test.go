@@ -259,6 +259,40 @@ func TestStorageFaultsLargeFile(t *testing.T) {
 			r.recoversOnceCleared(t, tc.after, faultOf(fs, tc.fault), reachedSince(fs))
 		})
 	}
+	// The active dies while the transfer recovers from a write fault; the
+	// new active takes the transfer over, recovering, and completes it
+	// once the fault is cleared.
+	t.Run("write-EIO-across-kill", func(t *testing.T) {
+		dest := faultsMount + "/out/large-kill"
+		sum := xferRandomFile(t, c, "in/large-kill.bin", 40*xferMiB, 298)
+		id := xferCreate(t, c, "--bwlimit", "32M", "in/large-kill.bin", dest+"/big.bin")
+		xferMidway(t, c, id, 12*xferMiB)
+		in := fs.Inject(faultfs.Fault{Op: faultfs.Write, Pattern: "*.part", Errno: syscall.EIO})
+		defer fs.Remove(in)
+		xferWait(t, c, 30*time.Second, id, "recovering", func(v transfer.View) bool { return v.State == transfer.StateRecovering })
+		active := xferActive(t, c)
+		if err := c.Kill(active); err != nil {
+			t.Fatal(err)
+		}
+		xferNewActive(t, c, active)
+		fired := in.Fired()
+		// The new active retries too: the fault fires again before it is
+		// cleared.
+		deadline := time.Now().Add(30 * time.Second)
+		for in.Fired() == fired && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if in.Fired() == fired {
+			t.Errorf("the new active never retried the write within 30 s")
+		}
+		fs.Remove(in)
+		v := xferEnded(t, c, 90*time.Second, id)
+		xferCheckCompleted(t, c, v, map[string]string{dest + "/big.bin": sum})
+		if _, err := c.Start(active); err != nil {
+			t.Fatal(err)
+		}
+		wait(t, c, 20*time.Second, "one active and two standbys", activeWithStandbys(2))
+	})
 	t.Run("write-EIO-never-cleared", func(t *testing.T) {
 		dest := faultsMount + "/out/large-failed"
 		sum := xferRandomFile(t, c, "in/large-failed.bin", 20*xferMiB, 299)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,15 +103,44 @@ func TestInstanceMountsSeeDifferentDevices(t *testing.T) {
 		t.Errorf("mounts under %s in the test's own namespace: %v %v (want none)", c.Root, mps, err)
 	}
 
-	// Killing an instance takes its mount (and bindfs) with it.
+	// Killing an instance takes its bindfs (and so its mount) with it:
+	// they share a PID namespace, whose process 1 is the instance.
 	n := c.Names[0]
 	pid := c.Proc(n).Cmd.Process.Pid
+	ns, err := os.Readlink(filepath.Join("/proc", fmt.Sprint(pid), "ns", "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if others := inPIDNamespace(ns, pid); len(others) == 0 {
+		t.Fatalf("no other process (bindfs) in %s's PID namespace %s", n, ns)
+	}
 	if err := c.Kill(n); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid))); !os.IsNotExist(err) {
-		t.Errorf("process %d of %s still there after kill -9: %v", pid, n, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for left := inPIDNamespace(ns, 0); len(left) > 0; left = inPIDNamespace(ns, 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes %v of %s's PID namespace still running 10 s after kill -9 of the instance", left, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// inPIDNamespace lists the processes in PID namespace ns (a readlink of
+// /proc/PID/ns/pid), except process not.
+func inPIDNamespace(ns string, not int) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if e.Name() == fmt.Sprint(not) {
+			continue
+		}
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "pid")); err == nil && l == ns {
+			comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+			out = append(out, e.Name()+" ("+strings.TrimSpace(string(comm))+")")
+		}
+	}
+	return out
 }
 
 func unixMajor(dev uint64) uint64 { return (dev >> 8) & 0xfff }
