@@ -56,7 +56,7 @@ func xferCluster(t *testing.T, extra ...string) (*harness.Cluster, string) {
 
 // xferPath is a path under the cluster's transferRoot.
 func xferPath(c *harness.Cluster, rel string) string {
-	return filepath.Join(c.Dir, filepath.FromSlash(rel))
+	return filepath.Join(c.Root, filepath.FromSlash(rel))
 }
 
 // xferRandomFile writes a random file at rel and returns its SHA-256.

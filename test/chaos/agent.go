@@ -23,11 +23,18 @@ import (
 type Agent struct {
 	Bench *Bench
 	Bin   harness.Binaries
-	Dir   string // transferRoot; holds agent.properties, data/, logs, audit
-	Props string
-	Names []string
-	Addr  map[string]string
-	Audit string
+	Dir   string // holds agent.properties, data/, logs, audit; transferRoot unless Mounts
+	// Root is the agent's transferRoot, where the workload's in/ and out/
+	// are: Dir, or Dir/storage with Mounts.
+	Root string
+	// Mounts: each instance sees Root through a bindfs mount of its own
+	// (harness.InstanceMount), as instances on different hosts see a
+	// network file system: another device number on each.
+	Mounts bool
+	Props  string
+	Names  []string
+	Addr   map[string]string
+	Audit  string
 
 	Client *client.Client // the ordered address list, as users have it
 	probe  *http.Client
@@ -40,7 +47,20 @@ const apiPort = 7101
 
 // NewAgent writes agent.properties for one instance per bench host.
 func NewAgent(b *Bench, bin harness.Binaries, dir string, names []string, extra ...string) (*Agent, error) {
-	a := &Agent{Bench: b, Bin: bin, Dir: dir, Names: names, Addr: map[string]string{}, procs: map[string]*harness.Proc{}}
+	return NewAgentMounts(b, bin, dir, names, false, extra...)
+}
+
+// NewAgentMounts is NewAgent; with mounts, each instance sees the storage
+// (Root, Dir/storage) through its own bindfs mount.
+func NewAgentMounts(b *Bench, bin harness.Binaries, dir string, names []string, mounts bool, extra ...string) (*Agent, error) {
+	a := &Agent{Bench: b, Bin: bin, Dir: dir, Root: dir, Mounts: mounts, Names: names, Addr: map[string]string{}, procs: map[string]*harness.Proc{}}
+	if mounts {
+		a.Root = filepath.Join(dir, "storage")
+		if err := os.MkdirAll(a.Root, 0o750); err != nil {
+			return nil, err
+		}
+		extra = append([]string{"transferRoot=" + a.Root}, extra...)
+	}
 	var entries, addrs []string
 	for _, n := range names {
 		a.Addr[n] = fmt.Sprintf("%s:%d", b.Hosts[n].IP, apiPort)
@@ -69,7 +89,16 @@ func NewAgent(b *Bench, bin harness.Binaries, dir string, names []string, extra 
 
 // Start starts instance name in its namespace.
 func (a *Agent) Start(name string) error {
-	cmd := a.Bench.Command(name, a.Bin.Ftagent, "start", "--config", a.Props, "--instance", name, "--log-format", "json")
+	argv := []string{a.Bin.Ftagent, "start", "--config", a.Props, "--instance", name, "--log-format", "json"}
+	cmd := a.Bench.Command(name, argv[0], argv[1:]...)
+	if a.Mounts {
+		// ip netns exec, then the bindfs mount, then ftagent: one
+		// process (each execs the next), in a PID namespace of its own,
+		// so that bindfs dies with the instance.
+		args := harness.InstanceMountArgs(a.Root, argv)
+		cmd = a.Bench.Command(name, args[0], args[1:]...)
+		cmd.SysProcAttr = harness.InstanceMountAttr()
+	}
 	p, err := harness.StartProcess(name, cmd, filepath.Join(a.Dir, name+".log"))
 	if err != nil {
 		return err

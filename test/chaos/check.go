@@ -69,7 +69,7 @@ func Settle(a *Agent, jobs []*Job, timeout time.Duration) (map[string]transfer.V
 // Check judges the end state: every transfer, every file, the audit trail.
 func Check(a *Agent, jobs []*Job, views map[string]transfer.View) (*Outcome, error) {
 	o := &Outcome{}
-	root, err := filepath.EvalSymlinks(a.Dir)
+	root, err := filepath.EvalSymlinks(a.Root)
 	if err != nil {
 		return nil, err
 	}

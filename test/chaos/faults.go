@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"time"
+
+	"github.com/ftagent/ftagent/test/faultfs"
 )
 
 // Fault kinds.
@@ -16,10 +19,32 @@ const (
 	StopNormal    = "ftstop"       // normal ftstop: the active drains its transfers and hands over
 	Partition     = "partition"    // the active's link down until another holds the lease, then up
 	KillThenStart = "kill-restart" // kill -9 of the active and an immediate restart
+
+	// Storage faults, on the destination tree (out/, a faultfs mount),
+	// held for 0.5–2.5 s and then cleared; the agent stays healthy, its
+	// transfers go to recovering and resume.
+	StorageEIO    = "storage-eio"    // EIO on write, fsync (losing the unsynced bytes), close or rename
+	StorageENOSPC = "storage-enospc" // ENOSPC on write
 )
 
+// ProcessKinds are the faults of instances and their network.
+var ProcessKinds = []string{KillActive, KillStandby, PauseActive, StopImmediate, StopNormal, Partition, KillThenStart}
+
+// StorageKinds are the faults of the destination storage; they need
+// Schedule.Storage.
+var StorageKinds = []string{StorageEIO, StorageENOSPC}
+
 // FaultKinds lists every kind of fault.
-var FaultKinds = []string{KillActive, KillStandby, PauseActive, StopImmediate, StopNormal, Partition, KillThenStart}
+var FaultKinds = append(append([]string{}, ProcessKinds...), StorageKinds...)
+
+// NewLease reports whether a fault of kind moves the lease to a new epoch.
+func NewLease(kind string) bool {
+	switch kind {
+	case KillStandby, StorageEIO, StorageENOSPC:
+		return false
+	}
+	return true
+}
 
 // Event is one fault as it happened.
 type Event struct {
@@ -30,9 +55,16 @@ type Event struct {
 	NewEpoch uint64 // the lease epoch once the agent was healthy again
 	At       time.Time
 	Took     time.Duration // from the fault to a healthy agent again
+	// Storage faults: the operation failed, and how many times the
+	// fault fired while it was in force.
+	Op    faultfs.Op
+	Fired int
 }
 
 func (e Event) String() string {
+	if e.Op != "" {
+		return fmt.Sprintf("#%d %s on %s, fired %d times (epoch %d → %d, healthy again after %v)", e.N, e.Kind, e.Op, e.Fired, e.Epoch, e.NewEpoch, e.Took.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("#%d %s %s (epoch %d → %d, healthy again after %v)", e.N, e.Kind, e.Target, e.Epoch, e.NewEpoch, e.Took.Round(time.Millisecond))
 }
 
@@ -44,7 +76,10 @@ type Schedule struct {
 	Kinds []string
 	// ElectionWait bounds how long a new active may take to appear.
 	ElectionWait time.Duration
-	Logf         func(format string, args ...any)
+	// Storage is the fault mount on the destination tree, for the
+	// storage kinds.
+	Storage *faultfs.FS
+	Logf    func(format string, args ...any)
 }
 
 // NewSchedule draws from seed.
@@ -79,6 +114,32 @@ func (s *Schedule) Next(n int) (Event, error) {
 		ev.Target = standbys[s.rng.IntN(len(standbys))]
 	}
 	ev.At = time.Now()
+	if kind == StorageEIO || kind == StorageENOSPC {
+		if s.Storage == nil {
+			return ev, fmt.Errorf("%s drawn, but the schedule has no storage fault mount", kind)
+		}
+		f := faultfs.Fault{Op: faultfs.Write, Pattern: "*.part", Errno: syscall.ENOSPC}
+		if kind == StorageEIO {
+			f.Errno = syscall.EIO
+			switch ops := []faultfs.Op{faultfs.Write, faultfs.Fsync, faultfs.Flush, faultfs.Rename}; ops[s.rng.IntN(len(ops))] {
+			case faultfs.Fsync:
+				f.Op, f.LoseData = faultfs.Fsync, true
+			case faultfs.Flush:
+				f.Op = faultfs.Flush
+			case faultfs.Rename:
+				f.Op, f.Pattern = faultfs.Rename, "" // renames into place
+			}
+		}
+		ev.Op = f.Op
+		s.Logf("fault #%d: %s on %s", n, kind, f.Op)
+		in := s.Storage.Inject(f)
+		s.hold(500*time.Millisecond, 2*time.Second)
+		s.Storage.Remove(in)
+		ev.Fired = in.Fired()
+		_, ev.NewEpoch, err = a.WaitHealthy(60 * time.Second)
+		ev.Took = time.Since(ev.At)
+		return ev, err
+	}
 	s.Logf("fault #%d: %s of %s at epoch %d", n, kind, ev.Target, epoch)
 	switch kind {
 	case KillActive, KillThenStart:

@@ -23,7 +23,7 @@ const CheckpointBytes = 1 << 20
 
 // ExpectedFile is one file a transfer should deliver.
 type ExpectedFile struct {
-	Source      string // relative to the agent's directory
+	Source      string // relative to the agent's transferRoot (Agent.Root)
 	Destination string
 	Size        int64
 	SHA256      string // of the source, computed when it was written
@@ -126,7 +126,7 @@ func (w *Workload) Make() (*Job, error) {
 	w.mu.Unlock()
 
 	j := &Job{ID: id, Shape: shape, DeleteSrc: del}
-	base := w.a.Dir
+	base := w.a.Root
 	srcDir := filepath.Join("in", id)
 	dstDir := filepath.Join("out", id)
 	if err := os.MkdirAll(filepath.Join(base, srcDir), 0o750); err != nil {
@@ -183,7 +183,7 @@ func (w *Workload) Make() (*Job, error) {
 }
 
 func (w *Workload) writeSource(src, dst string, size int64, seed uint64) (ExpectedFile, error) {
-	abs := filepath.Join(w.a.Dir, src)
+	abs := filepath.Join(w.a.Root, src)
 	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
 		return ExpectedFile{}, err
 	}

@@ -55,6 +55,15 @@ type Options struct {
 	Witnesses []string
 	// Extra lines appended to agent.properties (e.g. publish interval).
 	Extra []string
+	// MountPerInstance makes each instance see the shared storage through
+	// a mount of its own, as instances on different hosts see a network
+	// file system: transferRoot is set to Dir/storage, and each instance
+	// runs in a private mount (and PID) namespace in which a bindfs
+	// mount of that directory is mounted on the same path. All instances
+	// use the same agent.properties and the same paths, but see the files
+	// with their own device number. The test process sees the directory
+	// itself. See InstanceMount.
+	MountPerInstance bool
 }
 
 // Cluster is one agent's instances on this machine.
@@ -64,6 +73,12 @@ type Cluster struct {
 	Props string
 	Names []string
 	Addr  map[string]string
+	// Root is the agent's transferRoot: Dir, or Dir/storage with
+	// MountPerInstance.
+	Root string
+	// MountPerInstance: each instance sees Root through its own bindfs
+	// mount (Options.MountPerInstance).
+	MountPerInstance bool
 
 	mu    sync.Mutex
 	procs map[string]*Proc
@@ -95,7 +110,7 @@ func New(bin Binaries, dir string, opts Options) (*Cluster, error) {
 	if len(opts.Names) == 0 {
 		opts.Names = []string{"ha1", "ha2", "ha3"}
 	}
-	c := &Cluster{Bin: bin, Dir: dir, Names: opts.Names, Addr: map[string]string{}, procs: map[string]*Proc{}}
+	c := &Cluster{Bin: bin, Dir: dir, Root: dir, Names: opts.Names, Addr: map[string]string{}, procs: map[string]*Proc{}}
 	var entries []string
 	for _, n := range opts.Names {
 		port, err := FreePort()
@@ -112,6 +127,17 @@ func New(bin Binaries, dir string, opts Options) (*Cluster, error) {
 	}
 	if len(opts.Witnesses) > 0 {
 		lines = append(lines, "witnessInstances="+strings.Join(opts.Witnesses, ","))
+	}
+	if opts.MountPerInstance {
+		if why := InstanceMountCapable(); why != "" {
+			return nil, fmt.Errorf("a mount per instance: %s", why)
+		}
+		c.MountPerInstance = true
+		c.Root = filepath.Join(dir, "storage")
+		if err := os.MkdirAll(c.Root, 0o750); err != nil {
+			return nil, err
+		}
+		lines = append(lines, "transferRoot="+c.Root)
 	}
 	lines = append(lines, opts.Extra...)
 	c.Props = filepath.Join(dir, "agent.properties")
@@ -144,7 +170,10 @@ func StartProcess(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, err

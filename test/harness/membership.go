@@ -45,8 +45,12 @@ func (c *Cluster) PropsFor(file string, names ...string) (string, error) {
 // StartWith starts instance name with the properties file props instead of
 // the cluster's (extra arguments go to `ftagent start`).
 func (c *Cluster) StartWith(props, name string, extra ...string) (*Proc, error) {
-	args := append([]string{"start", "--config", props, "--instance", name, "--log-format", "json"}, extra...)
-	p, err := StartProcess(name, exec.Command(c.BinariesOf(name).Ftagent, args...), filepath.Join(c.Dir, name+".log"))
+	args := append([]string{c.BinariesOf(name).Ftagent, "start", "--config", props, "--instance", name, "--log-format", "json"}, extra...)
+	cmd := exec.Command(args[0], args[1:]...)
+	if c.MountPerInstance {
+		cmd = InstanceMount(c.Root, args)
+	}
+	p, err := StartProcess(name, cmd, filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
