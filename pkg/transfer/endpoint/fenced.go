@@ -16,8 +16,8 @@ type Fence interface {
 
 // Fenced wraps an Endpoint so that no change reaches storage unless the
 // Fence allows it at that moment: every write to a .part, every truncation
-// (OpenPart), rename (Commit, RenameAll) and removal. Reads and syncs pass
-// through. Each change allowed is recorded in Audit (when not nil) with the
+// (OpenPart), rename (Commit, RenameAll), removal and directory made
+// (MakeDir). Reads, syncs and name checks pass through. Each change allowed is recorded in Audit (when not nil) with the
 // epoch and the time of its check, after it was made.
 //
 // A refusal is an ordinary (transient) error: the lease has moved or cannot
@@ -108,6 +108,21 @@ func (e Fenced) Remove(ctx context.Context, path string) error {
 	err = e.Endpoint.Remove(ctx, path)
 	if err == nil {
 		e.record(audit.OpRemove, epoch, checked, path, 0, 0)
+	}
+	return err
+}
+
+// OpMkdir is the audit record of a directory made (MakeDir).
+const OpMkdir = "mkdir"
+
+func (e Fenced) MakeDir(ctx context.Context, path string) error {
+	epoch, checked, err := e.Fence.CheckLease()
+	if err != nil {
+		return err
+	}
+	err = e.Endpoint.MakeDir(ctx, path)
+	if err == nil {
+		e.record(OpMkdir, epoch, checked, path, 0, 0)
 	}
 	return err
 }
