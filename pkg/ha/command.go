@@ -19,8 +19,8 @@ import (
 //
 // Format 2 added transfer.create.v2 (pkg/transfer), a compact create entry;
 // format 3 transfer.files.v2, a compact entry of file events; format 4
-// transfer.create.v3 (a create with directories, or with file names that are
-// not UTF-8, escaped) and transfer.dirs (directories made).
+// transfer.create.v3, a create with directories, or with file names that are
+// not UTF-8 (escaped).
 const FormatVersion = 4
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not

@@ -14,9 +14,18 @@ import (
 // directories are listed with the files when the transfer is created (plan,
 // tree.go) and travel in its create entry (KindCreateV3, format 4), so that
 // any active knows them; the active makes them through its fenced endpoint
-// before it copies any file (prepare), and records each made or failed
-// with KindDirs. A directory that exists already counts as made, so a new
-// active that makes them again after a failover changes nothing.
+// before it copies any file (prepare), and records each made or failed as a
+// DirEvent in a transfer.files entry. A directory that exists already
+// counts as made, so a new active that makes them again after a failover
+// changes nothing.
+//
+// The events travel in transfer.files, a kind of format 1, not in a kind of
+// format 4: they concern only transfers that a KindCreateV3 entry created,
+// which a build that does not read format 4 refused (with the snapshots
+// that hold them), applying nothing after it, so no build that would ignore
+// them ever applies one. A kind of format 4 could not be written after a
+// failover while an instance is down (it has reported no format to the new
+// active), and the transfer could never end.
 
 // DirEvent is one directory made (EventDone) or failed (EventFailed, with
 // the reason).
@@ -26,58 +35,45 @@ type DirEvent struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// dirsCmd records directory events of one transfer (KindDirs).
-type dirsCmd struct {
-	ID     string     `json:"id"`
-	Time   time.Time  `json:"time"`
-	Events []DirEvent `json:"events"`
-}
-
-// dirs applies directory events, all or none, as files does for files.
-func (s *State) dirs(c dirsCmd) any {
-	t, ok := s.transfers[c.ID]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
-	}
-	if Terminal(t.State) {
-		return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
-	}
-	next := map[int]string{} // directory index -> its state once applied
-	reasons := map[int]string{}
-	progress := false
-	for _, ev := range c.Events {
+// dirEvents checks a files entry's directory events against t, and returns
+// the directories' states and reasons once applied, by index; nothing is
+// changed yet (an entry applies whole or not at all).
+func dirEvents(t *Transfer, evs []DirEvent) (map[int]Dir, error) {
+	next := map[int]Dir{}
+	for _, ev := range evs {
 		if ev.Index < 0 || ev.Index >= len(t.Dirs) {
-			return fmt.Errorf("%w: directory %d of %d", ErrBadFileEvent, ev.Index, len(t.Dirs))
+			return nil, fmt.Errorf("%w: directory %d of %d", ErrBadFileEvent, ev.Index, len(t.Dirs))
 		}
-		state, ok := next[ev.Index]
+		d, ok := next[ev.Index]
 		if !ok {
-			state = t.Dirs[ev.Index].State
+			d = t.Dirs[ev.Index]
 		}
 		switch {
-		case ev.Kind == EventDone && state == StateCompleted:
+		case ev.Kind == EventDone && d.State == StateCompleted:
 			continue // a replay: harmless
-		case Terminal(state):
-			return fmt.Errorf("%w: directory %d is %s", ErrBadFileEvent, ev.Index, state)
+		case Terminal(d.State):
+			return nil, fmt.Errorf("%w: directory %d is %s", ErrBadFileEvent, ev.Index, d.State)
 		case ev.Kind == EventDone:
-			next[ev.Index], progress = StateCompleted, true
+			d.State, d.Reason = StateCompleted, ""
 		case ev.Kind == EventFailed:
-			next[ev.Index], reasons[ev.Index] = StateFailed, ev.Reason
+			d.State, d.Reason = StateFailed, ev.Reason
 		default:
-			return fmt.Errorf("%w: directory event kind %q", ErrBadFileEvent, ev.Kind)
+			return nil, fmt.Errorf("%w: directory event kind %q", ErrBadFileEvent, ev.Kind)
+		}
+		next[ev.Index] = d
+	}
+	return next, nil
+}
+
+// dirsMade reports whether evs record a directory made: progress, as a
+// checkpoint or a completion is.
+func dirsMade(evs []DirEvent) bool {
+	for _, ev := range evs {
+		if ev.Kind == EventDone {
+			return true
 		}
 	}
-	for i, state := range next {
-		t.countDir(i, t.Dirs[i].State, state)
-		t.Dirs[i].State, t.Dirs[i].Reason = state, reasons[i]
-	}
-	if t.State == StateRecovering && progress {
-		t.State, t.RecoveringSince, t.Reason = StateRunning, nil, ""
-	}
-	if t.State == StateQueued {
-		t.State = StateRunning
-	}
-	settle(t, c.Time)
-	return nil
+	return false
 }
 
 // prepare readies transfer id for its copies, before any byte is written:
@@ -149,7 +145,9 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 func (m *Manager) recordDirs(epoch uint64, id string, evs []DirEvent) error {
 	for len(evs) > 0 {
 		n := min(len(evs), 1024)
-		if _, err := m.raft.Apply(KindDirs, epoch, dirsCmd{ID: id, Time: time.Now().UTC(), Events: evs[:n]}, applyTimeout); err != nil {
+		// The plain kind: see above for why, and the compact one does
+		// not carry directories.
+		if _, err := m.raft.Apply(KindFiles, epoch, filesCmd{ID: id, Time: time.Now().UTC(), Dirs: evs[:n]}, applyTimeout); err != nil {
 			return err
 		}
 		evs = evs[n:]

@@ -3,8 +3,8 @@ package transfer
 import "github.com/ftagent/ftagent/pkg/ha"
 
 // The transfer kinds are in every build's first command format, but for
-// KindCreateV2, which format 2 added, KindFilesV2, format 3, and KindCreateV3
-// and KindDirs, format 4. A kind added
+// KindCreateV2, which format 2 added, KindFilesV2, format 3, and KindCreateV3,
+// format 4. A kind added
 // later, or one whose data changes in a way older builds would misread, is
 // registered at the format that introduced it (see ha.RegisterKind): the
 // active then proposes it only once every instance reads that format.
@@ -15,7 +15,6 @@ func init() {
 	ha.RegisterKind(KindCreateV2, formatCreateV2)
 	ha.RegisterKind(KindFilesV2, formatFilesV2)
 	ha.RegisterKind(KindCreateV3, formatDirs)
-	ha.RegisterKind(KindDirs, formatDirs)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.
@@ -24,7 +23,6 @@ const formatCreateV2 = 2
 // formatFilesV2 is the command format that introduced KindFilesV2.
 const formatFilesV2 = 3
 
-// formatDirs is the command format that introduced KindCreateV3 and
-// KindDirs: a transfer's directories, and names that are not UTF-8
-// (escaped, names.go).
+// formatDirs is the command format that introduced KindCreateV3: a
+// transfer's directories, and names that are not UTF-8 (escaped, names.go).
 const formatDirs = 4

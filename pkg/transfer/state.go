@@ -46,13 +46,11 @@ const (
 	// and the kind of every create whose file names are not all plain
 	// UTF-8 (names.go), of command format 4 (createV3Cmd).
 	KindCreateV3 = "transfer.create.v3"
-	// KindDirs records directories made (or failed), of command format 4.
-	KindDirs = "transfer.dirs"
 )
 
 // Kinds lists the kinds of the first command format, for the log's
-// dispatcher; KindCreateV2, KindFilesV2, KindCreateV3 and KindDirs are
-// registered apart, at formats 2, 3 and 4 (kinds.go).
+// dispatcher; KindCreateV2, KindFilesV2 and KindCreateV3 are registered
+// apart, at formats 2, 3 and 4 (kinds.go).
 var Kinds = []string{KindCreate, KindStart, KindFiles, KindRecovering, KindFail, KindCancel}
 
 // Overwrite and disposition policies.
@@ -286,6 +284,8 @@ type filesCmd struct {
 	ID     string      `json:"id"`
 	Time   time.Time   `json:"time"`
 	Events []FileEvent `json:"events"`
+	// Dirs are directory events (dirs.go), applied with the file events.
+	Dirs []DirEvent `json:"dirs,omitempty"`
 }
 
 type reasonCmd struct {
@@ -330,12 +330,6 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.create(c, index)
-	case KindDirs:
-		var c dirsCmd
-		if err := json.Unmarshal(data, &c); err != nil {
-			return fmt.Errorf("decode %s: %w", kind, err)
-		}
-		return s.dirs(c)
 	case KindStart:
 		var c startCmd
 		if err := json.Unmarshal(data, &c); err != nil {
@@ -458,6 +452,9 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 	}
 	if Terminal(t.State) {
 		// Only the clean-up of an ended transfer may still be recorded.
+		if len(c.Dirs) > 0 {
+			return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
+		}
 		for _, ev := range c.Events {
 			if ev.Kind != EventSourceDeleted {
 				return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
@@ -520,12 +517,20 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 			return fmt.Errorf("%w: kind %q", ErrBadFileEvent, ev.Kind)
 		}
 	}
+	dirs, err := dirEvents(t, c.Dirs)
+	if err != nil {
+		return err
+	}
 	for i, k := range touched {
 		t.count(i, t.Files[i].State, next[k].State)
 		t.Files[i] = next[k]
 	}
+	for i, d := range dirs {
+		t.countDir(i, t.Dirs[i].State, d.State)
+		t.Dirs[i] = d
+	}
 	t.BytesResent += resent
-	if t.State == StateRecovering && progressed(c.Events) {
+	if t.State == StateRecovering && (progressed(c.Events) || dirsMade(c.Dirs)) {
 		t.State, t.RecoveringSince, t.Reason = StateRunning, nil, ""
 	}
 	if t.State == StateQueued {
