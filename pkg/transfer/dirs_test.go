@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -353,5 +354,38 @@ func TestNameTheEndpointCannotHoldFailsAlone(t *testing.T) {
 		if utf8.ValidString(d.Destination) != (d.State == StateCompleted) {
 			t.Errorf("directory %q: %s (%s)", d.Destination, d.State, d.Reason)
 		}
+	}
+}
+
+// Until every instance reads format 4, a request with names that are not
+// UTF-8 is refused with the reason (earlier builds would take the escaped
+// names for names), and a tree's directories are left out, as earlier
+// builds did.
+func TestFormat4NotAgreed(t *testing.T) {
+	r := newRig(t)
+	oddTree(t, r.root)
+	log := &fakeLog{formats: 3}
+	m := r.manager(log, &tracingEndpoint{tr: r.tr})
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease = &lease
+	m.mu.Unlock()
+	_, err := m.Submit(context.Background(), "", Request{Sources: []string{"in/odd"}, Destination: "out/", Recursive: true})
+	var re *RequestError
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "not UTF-8") || !strings.Contains(re.Reason, "format 4") {
+		t.Fatalf("odd names before format 4 is agreed: %v, want a refusal that says why", err)
+	}
+	if err := os.MkdirAll(filepath.Join(r.root, "in", "plain", "empty"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.root, "in", "plain", "f"), []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := m.Submit(context.Background(), "", Request{Sources: []string{"in/plain"}, Destination: "out/", Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Dirs) != 0 || len(tr.Files) != 1 || !slices.Equal(log.kinds, []string{KindCreateV2}) {
+		t.Fatalf("created with %v: %d directories, %d files; want %s without directories", log.kinds, len(tr.Dirs), len(tr.Files), KindCreateV2)
 	}
 }
