@@ -210,3 +210,25 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func isError(v any) bool { _, ok := v.(error); return ok }
+
+// The plain entries and the compact create entry without directories carry
+// names of any bytes too (the active writes such names only in
+// transfer.create.v3, which older builds refuse, but the encoding does not
+// depend on the kind).
+func TestEntriesCarryNames(t *testing.T) {
+	tr := oddTransfer()
+	tr.Dirs = nil
+	c := createCmd{Transfer: tr, MaxQueued: 3}
+	v, ok := compactCreate(c)
+	if !ok {
+		t.Fatal("not encoded")
+	}
+	back, err := decodeCreateV2(mustJSON(t, v))
+	if err != nil || !reflect.DeepEqual(back.Transfer.Files, tr.Files) {
+		t.Fatalf("create.v2 came back as %+v (%v)", back.Transfer.Files, err)
+	}
+	var plain createCmd
+	if err := json.Unmarshal(mustJSON(t, c), &plain); err != nil || !reflect.DeepEqual(plain.Transfer.Files, tr.Files) || !reflect.DeepEqual(plain.Transfer.Request, tr.Request) {
+		t.Fatalf("create came back as %+v (%v)", plain.Transfer, err)
+	}
+}
