@@ -24,9 +24,9 @@ func (s *State) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// pending returns, without their files and directories, the transfers the active has work
-// for: those that have not ended, and ended ones with sources still to
-// delete.
+// pending returns, without their files and directories, the transfers the
+// active has work for: those that have not ended, and ended ones with
+// sources still to delete.
 func (s *State) pending() []*Transfer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
