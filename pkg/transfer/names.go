@@ -23,8 +23,9 @@ import (
 //     and each "%", written as "%" and two upper-case hexadecimal digits.
 //
 // No file name holds a NUL byte, so a leading NUL tells the two apart; the
-// escaped form is valid UTF-8, so JSON carries it unchanged. docs/
-// architecture.md (The client API) documents it for clients.
+// escaped form is valid UTF-8, so JSON carries it unchanged. A client may
+// send a name escaped that it need not (DecodeName reads it all the same).
+// docs/architecture.md (File names in JSON) documents it for clients.
 
 // nameEscape marks an escaped name.
 const nameEscape = "\x00"
@@ -33,7 +34,7 @@ const nameEscape = "\x00"
 // byte (see above): s itself when it is valid UTF-8 and does not begin with
 // NUL.
 func EncodeName(s string) string {
-	if utf8.ValidString(s) && !strings.HasPrefix(s, nameEscape) {
+	if plainName(s) {
 		return s
 	}
 	const hex = "0123456789ABCDEF"
