@@ -207,4 +207,12 @@ func TestFormat3BuildRefusesCreateV3(t *testing.T) {
 	if err := ha.NewBuild(3, transfer.NewState(), zerolog.Nop()).Restore(snap); !errors.As(err, &ref) || !ref.Snapshot || ref.Format != 4 {
 		t.Fatalf("format-3 build restoring a snapshot that holds create.v3's transfer: %v, want a refusal", err)
 	}
+	// This build restores it with the names byte for byte.
+	restored := transfer.NewState()
+	if err := ha.NewBuild(0, restored, zerolog.Nop()).Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := restored.Get("t"); got == nil || got.Files[0].Source != "/r/in/d\xff/a" || got.Dirs[1].Destination != "/r/out/d\xff/empty" {
+		t.Fatalf("restored %+v", got)
+	}
 }
