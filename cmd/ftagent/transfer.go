@@ -117,7 +117,7 @@ func transferCreate(c *cli.Context) error {
 	}
 	if !c.Bool("wait") {
 		if c.Bool(command.FlagJSON) {
-			return printJSON(v)
+			return printJSON(v.JSONValue())
 		}
 		fmt.Println(v.ID)
 		return nil
@@ -208,7 +208,7 @@ func onTransfer(op func(context.Context, *client.Client, string) (transfer.View,
 			return err
 		}
 		if c.Bool(command.FlagJSON) {
-			return printJSON(v)
+			return printJSON(v.JSONValue())
 		}
 		print(v)
 		return nil
@@ -228,7 +228,11 @@ func transferList(c *cli.Context) error {
 		return err
 	}
 	if c.Bool(command.FlagJSON) {
-		return printJSON(vs)
+		out := make([]any, len(vs))
+		for i, v := range vs {
+			out[i] = v.JSONValue()
+		}
+		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")

@@ -79,10 +79,10 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		if files == transfer.FilesNone || files == transfer.FilesEnded && !transfer.Terminal(t.State) {
-			writeJSON(w, http.StatusCreated, transfer.SummaryOf(t, in.cfg.TransferRoot))
+			writeJSON(w, http.StatusCreated, transfer.SummaryOf(t, in.cfg.TransferRoot).JSONValue())
 			return
 		}
-		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot))
+		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 	})
 	mux.HandleFunc("GET "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
@@ -90,9 +90,9 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		ts := in.transfers.List()
-		out := make([]transfer.View, 0, len(ts))
+		out := make([]any, 0, len(ts))
 		for _, t := range ts {
-			out = append(out, transfer.ViewOf(t, in.cfg.TransferRoot))
+			out = append(out, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -111,7 +111,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusNotFound, "no transfer "+r.PathValue("id"))
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		writeJSON(w, http.StatusOK, v.JSONValue())
 	})
 	mux.HandleFunc("POST "+PathTransfers+"/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		t, err := in.transfers.Cancel(r.Context(), r.PathValue("id"))
@@ -119,7 +119,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.transferError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot))
+		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 	})
 }
 

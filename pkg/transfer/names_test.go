@@ -141,6 +141,14 @@ func TestNamesThroughJSON(t *testing.T) {
 	if vback.Directories != 2 || len(vback.Dirs) != 2 || vback.Dirs[1].Source != "in/tree\xff/empty\xfe" {
 		t.Errorf("view's directories: %d, %+v", vback.Directories, vback.Dirs)
 	}
+	// The cheaper paths the API and the clients take give the same JSON
+	// and the same view.
+	if a, b := mustJSON(t, v.JSONValue()), mustJSON(t, v); string(a) != string(b) {
+		t.Errorf("JSONValue's JSON\n%s\nView's\n%s", a, b)
+	}
+	if dv, err := DecodeView(mustJSON(t, v)); err != nil || !reflect.DeepEqual(dv, v) {
+		t.Errorf("DecodeView: %+v (%v), want %+v", dv, err, v)
+	}
 
 	// Plain names: the JSON of before, byte for byte.
 	type plainRequest Request

@@ -670,20 +670,22 @@ func (s *State) List() []*Transfer {
 	return out
 }
 
+// snapshot is the state's snapshot: the transfers, their names escaped
+// (namejson.go: transferJSON, for speed).
 type snapshot struct {
-	Transfers []*Transfer `json:"transfers"`
+	Transfers []*transferJSON `json:"transfers"`
 }
 
 // Snapshot serialises the state.
 func (s *State) Snapshot() ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	snap := snapshot{Transfers: make([]*Transfer, 0, len(s.transfers))}
+	snap := snapshot{Transfers: make([]*transferJSON, 0, len(s.transfers))}
 	for _, t := range s.transfers {
 		if t.packed != nil {
 			t = t.clone() // its files, unpacked
 		}
-		snap.Transfers = append(snap.Transfers, t)
+		snap.Transfers = append(snap.Transfers, t.escaped())
 	}
 	sort.Slice(snap.Transfers, func(i, j int) bool { return snap.Transfers[i].Seq < snap.Transfers[j].Seq })
 	return json.Marshal(snap)
@@ -696,7 +698,11 @@ func (s *State) Restore(b []byte) error {
 		return fmt.Errorf("decode transfer snapshot: %w", err)
 	}
 	m := make(map[string]*Transfer, len(snap.Transfers))
-	for _, t := range snap.Transfers {
+	for _, tj := range snap.Transfers {
+		if err := tj.unescape(); err != nil {
+			return fmt.Errorf("decode transfer snapshot: %w", err)
+		}
+		t := (*Transfer)(tj)
 		t.recount()
 		t.pack() // if ended
 		m[t.ID] = t
