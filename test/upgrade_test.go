@@ -280,8 +280,8 @@ func TestUpgradeRollingFromPreviousRelease(t *testing.T) {
 	checkRestoredSnapshot(t, c, oldActive, from)
 	last := submit("in/after.bin", 2*xferMiB, 30)
 	// A recursive transfer of a small tree with odd names: now that every
-	// instance reads format 2, it is committed as a compact
-	// transfer.create.v2 entry.
+	// instance reads this build's formats, it is committed as a compact
+	// transfer.create.v3 entry, which carries its directories (format 4).
 	tree := map[string]string{}
 	for i, rel := range []string{"a.bin", "sub/b c.bin", "sub/deeper/-d é.bin"} {
 		tree["out/tree/"+rel] = xferRandomFile(t, c, "in/tree/"+rel, int64(1000*(i+1)), uint64(40+i))
@@ -291,12 +291,12 @@ func TestUpgradeRollingFromPreviousRelease(t *testing.T) {
 
 	// The kind of create entry the new active wrote: the plain one while an
 	// instance was stopped or on the previous release, the compact one once
-	// every instance reads format 2.
+	// every instance reads format 2 (and 4, for one with directories).
 	kinds := acceptedKinds(t, c, newActive)
 	for id, want := range map[string]string{
 		mid[len(mid)-1]: transfer.KindCreate,
 		last:            transfer.KindCreateV2,
-		treeID:          transfer.KindCreateV2,
+		treeID:          transfer.KindCreateV3,
 	} {
 		if kinds[id] != want {
 			t.Errorf("transfer %s was committed as %q, want %q", id, kinds[id], want)

@@ -117,13 +117,13 @@ func transferCreate(c *cli.Context) error {
 	}
 	if !c.Bool("wait") {
 		if c.Bool(command.FlagJSON) {
-			return printJSON(v)
+			return printJSON(v.JSONValue())
 		}
 		fmt.Println(v.ID)
 		return nil
 	}
 	if !c.Bool(command.FlagJSON) {
-		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, files(len(v.Files)), sizeText(v.Bytes))
+		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, contents(v, len(v.Files)), sizeText(v.Bytes))
 	}
 	return follow(c, cl, v.ID)
 }
@@ -172,14 +172,14 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, files(len(v.Files)), sizeText(v.Bytes))
+		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, contents(v, len(v.Files)), sizeText(v.Bytes))
 		if v.Failovers > 0 {
 			fmt.Printf(", %d failovers, %s resent", v.Failovers, sizeText(v.BytesResent))
 		}
 		fmt.Println()
 	}
 	if body.State != transfer.StateCompleted {
-		return fmt.Errorf("transfer %s %s: %s", body.ID, body.State, body.Reason)
+		return fmt.Errorf("transfer %s %s: %s", body.ID, body.State, transfer.Text(body.Reason))
 	}
 	return nil
 }
@@ -208,7 +208,7 @@ func onTransfer(op func(context.Context, *client.Client, string) (transfer.View,
 			return err
 		}
 		if c.Bool(command.FlagJSON) {
-			return printJSON(v)
+			return printJSON(v.JSONValue())
 		}
 		print(v)
 		return nil
@@ -228,13 +228,17 @@ func transferList(c *cli.Context) error {
 		return err
 	}
 	if c.Bool(command.FlagJSON) {
-		return printJSON(vs)
+		out := make([]any, len(vs))
+		for i, v := range vs {
+			out[i] = v.JSONValue()
+		}
+		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")
 	for _, v := range vs {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), sizeText(v.Bytes),
-			percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), v.Reason)
+			percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), transfer.Text(v.Reason))
 	}
 	return tw.Flush()
 }
@@ -242,12 +246,15 @@ func transferList(c *cli.Context) error {
 func printTransfer(w io.Writer, v transfer.View) {
 	fmt.Fprintf(w, "Transfer:  %s\nState:     %s\n", v.ID, v.State)
 	if v.Reason != "" {
-		fmt.Fprintf(w, "Reason:    %s\n", v.Reason)
+		fmt.Fprintf(w, "Reason:    %s\n", transfer.Text(v.Reason))
 	}
 	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", sizeText(v.BytesDone), sizeText(v.Bytes), percent(v.BytesDone, v.Bytes))
 	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, sizeText(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))
 	if v.Ended != nil {
 		fmt.Fprintf(w, "Ended:     %s\n", v.Ended.Local().Format(time.DateTime))
+	}
+	if v.Directories > 0 {
+		fmt.Fprintf(w, "Directories: %d (%d made)\n", v.Directories, v.DirectoriesDone)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -257,9 +264,27 @@ func printTransfer(w io.Writer, v transfer.View) {
 		if len(sum) > 16 {
 			sum = sum[:16] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Source, f.Destination, sizeText(f.Bytes), f.State, sum, f.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", transfer.QuoteName(f.Source), transfer.QuoteName(f.Destination),
+			sizeText(f.Bytes), f.State, sum, transfer.Text(f.Reason))
+	}
+	// Directories as rows of their own, their names ending with "/".
+	for _, d := range v.Dirs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", transfer.QuoteName(d.Source+"/"), transfer.QuoteName(d.Destination+"/"),
+			"-", d.State, "", transfer.Text(d.Reason))
 	}
 	_ = tw.Flush()
+}
+
+// contents says how many files a transfer has and, if it has any, how
+// many directories.
+func contents(v transfer.View, nfiles int) string {
+	switch {
+	case v.Directories == 0:
+		return files(nfiles)
+	case v.Directories == 1:
+		return files(nfiles) + ", 1 directory"
+	}
+	return fmt.Sprintf("%s, %d directories", files(nfiles), v.Directories)
 }
 
 func files(n int) string {
@@ -327,7 +352,7 @@ func (b *progressBar) update(v transfer.View) {
 		eta = time.Duration(float64(v.Bytes-v.BytesDone) / b.rate * float64(time.Second)).Round(time.Second).String()
 	}
 	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, sizeText(v.BytesDone), sizeText(v.Bytes),
-		sizeText(int64(b.rate)), eta, v.State, v.CurrentFile)
+		sizeText(int64(b.rate)), eta, v.State, transfer.QuoteName(v.CurrentFile))
 	fmt.Fprintf(b.w, "\r\033[K%s", line)
 }
 

@@ -90,16 +90,18 @@ func ParseTransferBody(raw []byte) (TransferBody, error) {
 			return b, fmt.Errorf("transfer view: %v: %w", tok, err)
 		}
 	}
-	if err := json.Unmarshal(head, &b.View); err != nil {
+	v, err := transfer.DecodeView(head)
+	if err != nil {
 		return b, fmt.Errorf("transfer view: %w", err)
 	}
+	b.View = v
 	return b, nil
 }
 
 // Decode returns the whole View, files included.
 func (b TransferBody) Decode() (transfer.View, error) {
-	var v transfer.View
-	if err := json.Unmarshal(b.Raw, &v); err != nil {
+	v, err := transfer.DecodeView(b.Raw)
+	if err != nil {
 		return v, fmt.Errorf("transfer %s: %w", b.ID, err)
 	}
 	return v, nil

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,8 +68,17 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, qerr.Error())
 			return
 		}
-		var req CreateTransferRequest
-		if err := decodeRequest(w, r, &req); err != nil {
+		var body struct {
+			ID      string          `json:"id"`
+			Request json.RawMessage `json:"request"`
+		}
+		if err := decodeRequest(w, r, &body); err != nil {
+			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
+			return
+		}
+		req := CreateTransferRequest{ID: body.ID}
+		var err error
+		if req.Request, err = transfer.DecodeRequest(body.Request); err != nil {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
 			return
 		}
@@ -78,10 +88,10 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		if files == transfer.FilesNone || files == transfer.FilesEnded && !transfer.Terminal(t.State) {
-			writeJSON(w, http.StatusCreated, transfer.SummaryOf(t, in.cfg.TransferRoot))
+			writeJSON(w, http.StatusCreated, transfer.SummaryOf(t, in.cfg.TransferRoot).JSONValue())
 			return
 		}
-		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot))
+		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 	})
 	mux.HandleFunc("GET "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
@@ -89,9 +99,9 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		ts := in.transfers.List()
-		out := make([]transfer.View, 0, len(ts))
+		out := make([]any, 0, len(ts))
 		for _, t := range ts {
-			out = append(out, transfer.ViewOf(t, in.cfg.TransferRoot))
+			out = append(out, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -110,7 +120,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusNotFound, "no transfer "+r.PathValue("id"))
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		writeJSON(w, http.StatusOK, v.JSONValue())
 	})
 	mux.HandleFunc("POST "+PathTransfers+"/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		t, err := in.transfers.Cancel(r.Context(), r.PathValue("id"))
@@ -118,7 +128,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.transferError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot))
+		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 	})
 }
 

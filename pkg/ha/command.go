@@ -19,8 +19,10 @@ import (
 //
 // Format 2 added transfer.create.v2 (pkg/transfer), a compact create entry;
 // format 3 transfer.files.v2, a compact entry of file events; format 4
-// transfer.prune, which forgets ended transfers by name.
-const FormatVersion = 4
+// transfer.create.v3, a create with directories, or with file names that are
+// not UTF-8 (escaped); format 5 transfer.prune, which forgets ended
+// transfers by name.
+const FormatVersion = 5
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
 // own are handed to the StateMachine.

@@ -160,3 +160,59 @@ func encodeEntry(t *testing.T, kind string, data any) []byte {
 	}
 	return b
 }
+
+// transfer.create.v3 (directories, names that are not UTF-8) is of format
+// 4: a build that reads format 3 refuses it loudly rather than create the
+// transfer without its directories or with its escaped names taken for
+// names; this build applies it, names byte for byte.
+func TestFormat3BuildRefusesCreateV3(t *testing.T) {
+	created := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	encode := func(kind string, data any) []byte { return encodeEntry(t, kind, data) }
+	entries := [][]byte{
+		encode(ha.KindLease, ha.Lease{Epoch: 1, Holder: "ha1"}),
+		encode(transfer.KindCreateV3, map[string]any{
+			"transfer":   transfer.Transfer{ID: "t", Created: created, Request: transfer.Request{Sources: []string{"in/d\xff"}, Destination: "out/", Recursive: true}},
+			"sourceRoot": transfer.EncodeName("/r/in/d\xff"), "destinationRoot": transfer.EncodeName("/r/out/d\xff"),
+			"sources": []string{"a"}, "bytes": []int64{3}, "dirSources": []string{"", "empty"},
+		}),
+	}
+	var c ha.Command
+	if err := json.Unmarshal(entries[1], &c); err != nil || c.Format != 4 {
+		t.Fatalf("create.v3 stamped %+v (%v), want format 4", c, err)
+	}
+	newState := transfer.NewState()
+	newer := ha.NewBuild(0, newState, zerolog.Nop())
+	older := ha.NewBuild(3, transfer.NewState(), zerolog.Nop())
+	for i, e := range entries {
+		if res := newer.Apply(uint64(i+1), e); isErr(res) {
+			t.Fatalf("this build, entry %d: %v", i+1, res)
+		}
+	}
+	tr, ok := newState.Get("t")
+	if !ok || len(tr.Files) != 1 || tr.Files[0].Source != "/r/in/d\xff/a" || len(tr.Dirs) != 2 || tr.Dirs[1].Destination != "/r/out/d\xff/empty" {
+		t.Fatalf("this build applied create.v3 as %+v", tr)
+	}
+	if res := older.Apply(1, entries[0]); isErr(res) {
+		t.Fatal(res)
+	}
+	res := older.Apply(2, entries[1])
+	var ref *ha.RefusalError
+	if err, _ := res.(error); !errors.As(err, &ref) || ref.Kind != transfer.KindCreateV3 || ref.Format != 4 || ref.Knows != 3 {
+		t.Fatalf("format-3 build applying %s: %v, want a refusal of a newer format", transfer.KindCreateV3, res)
+	}
+	snap, err := newer.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ha.NewBuild(3, transfer.NewState(), zerolog.Nop()).Restore(snap); !errors.As(err, &ref) || !ref.Snapshot || ref.Format != 4 {
+		t.Fatalf("format-3 build restoring a snapshot that holds create.v3's transfer: %v, want a refusal", err)
+	}
+	// This build restores it with the names byte for byte.
+	restored := transfer.NewState()
+	if err := ha.NewBuild(0, restored, zerolog.Nop()).Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := restored.Get("t"); got == nil || got.Files[0].Source != "/r/in/d\xff/a" || got.Dirs[1].Destination != "/r/out/d\xff/empty" {
+		t.Fatalf("restored %+v", got)
+	}
+}

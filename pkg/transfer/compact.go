@@ -30,11 +30,24 @@ type createV2Cmd struct {
 	MaxQueued       int           `json:"maxQueued"`
 	HistoryCount    int           `json:"historyCount"`
 	HistoryAge      time.Duration `json:"historyAge"`
-	SourceRoot      string        `json:"sourceRoot"`
-	DestinationRoot string        `json:"destinationRoot"`
-	Sources         []string      `json:"sources"`
-	Destinations    []string      `json:"destinations,omitempty"`
+	SourceRoot      nameOf        `json:"sourceRoot"`
+	DestinationRoot nameOf        `json:"destinationRoot"`
+	Sources         nameList      `json:"sources"`
+	Destinations    nameList      `json:"destinations,omitempty"`
 	Bytes           []int64       `json:"bytes"`
+}
+
+// createV3Cmd is createV2Cmd with the transfer's directories (kind
+// KindCreateV3, format 4), as two more columns relative to the same roots
+// (which then hold the directories too): DirSources, and DirDestinations,
+// left out when each equals its source's relative name. It is also the
+// kind of a create whose names are not all plain UTF-8, even without
+// directories: the names are escaped (names.go), which builds before
+// format 4 would misread, so they never see them in an entry they read.
+type createV3Cmd struct {
+	createV2Cmd
+	DirSources      nameList `json:"dirSources,omitempty"`
+	DirDestinations nameList `json:"dirDestinations,omitempty"`
 }
 
 // joinRoot is the inverse of underRoot: root itself for an empty rel, else
@@ -100,58 +113,89 @@ func commonRoot(paths []string) (string, bool) {
 
 // compactCreate encodes c as a createV2Cmd, and checks that it expands to c
 // again. False if it does not (a file with more than a source, destination
-// and size, paths without a common root): the proposer then writes c as it
-// is.
+// and size, paths without a common root, directories, which only
+// createV3Cmd carries): the proposer then writes c as it is.
 func compactCreate(c createCmd) (createV2Cmd, bool) {
-	files := c.Transfer.Files
-	v := createV2Cmd{
+	if len(c.Transfer.Dirs) > 0 {
+		return createV2Cmd{}, false
+	}
+	v, ok := compactCreateV3(c)
+	return v.createV2Cmd, ok
+}
+
+// compactCreateV3 encodes c as a createV3Cmd, and checks that it expands to
+// c again, as compactCreate does.
+func compactCreateV3(c createCmd) (createV3Cmd, bool) {
+	files, dirs := c.Transfer.Files, c.Transfer.Dirs
+	v := createV3Cmd{createV2Cmd: createV2Cmd{
 		Transfer:     c.Transfer,
 		MaxQueued:    c.MaxQueued,
 		HistoryCount: c.HistoryCount,
 		HistoryAge:   c.HistoryAge,
-	}
-	v.Transfer.Files = nil
-	srcs := make([]string, len(files))
-	dsts := make([]string, len(files))
-	for i, f := range files {
+	}}
+	v.Transfer.Files, v.Transfer.Dirs = nil, nil
+	srcs := make([]string, 0, len(files)+len(dirs))
+	dsts := make([]string, 0, len(files)+len(dirs))
+	for _, f := range files {
 		if !bare(f) {
-			return createV2Cmd{}, false
+			return createV3Cmd{}, false
 		}
-		srcs[i], dsts[i] = f.Source, f.Destination
+		srcs, dsts = append(srcs, f.Source), append(dsts, f.Destination)
 	}
-	var ok bool
-	if v.SourceRoot, ok = commonRoot(srcs); !ok {
-		return createV2Cmd{}, false
+	for _, d := range dirs {
+		if d.State != "" || d.Reason != "" {
+			return createV3Cmd{}, false
+		}
+		srcs, dsts = append(srcs, d.Source), append(dsts, d.Destination)
 	}
-	if v.DestinationRoot, ok = commonRoot(dsts); !ok {
-		return createV2Cmd{}, false
+	srcRoot, ok1 := commonRoot(srcs)
+	dstRoot, ok2 := commonRoot(dsts)
+	if !ok1 || !ok2 {
+		return createV3Cmd{}, false
 	}
-	same := true
+	v.SourceRoot, v.DestinationRoot = nameOf(srcRoot), nameOf(dstRoot)
 	if len(files) > 0 {
 		v.Sources, v.Bytes = make([]string, len(files)), make([]int64, len(files))
 		v.Destinations = make([]string, len(files))
 	}
-	for i, f := range files {
-		s, ok1 := underRoot(v.SourceRoot, f.Source)
-		d, ok2 := underRoot(v.DestinationRoot, f.Destination)
+	if len(dirs) > 0 {
+		v.DirSources, v.DirDestinations = make([]string, len(dirs)), make([]string, len(dirs))
+	}
+	same, dirsSame := true, true
+	for i := range srcs {
+		s, ok1 := underRoot(srcRoot, srcs[i])
+		d, ok2 := underRoot(dstRoot, dsts[i])
 		if !ok1 || !ok2 {
-			return createV2Cmd{}, false
+			return createV3Cmd{}, false
 		}
-		v.Sources[i], v.Destinations[i], v.Bytes[i] = s, d, f.Bytes
-		same = same && s == d
+		if i < len(files) {
+			v.Sources[i], v.Destinations[i], v.Bytes[i] = s, d, files[i].Bytes
+			same = same && s == d
+		} else {
+			v.DirSources[i-len(files)], v.DirDestinations[i-len(files)] = s, d
+			dirsSame = dirsSame && s == d
+		}
 	}
 	if same {
 		v.Destinations = nil
 	}
+	if dirsSame {
+		v.DirDestinations = nil
+	}
 	// The proof, before anything is proposed: the entry expands to the
-	// very files planned.
+	// very files and directories planned.
 	back, err := v.expand()
-	if err != nil || len(back.Transfer.Files) != len(files) {
-		return createV2Cmd{}, false
+	if err != nil || len(back.Transfer.Files) != len(files) || len(back.Transfer.Dirs) != len(dirs) {
+		return createV3Cmd{}, false
 	}
 	for i, f := range back.Transfer.Files {
 		if f.Source != files[i].Source || f.Destination != files[i].Destination || f.Bytes != files[i].Bytes {
-			return createV2Cmd{}, false
+			return createV3Cmd{}, false
+		}
+	}
+	for i, d := range back.Transfer.Dirs {
+		if d != dirs[i] {
+			return createV3Cmd{}, false
 		}
 	}
 	return v, true
@@ -186,12 +230,49 @@ func (v createV2Cmd) expand() (createCmd, error) {
 			rel = v.Destinations[i]
 		}
 		c.Transfer.Files[i] = File{
-			Source:      joinRoot(v.SourceRoot, v.Sources[i]),
-			Destination: joinRoot(v.DestinationRoot, rel),
+			Source:      joinRoot(string(v.SourceRoot), v.Sources[i]),
+			Destination: joinRoot(string(v.DestinationRoot), rel),
 			Bytes:       v.Bytes[i],
 		}
 	}
 	return c, nil
+}
+
+// expand turns the entry back into the createCmd it was encoded from.
+func (v createV3Cmd) expand() (createCmd, error) {
+	c, err := v.createV2Cmd.expand()
+	if err != nil {
+		return c, err
+	}
+	n := len(v.DirSources)
+	if v.DirDestinations != nil && len(v.DirDestinations) != n {
+		return createCmd{}, fmt.Errorf("%d directory sources and %d destinations", n, len(v.DirDestinations))
+	}
+	c.Transfer.Dirs = nil
+	if n > 0 {
+		c.Transfer.Dirs = make([]Dir, n)
+	}
+	for i := range n {
+		rel := v.DirSources[i]
+		if v.DirDestinations != nil {
+			rel = v.DirDestinations[i]
+		}
+		c.Transfer.Dirs[i] = Dir{
+			Source:      joinRoot(string(v.SourceRoot), v.DirSources[i]),
+			Destination: joinRoot(string(v.DestinationRoot), rel),
+		}
+	}
+	return c, nil
+}
+
+// decodeCreateV3 decodes a KindCreateV3 entry's data into the createCmd it
+// stands for.
+func decodeCreateV3(data []byte) (createCmd, error) {
+	var v createV3Cmd
+	if err := json.Unmarshal(data, &v); err != nil {
+		return createCmd{}, err
+	}
+	return v.expand()
 }
 
 // decodeCreateV2 decodes a KindCreateV2 entry's data into the createCmd it

@@ -75,7 +75,7 @@ func TestCreateV2ExpandsToTheSameTransfer(t *testing.T) {
 			if !ok {
 				t.Fatal("not encoded")
 			}
-			if v.SourceRoot != tc.src || v.DestinationRoot != tc.dst || (v.Destinations == nil) != tc.same {
+			if string(v.SourceRoot) != tc.src || string(v.DestinationRoot) != tc.dst || (v.Destinations == nil) != tc.same {
 				t.Errorf("roots %q %q, destinations %q; want %q %q, left out %v", v.SourceRoot, v.DestinationRoot, v.Destinations, tc.src, tc.dst, tc.same)
 			}
 			plain, compact := &applier{t: t, s: NewState()}, &applier{t: t, s: NewState()}
@@ -139,7 +139,9 @@ func TestSubmitWritesCompactCreateOnlyWhenAgreed(t *testing.T) {
 		want            string
 	}{
 		{"format 2 not agreed", 1, 0, KindCreate},
-		{"format 2 agreed", 0, 0, KindCreateV2},
+		{"format 2 agreed", 3, 0, KindCreateV2},
+		// Format 4 carries the directories of the recursive request.
+		{"format 4 agreed", 0, 0, KindCreateV3},
 		// FormatAgreed said yes, then an instance of an older build joined:
 		// Node.Apply refuses the compact entry and the plain one is written.
 		{"an older instance joined meanwhile", 1, 2, KindCreate},

@@ -62,8 +62,12 @@ func lowerHex(s string) string {
 
 // compactFiles returns c in compact form, if its events are other events,
 // then plain starts, then plain completions (any of the three may be
-// empty), and there is at least one start or completion to gain from.
+// empty), and there is at least one start or completion to gain from, and
+// it has no directory events.
 func compactFiles(c filesCmd) (filesV2Cmd, bool) {
+	if len(c.Dirs) > 0 {
+		return filesV2Cmd{}, false // it has no directory events
+	}
 	v := filesV2Cmd{ID: c.ID, Time: c.Time}
 	const others, starts, dones = 0, 1, 2
 	part := others

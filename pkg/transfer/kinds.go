@@ -3,9 +3,8 @@ package transfer
 import "github.com/ftagent/ftagent/pkg/ha"
 
 // The transfer kinds are in every build's first command format, but for
-// KindCreateV2, which format 2 added, KindFilesV2, format 3, and KindPrune,
-// format 4. A kind added
-// later, or one whose data changes in a way older builds would misread, is
+// KindCreateV2, which format 2 added, KindFilesV2, format 3, KindCreateV3,
+// format 4, and KindPrune, format 5. A kind added later, or one whose data changes in a way older builds would misread, is
 // registered at the format that introduced it (see ha.RegisterKind): the
 // active then proposes it only once every instance reads that format.
 func init() {
@@ -14,6 +13,7 @@ func init() {
 	}
 	ha.RegisterKind(KindCreateV2, formatCreateV2)
 	ha.RegisterKind(KindFilesV2, formatFilesV2)
+	ha.RegisterKind(KindCreateV3, formatDirs)
 	ha.RegisterKind(KindPrune, formatPrune)
 }
 
@@ -23,7 +23,11 @@ const formatCreateV2 = 2
 // formatFilesV2 is the command format that introduced KindFilesV2.
 const formatFilesV2 = 3
 
+// formatDirs is the command format that introduced KindCreateV3: a
+// transfer's directories, and names that are not UTF-8 (escaped, names.go).
+const formatDirs = 4
+
 // formatPrune is the command format that introduced KindPrune: once every
 // instance reads it, history is pruned by explicit entries and creates
 // prune nothing themselves.
-const formatPrune = 4
+const formatPrune = 5

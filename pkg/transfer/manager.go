@@ -243,12 +243,19 @@ const (
 // with a source still to delete, nor one ended less than
 // HistoryIDRetention ago.
 func (m *Manager) pruneHistory(ctx context.Context, lease ha.Lease) {
-	if ctx.Err() != nil || !m.raft.FormatAgreed(formatPrune) {
+	if ctx.Err() != nil {
 		return
 	}
 	now := time.Now().UTC()
 	ids := m.state.pruneCandidates(now, m.limits.HistoryCount, m.limits.HistoryAge, HistoryIDRetention, pruneMax)
 	if len(ids) == 0 {
+		return
+	}
+	if !m.raft.FormatAgreed(formatPrune) {
+		// An instance has not said it reads transfer.prune (an older
+		// build in a rolling upgrade, or one that is down): the history
+		// is kept until it does.
+		m.log.Debug().Int("transfers", len(ids)).Msg("history not pruned: not every instance reads transfer.prune yet")
 		return
 	}
 	res, err := m.raft.Apply(KindPrune, lease.Epoch, pruneCmd{Time: now, IDs: ids}, applyTimeout)
@@ -328,15 +335,14 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	if err != nil {
 		return nil, err
 	}
+	// A create prunes nothing (count -1, age 0, which every build applies
+	// alike): the history is pruned by KindPrune entries (pruneHistory),
+	// which keep pending work and recent ids.
 	c := createCmd{
 		Transfer:     *t,
 		MaxQueued:    m.limits.MaxQueuedTransfers,
-		HistoryCount: m.limits.HistoryCount,
-		HistoryAge:   m.limits.HistoryAge,
-	}
-	if m.raft.FormatAgreed(formatPrune) {
-		// The history is pruned by KindPrune entries (pruneHistory).
-		c.HistoryCount, c.HistoryAge = -1, 0
+		HistoryCount: -1,
+		HistoryAge:   0,
 	}
 	kind, res, err := m.create(lease, c)
 	if err != nil {
@@ -362,8 +368,31 @@ func (m *Manager) recordFiles(epoch uint64, c filesCmd) error {
 }
 
 // create commits c: in compact form (KindCreateV2) when every instance
-// reads its format, else as KindCreate. It returns the kind committed.
+// reads its format, else as KindCreate. It returns the kind committed. A
+// transfer with directories, or with a name that is not plain UTF-8,
+// needs KindCreateV3 (format 4): until every instance reads it, names that
+// earlier builds would misread are refused, and directories are left out
+// (only the empty ones are then missing, as with those builds).
 func (m *Manager) create(lease ha.Lease, c createCmd) (string, any, error) {
+	if len(c.Transfer.Dirs) > 0 || !plainNames(&c.Transfer) {
+		format, _ := ha.KindFormat(KindCreateV3)
+		if m.raft.FormatAgreed(format) {
+			v, ok := compactCreateV3(c)
+			if !ok {
+				return "", nil, fmt.Errorf("create transfer %s: its files and directories cannot be written as %s", c.Transfer.ID, KindCreateV3)
+			}
+			res, err := m.raft.Apply(KindCreateV3, lease.Epoch, v, applyTimeout)
+			if !errors.Is(err, ha.ErrFormatNotAgreed) {
+				return KindCreateV3, res, err
+			}
+		}
+		if !plainNames(&c.Transfer) {
+			return "", nil, &RequestError{Reason: fmt.Sprintf("file names that are not UTF-8 need every instance to read command format %d (upgrade the instances that do not): %s", format, reasonName(firstOddName(&c.Transfer)))}
+		}
+		m.log.Warn().Str("transfer", c.Transfer.ID).Int("directories", len(c.Transfer.Dirs)).Int("format", format).
+			Msg("directories not recorded: not every instance reads the command format that carries them; empty ones will be missing")
+		c.Transfer.Dirs = nil
+	}
 	return m.applyNewest(lease.Epoch, KindCreateV2, func() (any, bool) { return compactCreate(c) }, KindCreate, c)
 }
 
@@ -435,6 +464,8 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 		prefix string // directory level the source argument adds under the destination
 	}
 	var files []found
+	var dirs []Dir
+	resolver := m.sb.NewResolver() // each destination directory resolved once
 	for _, s := range req.Sources {
 		fs, err := m.sb.Expand(s, req.Recursive)
 		if err != nil {
@@ -451,6 +482,13 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 		for _, f := range fs {
 			files = append(files, found{src: f, prefix: prefix})
 		}
+		if req.Recursive {
+			ds, err := treeDirs(m.sb, resolver, s, prefix, dest)
+			if err != nil {
+				return nil, bad("source %v", err)
+			}
+			dirs = append(dirs, ds...)
+		}
 	}
 	// One plain source file and a destination that is not an existing
 	// directory (nor written as one): the destination is the file's name.
@@ -461,7 +499,6 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 	}
 	t := &Transfer{ID: id, Request: req, Created: time.Now().UTC()}
 	seen := map[string]string{}
-	resolver := m.sb.NewResolver() // each destination directory resolved once
 	for _, f := range files {
 		target := dest
 		if !single || destIsDir {
@@ -478,6 +515,18 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 			return nil, bad("source %s is its own destination", f.src.Path)
 		}
 		t.Files = append(t.Files, File{Source: f.src.Path, Destination: target, Bytes: f.src.Size})
+	}
+	// Directories: one for each destination directory (two sources may
+	// share one, as rsync merges them), none where a file goes.
+	seenDir := map[string]bool{}
+	for _, d := range dirs {
+		if other, dup := seen[d.Destination]; dup {
+			return nil, bad("source %s and directory %s would both be written to %s", other, d.Source, d.Destination)
+		}
+		if !seenDir[d.Destination] {
+			seenDir[d.Destination] = true
+			t.Dirs = append(t.Dirs, d)
+		}
 	}
 	return t, nil
 }

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,9 +136,10 @@ func TestRetriedSubmissionAfterEndWithHistoryCountZero(t *testing.T) {
 	}
 }
 
-// Until every instance reads format 4, creates prune by the old rule, and
-// no prune entry is proposed: instances of older builds apply the log alike.
-func TestPruneWaitsForFormat4(t *testing.T) {
+// Until every instance reads transfer.prune's format, no prune entry is
+// proposed (an older build would refuse it), and creates prune nothing
+// either: the history waits.
+func TestPruneWaitsForItsFormat(t *testing.T) {
 	r := newRig(t)
 	if err := os.MkdirAll(filepath.Join(r.root, "in"), 0o750); err != nil {
 		t.Fatal(err)
@@ -145,7 +147,7 @@ func TestPruneWaitsForFormat4(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.root, "in", "a.bin"), []byte("a"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	log := &fakeLog{formats: 3}
+	log := &fakeLog{formats: formatPrune - 1}
 	m := r.manager(log, r.local)
 	lease := ha.Lease{Epoch: 1}
 	m.mu.Lock()
@@ -156,7 +158,11 @@ func TestPruneWaitsForFormat4(t *testing.T) {
 	}
 	m.pruneHistory(context.Background(), lease)
 	if slices.Contains(log.kinds, KindPrune) {
-		t.Fatalf("a prune entry before format 4 was agreed: %v", log.kinds)
+		t.Fatalf("a prune entry before format %d was agreed: %v", formatPrune, log.kinds)
+	}
+	var c createCmd
+	if err := json.Unmarshal(log.lastData, &c); err != nil || c.HistoryCount != -1 || c.HistoryAge != 0 {
+		t.Fatalf("a create that prunes: count %d, age %v", c.HistoryCount, c.HistoryAge)
 	}
 }
 

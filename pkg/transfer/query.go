@@ -29,9 +29,9 @@ func (s *State) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// pending returns, without their files, the transfers the active has work
-// for: those that have not ended, and ended ones with sources still to
-// delete.
+// pending returns, without their files and directories, the transfers the
+// active has work for: those that have not ended, and ended ones with
+// sources still to delete.
 func (s *State) pending() []*Transfer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -39,7 +39,7 @@ func (s *State) pending() []*Transfer {
 	for _, t := range s.transfers {
 		if !Terminal(t.State) || sourcesToDelete(t) {
 			c := *t
-			c.Files, c.packed = nil, nil
+			c.Files, c.packed, c.Dirs = nil, nil, nil
 			out = append(out, &c)
 		}
 	}

@@ -135,6 +135,9 @@ func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, 
 // applies the source disposition of completed ones. A returned error is
 // transient.
 func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *job) error {
+	if err := m.prepare(ctx, lease, id); err != nil { // names and directories (dirs.go)
+		return err
+	}
 	t, ok := m.state.Get(id)
 	if !ok {
 		return nil

@@ -47,7 +47,9 @@ type fakeLog struct {
 	// claims, when set, is what FormatAgreed answers instead: an instance
 	// of an older build joined between FormatAgreed and Apply.
 	claims int
-	kinds  []string // the kinds committed, in order
+	kinds  []string // the kinds committed, in order (see kindLabel)
+	// lastData is the data of the last entry committed.
+	lastData []byte
 }
 
 func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (any, error) {
@@ -74,7 +76,8 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 		return nil, errCrashed
 	}
 	l.index++
-	l.kinds = append(l.kinds, kind)
+	l.lastData = b
+	l.kinds = append(l.kinds, kindLabel(kind, b))
 	res := l.s.Apply(kind, epoch, b, l.index)
 	if err, ok := res.(error); ok {
 		return nil, err
@@ -91,6 +94,16 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 		}
 	}
 	return res, nil
+}
+
+// kindLabel is kind, told apart for a files entry of directory events only
+// (which is never compact): "transfer.files (directories)".
+func kindLabel(kind string, data []byte) string {
+	var c filesCmd
+	if kind == KindFiles && json.Unmarshal(data, &c) == nil && len(c.Events) == 0 && len(c.Dirs) > 0 {
+		return kind + " (directories)"
+	}
+	return kind
 }
 
 // FormatAgreed plays an agent whose instances all read the formats up to

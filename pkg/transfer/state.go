@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -42,14 +44,18 @@ const (
 	// KindFilesV2 is transfer.files in compact form (filesV2Cmd), of
 	// command format 3: proposed only once every instance reads format 3.
 	KindFilesV2 = "transfer.files.v2"
+	// KindCreateV3 is transfer.create.v2 with the transfer's directories,
+	// and the kind of every create whose file names are not all plain
+	// UTF-8 (names.go), of command format 4 (createV3Cmd).
+	KindCreateV3 = "transfer.create.v3"
 	// KindPrune forgets ended transfers named by the active (pruneCmd),
-	// of command format 4.
+	// of command format 5.
 	KindPrune = "transfer.prune"
 )
 
 // Kinds lists the kinds of the first command format, for the log's
-// dispatcher; KindCreateV2 and KindFilesV2 are registered apart, at formats
-// 2 and 3 (kinds.go).
+// dispatcher; KindCreateV2, KindFilesV2 and KindCreateV3 are registered
+// apart, at formats 2, 3 and 4 (kinds.go).
 var Kinds = []string{KindCreate, KindStart, KindFiles, KindRecovering, KindFail, KindCancel}
 
 // Overwrite and disposition policies.
@@ -127,6 +133,17 @@ type File struct {
 	Delivered checkpoint.Source `json:"delivered,omitzero"`
 }
 
+// Dir is a directory of a recursive transfer, made at the destination
+// whether or not files go into it, so that the tree arrives whole (as
+// cp -r and rsync -r make it), empty directories included. Its State is
+// queued, then completed once made, or failed with a Reason.
+type Dir struct {
+	Source      string `json:"source"`      // absolute, inside the sandbox
+	Destination string `json:"destination"` // absolute, inside the sandbox
+	State       string `json:"state,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
 // Transfer is a transfer as the replicated state records it.
 type Transfer struct {
 	ID          string     `json:"id"`
@@ -143,11 +160,16 @@ type Transfer struct {
 	// Epoch is the lease epoch under which it last started running.
 	Epoch           uint64     `json:"epoch"`
 	RecoveringSince *time.Time `json:"recoveringSince,omitempty"`
+	// Dirs are the directories a recursive transfer makes (only from
+	// format 4 on: left out when there are none, as before).
+	Dirs []Dir `json:"dirs,omitempty"`
 
 	// Derived from Files (recount), so that applying file events costs
 	// the events, not the transfer's size: how many files have ended, how
 	// many failed, and the lowest index of a failed one (-1: none).
 	ended, failed, firstFailed int
+	// The same for Dirs.
+	dirsEnded, dirsFailed, firstFailedDir int
 	// packed holds the files of an ended transfer instead of Files (see
 	// packed.go); readers get them back from clone.
 	packed *packedFiles
@@ -158,6 +180,23 @@ func (t *Transfer) recount() {
 	t.ended, t.failed, t.firstFailed = 0, 0, -1
 	for i := range t.Files {
 		t.count(i, "", t.Files[i].State)
+	}
+	t.dirsEnded, t.dirsFailed, t.firstFailedDir = 0, 0, -1
+	for i := range t.Dirs {
+		t.countDir(i, "", t.Dirs[i].State)
+	}
+}
+
+// countDir records directory i's change of state from was to now.
+func (t *Transfer) countDir(i int, was, now string) {
+	if !Terminal(was) && Terminal(now) {
+		t.dirsEnded++
+	}
+	if was != StateFailed && now == StateFailed {
+		t.dirsFailed++
+		if t.firstFailedDir < 0 || i < t.firstFailedDir {
+			t.firstFailedDir = i
+		}
 	}
 }
 
@@ -206,6 +245,9 @@ func (t *Transfer) clone() *Transfer {
 		c.Files = append([]File(nil), t.Files...)
 	}
 	c.Request.Sources = append([]string(nil), t.Request.Sources...)
+	if t.Dirs != nil {
+		c.Dirs = append([]Dir(nil), t.Dirs...)
+	}
 	return &c
 }
 
@@ -270,6 +312,8 @@ type filesCmd struct {
 	ID     string      `json:"id"`
 	Time   time.Time   `json:"time"`
 	Events []FileEvent `json:"events"`
+	// Dirs are directory events (dirs.go), applied with the file events.
+	Dirs []DirEvent `json:"dirs,omitempty"`
 }
 
 type reasonCmd struct {
@@ -304,6 +348,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 		return s.create(c, index)
 	case KindCreateV2:
 		c, err := decodeCreateV2(data)
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.create(c, index)
+	case KindCreateV3:
+		c, err := decodeCreateV3(data)
 		if err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
@@ -369,9 +419,12 @@ func (s *State) create(c createCmd, index uint64) any {
 		t.Files[i].State = StateQueued
 		t.Bytes += t.Files[i].Bytes
 	}
+	for i := range t.Dirs {
+		t.Dirs[i].State = StateQueued
+	}
 	t.recount()
-	if len(t.Files) == 0 {
-		// Nothing to copy (e.g. an empty directory): done at once.
+	if len(t.Files) == 0 && len(t.Dirs) == 0 {
+		// Nothing to copy or make: done at once.
 		t.State = StateCompleted
 		ended := t.Created
 		t.Ended = &ended
@@ -452,6 +505,9 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 	}
 	if Terminal(t.State) {
 		// Only the clean-up of an ended transfer may still be recorded.
+		if len(c.Dirs) > 0 {
+			return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
+		}
 		for _, ev := range c.Events {
 			if ev.Kind != EventSourceDeleted {
 				return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
@@ -519,12 +575,20 @@ func (s *State) files(c filesCmd, epoch uint64) any {
 			return fmt.Errorf("%w: kind %q", ErrBadFileEvent, ev.Kind)
 		}
 	}
+	dirs, err := dirEvents(t, c.Dirs)
+	if err != nil {
+		return err
+	}
 	for i, k := range touched {
 		t.count(i, t.Files[i].State, next[k].State)
 		t.Files[i] = next[k]
 	}
+	for i, d := range dirs {
+		t.countDir(i, t.Dirs[i].State, d.State)
+		t.Dirs[i] = d
+	}
 	t.BytesResent += resent
-	if t.State == StateRecovering && progressed(c.Events) {
+	if t.State == StateRecovering && (progressed(c.Events) || dirsMade(c.Dirs)) {
 		t.State, t.RecoveringSince, t.Reason = StateRunning, nil, ""
 	}
 	if t.State == StateQueued {
@@ -547,25 +611,60 @@ func progressed(evs []FileEvent) bool {
 
 // settle ends a transfer whose files have all ended.
 func settle(t *Transfer, now time.Time) {
-	if Terminal(t.State) || t.ended < len(t.Files) {
+	if Terminal(t.State) || t.ended < len(t.Files) || t.dirsEnded < len(t.Dirs) {
 		return
 	}
 	ended := now
 	t.Ended = &ended
 	t.RecoveringSince = nil
 	defer t.pack()
-	if t.failed == 0 {
+	if t.failed == 0 && t.dirsFailed == 0 {
 		t.State, t.Reason = StateCompleted, ""
 		return
 	}
-	first := t.Files[t.firstFailed]
-	firstReason := fmt.Sprintf("%s: %s", first.Source, first.Reason)
 	t.State = StateFailed
+	if t.dirsFailed > 0 {
+		// Only format-4 transfers have directories: the reasons of
+		// earlier ones are worded as before.
+		t.Reason = dirsReason(t)
+		return
+	}
+	first := t.Files[t.firstFailed]
+	firstReason := fmt.Sprintf("%s: %s", reasonName(first.Source), first.Reason)
 	if t.failed == 1 {
 		t.Reason = firstReason
 	} else {
 		t.Reason = fmt.Sprintf("%d of %d files failed; first: %s", t.failed, len(t.Files), firstReason)
 	}
+}
+
+// dirsReason is the reason of a transfer that failed with directories
+// among what failed: the first failed file's, else the first failed
+// directory's, and how many of each failed.
+func dirsReason(t *Transfer) string {
+	var first string
+	if t.failed > 0 {
+		f := t.Files[t.firstFailed]
+		first = fmt.Sprintf("%s: %s", reasonName(f.Source), f.Reason)
+	} else {
+		d := t.Dirs[t.firstFailedDir]
+		first = fmt.Sprintf("directory %s: %s", reasonName(d.Source), d.Reason)
+	}
+	if t.failed+t.dirsFailed == 1 {
+		return first
+	}
+	return fmt.Sprintf("%d of %d files and %d of %d directories failed; first: %s", t.failed, len(t.Files), t.dirsFailed, len(t.Dirs), first)
+}
+
+// reasonName is a file name as a reason names it: as it is if it is UTF-8
+// (as earlier builds wrote it, so that old entries apply as they did),
+// else quoted, so that the reason is text that JSON carries unchanged and
+// a snapshot restores the same reason.
+func reasonName(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 func (s *State) endOrRecover(kind string, c reasonCmd) any {
@@ -592,6 +691,11 @@ func (s *State) endOrRecover(kind string, c reasonCmd) any {
 	for i := range t.Files {
 		if !Terminal(t.Files[i].State) {
 			t.Files[i].State = t.State
+		}
+	}
+	for i := range t.Dirs {
+		if !Terminal(t.Dirs[i].State) {
+			t.Dirs[i].State = t.State
 		}
 	}
 	t.recount()
@@ -624,8 +728,10 @@ func (s *State) List() []*Transfer {
 	return out
 }
 
+// snapshot is the state's snapshot: the transfers, their names escaped
+// (namejson.go: transferJSON, for speed).
 type snapshot struct {
-	Transfers []*Transfer `json:"transfers"`
+	Transfers []*transferJSON `json:"transfers"`
 }
 
 // Snapshot serialises the state. It holds the lock that Apply waits for
@@ -635,7 +741,7 @@ type snapshot struct {
 // go: a large history does not stall the log.
 func (s *State) Snapshot() ([]byte, error) {
 	s.mu.RLock()
-	snap := snapshot{Transfers: make([]*Transfer, 0, len(s.transfers))}
+	all := make([]*Transfer, 0, len(s.transfers))
 	for _, t := range s.transfers {
 		if t.packed != nil {
 			c := *t // shares the packed form, which stays as it is
@@ -643,13 +749,15 @@ func (s *State) Snapshot() ([]byte, error) {
 		} else {
 			t = t.clone()
 		}
-		snap.Transfers = append(snap.Transfers, t)
+		all = append(all, t)
 	}
 	s.mu.RUnlock()
-	for _, t := range snap.Transfers {
+	snap := snapshot{Transfers: make([]*transferJSON, 0, len(all))}
+	for _, t := range all {
 		if t.packed != nil {
 			t.Files, t.packed = t.packed.unpacked(), nil
 		}
+		snap.Transfers = append(snap.Transfers, t.escaped())
 	}
 	sort.Slice(snap.Transfers, func(i, j int) bool { return snap.Transfers[i].Seq < snap.Transfers[j].Seq })
 	return json.Marshal(snap)
@@ -662,7 +770,11 @@ func (s *State) Restore(b []byte) error {
 		return fmt.Errorf("decode transfer snapshot: %w", err)
 	}
 	m := make(map[string]*Transfer, len(snap.Transfers))
-	for _, t := range snap.Transfers {
+	for _, tj := range snap.Transfers {
+		if err := tj.unescape(); err != nil {
+			return fmt.Errorf("decode transfer snapshot: %w", err)
+		}
+		t := (*Transfer)(tj)
 		t.recount()
 		t.pack() // if ended
 		m[t.ID] = t

@@ -19,8 +19,23 @@ type View struct {
 	Created     time.Time  `json:"created"`
 	Ended       *time.Time `json:"ended,omitempty"`
 	// CurrentFile is the source being copied, when one is.
-	CurrentFile string     `json:"currentFile,omitempty"`
-	Files       []FileView `json:"files"`
+	CurrentFile string `json:"currentFile,omitempty"`
+	// Directories counts the directories a recursive transfer makes
+	// (empty or not), DirectoriesDone those made.
+	Directories     int        `json:"directories"`
+	DirectoriesDone int        `json:"directoriesDone"`
+	Files           []FileView `json:"files"`
+	// Dirs lists the directories, with the files (after them: clients
+	// that read a view up to its files do not read them either).
+	Dirs []DirView `json:"dirs,omitempty"`
+}
+
+// DirView is one directory of a View.
+type DirView struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	State       string `json:"state"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 // FileView is one file of a View.
@@ -76,6 +91,15 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 		}
 		if f.State == StateRunning && v.CurrentFile == "" {
 			v.CurrentFile = rel(root, f.Source)
+		}
+	}
+	v.Directories = len(t.Dirs)
+	for _, d := range t.Dirs {
+		if d.State == StateCompleted {
+			v.DirectoriesDone++
+		}
+		if files {
+			v.Dirs = append(v.Dirs, DirView{Source: rel(root, d.Source), Destination: rel(root, d.Destination), State: d.State, Reason: d.Reason})
 		}
 	}
 	return v

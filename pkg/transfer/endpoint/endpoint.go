@@ -86,6 +86,19 @@ type Endpoint interface {
 	// Removing a missing file is not an error, so a removal replayed
 	// after a failover is harmless.
 	Remove(ctx context.Context, path string) error
+	// MakeDir makes the directory path, and its missing parents (a
+	// recursive transfer's directories, empty ones included). A directory
+	// already there is no error, so a replay after a failover is harmless;
+	// anything else there, or a symbolic link as its last element, is
+	// refused (a permanent error).
+	MakeDir(ctx context.Context, path string) error
+
+	// CheckName says why path cannot be named on this endpoint, if it
+	// cannot: with an error wrapping ErrNameNotRepresentable. File names
+	// are bytes; the local file system takes any but NUL, an SFTP server
+	// may ask for UTF-8. The transfer fails such a file before anything
+	// is written.
+	CheckName(path string) error
 
 	// RemoveSource deletes a transferred source, only if the file at path
 	// is still the one that was transferred (its identity was, compared
@@ -135,6 +148,9 @@ var (
 	// ErrOutsideRoot: a path is not beneath a root of the endpoint, or
 	// resolving it now meets a symbolic link or would leave the root.
 	ErrOutsideRoot = errors.New("not beneath the transfer root")
+	// ErrNameNotRepresentable: CheckName found a name the endpoint cannot
+	// hold.
+	ErrNameNotRepresentable = errors.New("name cannot be represented on this endpoint")
 )
 
 // PartName is the name a destination is written under until it is committed.
@@ -143,7 +159,8 @@ func PartName(path string) string { return path + ".part" }
 // Permanent reports whether err will not go away by retrying, so the file
 // fails at once with err as its reason: a missing file, permission denied, a
 // destination that exists, a directory where a file is wanted, a changed
-// source, a lost .part, an invalid argument. Anything else — I/O errors, a
+// source, a lost .part, an invalid argument, a name the endpoint cannot
+// hold. Anything else — I/O errors, a
 // full disk (ENOSPC) or quota (EDQUOT), timeouts, a cancelled context — is
 // transient: the transfer goes to recovering and is retried. A nil error and
 // ErrAlreadyCommitted (a success) are not permanent.
@@ -153,7 +170,7 @@ func Permanent(err error) bool {
 	}
 	for _, target := range []error{
 		fs.ErrNotExist, fs.ErrPermission, fs.ErrExist, fs.ErrInvalid,
-		ErrExists, ErrPartLost, checkpoint.ErrSourceChanged, ErrOutsideRoot,
+		ErrExists, ErrPartLost, checkpoint.ErrSourceChanged, ErrOutsideRoot, ErrNameNotRepresentable,
 	} {
 		if errors.Is(err, target) {
 			return true

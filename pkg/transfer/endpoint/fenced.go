@@ -40,8 +40,9 @@ var ErrNoEpoch = errors.New("no lease epoch given for a change to storage")
 // Fenced wraps an Endpoint so that no change reaches storage unless the
 // Fence allows it at that moment, for the epoch of the caller's context:
 // every write to a .part, every truncation (OpenPart), rename (Commit,
-// RenameAll) and removal (Remove, RemoveSource). Reads and syncs pass
-// through. Each change allowed is recorded in Audit (when not nil) with the
+// RenameAll), removal (Remove, RemoveSource) and directory made (MakeDir).
+// Reads, syncs and name checks pass through. Each change allowed is
+// recorded in Audit (when not nil) with the
 // epoch and the time of its check, after it was made.
 //
 // A refusal is an ordinary (transient) error: the lease has moved or cannot
@@ -155,6 +156,21 @@ func (e Fenced) RemoveSource(ctx context.Context, path string, was checkpoint.So
 	err = e.Endpoint.RemoveSource(ctx, path, was)
 	if err == nil {
 		e.record(audit.OpRemove, epoch, checked, path, 0, 0)
+	}
+	return err
+}
+
+// OpMkdir is the audit record of a directory made (MakeDir).
+const OpMkdir = "mkdir"
+
+func (e Fenced) MakeDir(ctx context.Context, path string) error {
+	epoch, checked, err := e.check(ctx)
+	if err != nil {
+		return err
+	}
+	err = e.Endpoint.MakeDir(ctx, path)
+	if err == nil {
+		e.record(OpMkdir, epoch, checked, path, 0, 0)
 	}
 	return err
 }
