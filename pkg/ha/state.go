@@ -51,6 +51,14 @@ func (s *state) currentLease() Lease {
 	return s.lease
 }
 
+// applied is the highest format among the commands applied (and the
+// snapshot restored).
+func (s *state) applied() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.format
+}
+
 // knows is the highest format this build reads.
 func (s *state) knows() int {
 	if s.reads > 0 {

@@ -65,6 +65,13 @@ func (n *Node) formatAgreement(v int) error {
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("%w: raft configuration: %v", ErrFormatNotAgreed, err)
 	}
+	// Once the log holds an entry of format v, an instance that is down
+	// or has not reported yet can only rejoin by reading it (a build that
+	// cannot refuses that entry, whatever follows it): more entries of
+	// format v make nothing worse, and a failover while an instance is
+	// down does not take format v away. One that runs and says it reads
+	// less, or failed, still holds it back.
+	inLog := n.state.applied() >= v
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.discardStaleLocked(time.Now())
@@ -76,8 +83,10 @@ func (n *Node) formatAgreement(v int) error {
 		}
 		e, ok := n.standbys[name]
 		switch {
+		case !ok && inLog:
 		case !ok:
 			behind = append(behind, name+" (no status)")
+		case e.status.Status == StatusStopped && inLog:
 		case e.status.Status == StatusStopped || e.status.Status == StatusFailed:
 			// It may come back as another build: wait for its next status.
 			behind = append(behind, fmt.Sprintf("%s (%s)", name, e.status.Status))

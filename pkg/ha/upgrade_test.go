@@ -419,6 +419,23 @@ func TestRollingUpgradeGateAndRefusal(t *testing.T) {
 			t.Errorf("%s did not apply test.v2 at %d: %v", n, idx, smOf(n).list())
 		}
 	}
+
+	// Format 2 is in the log now: an instance that stops (or is down when
+	// a new active takes over, with no status yet) can only come back by
+	// reading it, so it does not take format 2 away.
+	c.stop("ha3")
+	if !waitFor(5*time.Second, func() bool {
+		v, err := a.View()
+		return err == nil && !slices.Contains(v.Standbys, "ha3")
+	}) {
+		t.Fatal("the active still counts ha3 as a standby")
+	}
+	if err := a.formatAgreement(2); err != nil {
+		t.Fatalf("format 2, already in the log, not agreed with ha3 down: %v", err)
+	}
+	if err := a.formatAgreement(3); err == nil {
+		t.Fatal("format 3, in no entry, agreed with ha3 down")
+	}
 }
 
 func instanceIn(v AgentView, name string) InstanceView {
