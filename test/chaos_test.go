@@ -202,6 +202,7 @@ func runChaos(t *testing.T, run chaosRun) {
 	sched.Kinds = kindList
 	kinds := map[string]int{}
 	leaseFaults, storageEvents, storageFired := 0, 0, 0
+	killed := map[uint64]bool{} // epochs whose holder was killed -9
 	start := time.Now()
 	for i := 1; i <= faults; i++ {
 		ev, err := sched.Next(i)
@@ -211,6 +212,9 @@ func runChaos(t *testing.T, run chaosRun) {
 			t.Fatalf("fault %s: the agent did not recover: %v", ev, err)
 		}
 		kinds[ev.Kind]++
+		if ev.Kind == chaos.KillActive || ev.Kind == chaos.KillThenStart {
+			killed[ev.Epoch] = true
+		}
 		if chaos.NewLease(ev.Kind) {
 			leaseFaults++
 		}
@@ -233,7 +237,7 @@ func runChaos(t *testing.T, run chaosRun) {
 	}
 	waitSourcesDeleted(t, a.Root, jobs, views, 30*time.Second)
 
-	o, err := chaos.Check(a, jobs, views)
+	o, err := chaos.Check(a, jobs, views, killed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +249,9 @@ func runChaos(t *testing.T, run chaosRun) {
 	t.Logf("chaos: seed %d; %d faults in %v (%s); %d transfers accepted (%d completed, %d failed as expected, %d submissions unanswered); %d files, %d bytes delivered; %d failovers, %d bytes resent; %d leases, %d storage changes audited; %d violations",
 		seed, faults, faultTime.Round(time.Second), strings.Join(drawn, ", "), o.Transfers, o.Completed, o.Failed, o.Unsettled,
 		o.Files, o.Bytes, o.Failovers, o.Resent, o.Leases, o.Writes, len(o.Violations))
+	if o.LostRenames > 0 {
+		t.Logf("%d delivered files have no rename record: each was renamed by an active killed -9 before it wrote the record (excused)", o.LostRenames)
+	}
 	for _, v := range o.Violations {
 		t.Error(v)
 	}

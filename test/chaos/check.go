@@ -30,6 +30,10 @@ type Outcome struct {
 	Resent     int64
 	Leases     int
 	Writes     int
+	// LostRenames: delivered files without a rename record whose writer
+	// was killed (kill -9) under the lease it wrote them with; the record
+	// is written after the change, so the kill can take it (excused).
+	LostRenames int
 }
 
 func (o *Outcome) violate(format string, args ...any) {
@@ -67,7 +71,9 @@ func Settle(a *Agent, jobs []*Job, timeout time.Duration) (map[string]transfer.V
 }
 
 // Check judges the end state: every transfer, every file, the audit trail.
-func Check(a *Agent, jobs []*Job, views map[string]transfer.View) (*Outcome, error) {
+// killed holds the lease epochs whose holder was killed with SIGKILL (a
+// record of a change it made may be missing: see checkAudit).
+func Check(a *Agent, jobs []*Job, views map[string]transfer.View, killed map[uint64]bool) (*Outcome, error) {
 	o := &Outcome{}
 	root, err := filepath.EvalSymlinks(a.Root)
 	if err != nil {
@@ -159,7 +165,7 @@ func Check(a *Agent, jobs []*Job, views map[string]transfer.View) (*Outcome, err
 	if err != nil {
 		return nil, err
 	}
-	checkAudit(o, recs, delivered)
+	checkAudit(o, recs, delivered, killed)
 	return o, nil
 }
 
@@ -177,7 +183,15 @@ func fileReasons(v transfer.View) string {
 // made by the holder of the epoch it names, after that lease began and
 // before any later lease began; epochs only grew; every delivered file was
 // renamed into place exactly once and nothing else was.
-func checkAudit(o *Outcome, recs []audit.Record, delivered map[string]bool) {
+//
+// A record is written after its change, so an instance killed between the
+// two loses it: a group of small files renamed together, then recorded, is
+// such a window. A delivered file without a rename record is therefore
+// excused (counted in LostRenames) when the last write to its .part was
+// made under an epoch in killed, whose holder was killed; the next active
+// then finds the file in place and records its completion without renaming
+// it again.
+func checkAudit(o *Outcome, recs []audit.Record, delivered map[string]bool, killed map[uint64]bool) {
 	type lease struct {
 		inst string
 		at   int64
@@ -217,9 +231,15 @@ func checkAudit(o *Outcome, recs []audit.Record, delivered map[string]bool) {
 		return end
 	}
 	renames := map[string]int{}
+	lastPartEpoch := map[string]uint64{} // final path → epoch of the last change to its .part
 	for _, r := range recs {
 		if r.Op == audit.OpLease {
 			continue
+		}
+		if final, ok := strings.CutSuffix(r.Path, ".part"); ok && (r.Op == audit.OpWrite || r.Op == audit.OpTruncate) {
+			if r.Epoch >= lastPartEpoch[final] {
+				lastPartEpoch[final] = r.Epoch
+			}
 		}
 		o.Writes++
 		l, ok := leases[r.Epoch]
@@ -248,6 +268,10 @@ func checkAudit(o *Outcome, recs []audit.Record, delivered map[string]bool) {
 	}
 	for p := range delivered {
 		if renames[p] == 0 {
+			if e, ok := lastPartEpoch[p]; ok && killed[e] {
+				o.LostRenames++
+				continue
+			}
 			o.violate("%s was delivered without a rename in the audit trail", p)
 		}
 	}

@@ -41,7 +41,7 @@ func TestCheckAuditCatches(t *testing.T) {
 	}
 	for _, c := range cases {
 		o := &Outcome{}
-		checkAudit(o, append(append([]audit.Record(nil), base...), c.extra...), delivered)
+		checkAudit(o, append(append([]audit.Record(nil), base...), c.extra...), delivered, nil)
 		got := strings.Join(o.Violations, "\n")
 		switch {
 		case c.want == "" && got != "":
@@ -51,8 +51,20 @@ func TestCheckAuditCatches(t *testing.T) {
 		}
 	}
 	o := &Outcome{}
-	checkAudit(o, base[:2], delivered)
+	checkAudit(o, base[:2], delivered, nil)
 	if !strings.Contains(strings.Join(o.Violations, "\n"), "without a rename") {
 		t.Errorf("a delivered file with no rename passed: %v", o.Violations)
+	}
+	// A rename record lost to a kill -9 of its writer is excused, and only
+	// then: not when another epoch's holder was killed.
+	o = &Outcome{}
+	checkAudit(o, base[:5], delivered, map[uint64]bool{2: true})
+	if len(o.Violations) != 0 || o.LostRenames != 1 {
+		t.Errorf("a rename lost to the kill of its writer: violations %v, lost renames %d (want none, 1)", o.Violations, o.LostRenames)
+	}
+	o = &Outcome{}
+	checkAudit(o, base[:5], delivered, map[uint64]bool{1: true})
+	if !strings.Contains(strings.Join(o.Violations, "\n"), "/o/b was delivered without a rename") || o.LostRenames != 0 {
+		t.Errorf("a rename missing under an epoch whose holder was not killed passed: %v", o.Violations)
 	}
 }

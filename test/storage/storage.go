@@ -1,8 +1,8 @@
 // Package storage gives end-to-end tests storage that misbehaves on
 // purpose: a fault-injecting FUSE mount (package faultfs), a small tmpfs
 // that really fills up, and per-instance bindfs views of one directory
-// (see harness.Options.MountPerInstance). Each fixture is unmounted in the
-// test's clean-up.
+// (harness.Options.MountPerInstance has those). Each fixture is unmounted
+// in the test's clean-up.
 //
 // A fixture that cannot be set up (no /dev/fuse, no bindfs, not root) fails
 // the test under CI=true and skips it elsewhere, with the reason.
@@ -11,7 +11,6 @@ package storage
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -96,31 +95,6 @@ func unmount(dir string) error {
 		return fmt.Errorf("unmount %s: %v; lazy: %v", dir, err, lerr)
 	}
 	return nil
-}
-
-// BindfsCapable reports why per-instance bindfs mounts cannot be made here
-// ("" if they can): they need root (a mount namespace per instance),
-// /dev/fuse and the bindfs command.
-func BindfsCapable() string {
-	if os.Geteuid() != 0 {
-		return "a mount namespace per instance needs root"
-	}
-	if _, err := exec.LookPath("bindfs"); err != nil {
-		return "the bindfs command is missing (Debian package bindfs)"
-	}
-	if why := faultfs.Capable(); why != "" {
-		return why
-	}
-	return ""
-}
-
-// Device is the device number of the file system holding path.
-func Device(path string) (uint64, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	return uint64(st.Dev), nil
 }
 
 // MountsUnder lists the mount points at or under dir in this process's
