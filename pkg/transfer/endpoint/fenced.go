@@ -3,6 +3,8 @@ package endpoint
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"path/filepath"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/audit"
@@ -19,6 +21,15 @@ type Fence interface {
 }
 
 type epochKey struct{}
+
+// noMkdirKey marks a context whose OpenPart makes no directory: Fenced
+// makes them itself, fenced (Local.OpenPart reads it with noMkdir).
+type noMkdirKey struct{}
+
+func noMkdir(ctx context.Context) bool {
+	v, _ := ctx.Value(noMkdirKey{}).(bool)
+	return v
+}
 
 // WithEpoch returns a context for work done under the lease of epoch: every
 // change that Fenced makes for it is checked against that epoch and
@@ -77,7 +88,21 @@ func (e Fenced) OpenPart(ctx context.Context, path string, offset int64) (PartFi
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.Endpoint.OpenPart(ctx, path, offset)
+	// The directories are made apart, each fenced, and the lease checked
+	// again just before the .part is created: making them can take long
+	// on slow storage, and an active paused in between must not create
+	// (or truncate) a .part that the next active is writing.
+	nctx := context.WithValue(ctx, noMkdirKey{}, true)
+	p, err := e.Endpoint.OpenPart(nctx, path, offset)
+	if offset == 0 && errors.Is(err, fs.ErrNotExist) {
+		if err := e.MakeDir(ctx, filepath.Dir(path)); err != nil {
+			return nil, err
+		}
+		if epoch, checked, err = e.check(ctx); err != nil {
+			return nil, err
+		}
+		p, err = e.Endpoint.OpenPart(nctx, path, offset)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -105,7 +105,7 @@ func TestFencedRefusesAndAudits(t *testing.T) {
 		epoch uint64
 		off   int64
 		n     int64
-	}{{audit.OpTruncate, 7, 0, 0}, {audit.OpWrite, 7, 0, 6}, {audit.OpRename, 8, 0, 0}}
+	}{{OpMkdir, 7, 0, 0}, {audit.OpTruncate, 7, 0, 0}, {audit.OpWrite, 7, 0, 6}, {audit.OpRename, 8, 0, 0}}
 	if len(recs) != len(want) {
 		t.Fatalf("audit has %d records, want %d: %+v", len(recs), len(want), recs)
 	}
@@ -114,5 +114,40 @@ func TestFencedRefusesAndAudits(t *testing.T) {
 		if r.Op != w.op || r.Epoch != w.epoch || r.Offset != w.off || r.N != w.n || r.Instance != "ha1" || r.Checked == 0 {
 			t.Errorf("record %d = %+v, want %+v", i, r, w)
 		}
+	}
+}
+
+// countingFence allows its first n checks, then refuses.
+type countingFence struct{ n, calls int }
+
+var errLate = errors.New("lease lost meanwhile")
+
+func (f *countingFence) CheckLeaseAt(uint64) (time.Time, error) {
+	f.calls++
+	if f.calls > f.n {
+		return time.Time{}, errLate
+	}
+	return time.Now(), nil
+}
+
+// Making a .part's missing directories can take long on slow storage: the
+// lease is checked again after them, just before the .part is created, so
+// an active deposed meanwhile creates (or truncates) nothing.
+func TestFencedOpenPartChecksAgainAfterMakingDirectories(t *testing.T) {
+	local, dir := tempLocal(t)
+	fence := &countingFence{n: 2} // the first check, and MakeDir's
+	ep := Fenced{Endpoint: local, Fence: fence}
+	dst := filepath.Join(dir, "new", "deeper", "a.bin")
+	if _, err := ep.OpenPart(WithEpoch(context.Background(), 1), dst, 0); !errors.Is(err, errLate) {
+		t.Fatalf("OpenPart with the lease lost after the directories were made: %v", err)
+	}
+	if fence.calls != 3 {
+		t.Fatalf("%d lease checks, want 3 (before, for the directories, before the create)", fence.calls)
+	}
+	if _, err := os.Lstat(PartName(dst)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a .part was created after the lease was lost: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Dir(dst)); err != nil || !fi.IsDir() {
+		t.Fatalf("the directories were not made under the lease: %v", err)
 	}
 }

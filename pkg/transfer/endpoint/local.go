@@ -187,7 +187,7 @@ func (l *Local) OpenPart(ctx context.Context, path string, offset int64) (PartFi
 		// directory that exists, and a lookup of it per file costs.
 		const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC
 		fd, err := r.open(rel, flags, partMode)
-		if err == unix.ENOENT {
+		if err == unix.ENOENT && !noMkdir(ctx) {
 			if err := r.mkdirAll(filepath.Dir(rel), dirMode); err != nil {
 				return nil, pathErr("mkdir", filepath.Dir(path), err)
 			}
