@@ -146,13 +146,30 @@ func (r faultRun) failsWithReason(t *testing.T, inject func() (fired func() int,
 		t.Errorf("failed with reason %q, want it to name %q", reason, r.errText)
 	}
 	r.checkEnd(t, v)
+	// A transfer failed by its recovery timeout leaves no .part behind:
+	// the active removes them once the failure is recorded.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		parts, err := harness.PartFiles(xferPath(r.c, r.dest))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if len(parts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d .part files left behind the failed transfer 10 s after it failed, e.g. %s", len(parts), parts[0])
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // checkEnd checks the destination against the end state: a completed
 // file has the source's bytes, a file not completed has no file at its
 // final name; no .part file was renamed into place (final names are only
-// the expected ones). .part files left behind a failed transfer are
-// reported in the log.
+// the expected ones). A failed transfer's .part files are looked for by
+// failsWithReason, once the active has had time to remove them.
 func (r faultRun) checkEnd(t *testing.T, v transfer.View) {
 	t.Helper()
 	states := map[string]string{}

@@ -579,15 +579,8 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 	}
 	// The job has stopped; clean up what it left (removing a .part that is
 	// not there is no error), under the lease the cancel was recorded in.
-	ctx = endpoint.WithEpoch(ctx, lease.Epoch)
+	m.removeParts(endpoint.WithEpoch(ctx, lease.Epoch), id)
 	t, _ = m.state.Get(id)
-	for _, f := range t.Files {
-		if f.State == StateCancelled {
-			if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
-				m.log.Warn().Err(err).Str("transfer", id).Str("file", f.Destination).Msg("remove .part of a cancelled transfer")
-			}
-		}
-	}
 	m.log.Info().Str("transfer", id).Msg("transfer cancelled")
 	return t, nil
 }

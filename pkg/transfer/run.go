@@ -62,7 +62,11 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 			msg := fmt.Sprintf("recovery timeout (%v) expired: %s", timeout, reason)
 			if _, aerr := m.raft.Apply(KindFail, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: msg}, applyTimeout); aerr != nil {
 				log.Warn().Err(aerr).Msg("record failure")
+				return
 			}
+			// A failed file leaves no partial data behind, when the
+			// storage lets it be removed.
+			m.removeParts(ctx, id)
 			return
 		}
 		log.Warn().Err(err).Msg("transfer recovering: transient error, retrying")
@@ -84,6 +88,25 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// removeParts removes the .part files of an ended transfer's files that
+// did not complete (removing a .part that is not there is no error): what
+// a cancel or a failure leaves. A failure to remove one is logged; the
+// transfer has ended either way.
+func (m *Manager) removeParts(ctx context.Context, id string) {
+	t, ok := m.state.Get(id)
+	if !ok {
+		return
+	}
+	for _, f := range t.Files {
+		if f.State == StateCompleted {
+			continue
+		}
+		if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
+			m.log.Warn().Err(err).Str("transfer", id).Str("file", f.Destination).Msg("remove the .part of a file that did not complete")
+		}
 	}
 }
 
