@@ -131,16 +131,22 @@ func (p *fencedPart) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (e Fenced) Commit(ctx context.Context, path string, overwrite bool) error {
+// change makes one change to path, do, if the fence allows it now, and
+// records it in the audit trail as op once made.
+func (e Fenced) change(ctx context.Context, op, path string, do func() error) error {
 	epoch, checked, err := e.check(ctx)
 	if err != nil {
 		return err
 	}
-	err = e.Endpoint.Commit(ctx, path, overwrite)
+	err = do()
 	if err == nil {
-		e.record(audit.OpRename, epoch, checked, path, 0, 0)
+		e.record(op, epoch, checked, path, 0, 0)
 	}
 	return err
+}
+
+func (e Fenced) Commit(ctx context.Context, path string, overwrite bool) error {
+	return e.change(ctx, audit.OpRename, path, func() error { return e.Endpoint.Commit(ctx, path, overwrite) })
 }
 
 func (e Fenced) RenameAll(ctx context.Context, paths []string, overwrite bool) []error {
@@ -162,40 +168,16 @@ func (e Fenced) RenameAll(ctx context.Context, paths []string, overwrite bool) [
 }
 
 func (e Fenced) Remove(ctx context.Context, path string) error {
-	epoch, checked, err := e.check(ctx)
-	if err != nil {
-		return err
-	}
-	err = e.Endpoint.Remove(ctx, path)
-	if err == nil {
-		e.record(audit.OpRemove, epoch, checked, path, 0, 0)
-	}
-	return err
+	return e.change(ctx, audit.OpRemove, path, func() error { return e.Endpoint.Remove(ctx, path) })
 }
 
 func (e Fenced) RemoveSource(ctx context.Context, path string, was checkpoint.Source) error {
-	epoch, checked, err := e.check(ctx)
-	if err != nil {
-		return err
-	}
-	err = e.Endpoint.RemoveSource(ctx, path, was)
-	if err == nil {
-		e.record(audit.OpRemove, epoch, checked, path, 0, 0)
-	}
-	return err
+	return e.change(ctx, audit.OpRemove, path, func() error { return e.Endpoint.RemoveSource(ctx, path, was) })
 }
 
 // OpMkdir is the audit record of a directory made (MakeDir).
 const OpMkdir = "mkdir"
 
 func (e Fenced) MakeDir(ctx context.Context, path string) error {
-	epoch, checked, err := e.check(ctx)
-	if err != nil {
-		return err
-	}
-	err = e.Endpoint.MakeDir(ctx, path)
-	if err == nil {
-		e.record(OpMkdir, epoch, checked, path, 0, 0)
-	}
-	return err
+	return e.change(ctx, OpMkdir, path, func() error { return e.Endpoint.MakeDir(ctx, path) })
 }

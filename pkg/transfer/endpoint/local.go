@@ -524,10 +524,22 @@ func (l *Local) Exists(ctx context.Context, path string) (bool, error) {
 }
 
 func (l *Local) Remove(ctx context.Context, path string) error {
+	return l.inParent(ctx, "remove", path, func(dir int, name string) error {
+		if err := unlinkat(dir, name); err != nil && err != unix.ENOENT {
+			return &fs.PathError{Op: "remove", Path: path, Err: err}
+		}
+		return nil
+	})
+}
+
+// inParent runs f on the directory holding path (resolved beneath its
+// root) and path's last element, for a removal: a missing directory means
+// there is nothing to remove, and is no error.
+func (l *Local) inParent(ctx context.Context, op, path string, f func(dir int, name string) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r, rel, err := l.find("remove", path)
+	r, rel, err := l.find(op, path)
 	if err != nil {
 		return err
 	}
@@ -536,13 +548,10 @@ func (l *Local) Remove(ctx context.Context, path string) error {
 		return nil
 	}
 	if err != nil {
-		return pathErr("remove", path, err)
+		return pathErr(op, path, err)
 	}
 	defer done()
-	if err := unlinkat(dir, name); err != nil && err != unix.ENOENT {
-		return &fs.PathError{Op: "remove", Path: path, Err: err}
-	}
-	return nil
+	return f(dir, name)
 }
 
 // RemoveSource deletes the source at path if it is still the file that
@@ -556,44 +565,31 @@ func (l *Local) Remove(ctx context.Context, path string) error {
 // deletes whatever regular file is there, as those builds did. A missing
 // source is not an error: the deletion was done before.
 func (l *Local) RemoveSource(ctx context.Context, path string, was checkpoint.Source) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r, rel, err := l.find("remove source", path)
-	if err != nil {
-		return err
-	}
-	dir, name, done, err := r.parent(rel)
-	if err == unix.ENOENT {
+	return l.inParent(ctx, "remove source", path, func(dir int, name string) error {
+		fd, err := openatRetry(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == unix.ENOENT {
+			return nil
+		}
+		if err != nil {
+			return pathErr("remove source", path, err)
+		}
+		f := fileOf(fd, path)
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return &fs.PathError{Op: "remove source", Path: path, Err: err}
+		}
+		if err := regular(path, fi); err != nil {
+			return err
+		}
+		if now := checkpoint.Identify(fi); was != (checkpoint.Source{}) && !was.Same(now) {
+			return fmt.Errorf("remove source %s: not deleted, it is another file now (was %s, now %s): %w", path, was, now, checkpoint.ErrSourceChanged)
+		}
+		if err := unlinkat(dir, name); err != nil && err != unix.ENOENT {
+			return &fs.PathError{Op: "remove source", Path: path, Err: err}
+		}
 		return nil
-	}
-	if err != nil {
-		return pathErr("remove source", path, err)
-	}
-	defer done()
-	fd, err := openatRetry(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err == unix.ENOENT {
-		return nil
-	}
-	if err != nil {
-		return pathErr("remove source", path, err)
-	}
-	f := fileOf(fd, path)
-	fi, err := f.Stat()
-	f.Close()
-	if err != nil {
-		return &fs.PathError{Op: "remove source", Path: path, Err: err}
-	}
-	if err := regular(path, fi); err != nil {
-		return err
-	}
-	if now := checkpoint.Identify(fi); was != (checkpoint.Source{}) && !was.Same(now) {
-		return fmt.Errorf("remove source %s: not deleted, it is another file now (was %s, now %s): %w", path, was, now, checkpoint.ErrSourceChanged)
-	}
-	if err := unlinkat(dir, name); err != nil && err != unix.ENOENT {
-		return &fs.PathError{Op: "remove source", Path: path, Err: err}
-	}
-	return nil
+	})
 }
 
 func unlinkat(dir int, name string) error {
