@@ -123,7 +123,7 @@ func transferCreate(c *cli.Context) error {
 		return nil
 	}
 	if !c.Bool(command.FlagJSON) {
-		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, files(len(v.Files)), sizeText(v.Bytes))
+		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, command.Count(len(v.Files), "file"), command.Size(v.Bytes))
 	}
 	return follow(c, cl, v.ID)
 }
@@ -172,9 +172,9 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, files(len(v.Files)), sizeText(v.Bytes))
+		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, command.Count(len(v.Files), "file"), command.Size(v.Bytes))
 		if v.Failovers > 0 {
-			fmt.Printf(", %d failovers, %s resent", v.Failovers, sizeText(v.BytesResent))
+			fmt.Printf(", %s, %s resent", command.Count(v.Failovers, "failover"), command.Size(v.BytesResent))
 		}
 		fmt.Println()
 	}
@@ -233,8 +233,8 @@ func transferList(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), sizeText(v.Bytes),
-			percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), v.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), command.Size(v.Bytes),
+			command.Percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), v.Reason)
 	}
 	return tw.Flush()
 }
@@ -244,8 +244,8 @@ func printTransfer(w io.Writer, v transfer.View) {
 	if v.Reason != "" {
 		fmt.Fprintf(w, "Reason:    %s\n", v.Reason)
 	}
-	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", sizeText(v.BytesDone), sizeText(v.Bytes), percent(v.BytesDone, v.Bytes))
-	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, sizeText(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", command.Size(v.BytesDone), command.Size(v.Bytes), command.Percent(v.BytesDone, v.Bytes))
+	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, command.Size(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))
 	if v.Ended != nil {
 		fmt.Fprintf(w, "Ended:     %s\n", v.Ended.Local().Format(time.DateTime))
 	}
@@ -257,39 +257,12 @@ func printTransfer(w io.Writer, v transfer.View) {
 		if len(sum) > 16 {
 			sum = sum[:16] + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Source, f.Destination, sizeText(f.Bytes), f.State, sum, f.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Source, f.Destination, command.Size(f.Bytes), f.State, sum, f.Reason)
 	}
 	_ = tw.Flush()
 }
 
-func files(n int) string {
-	if n == 1 {
-		return "1 file"
-	}
-	return fmt.Sprintf("%d files", n)
-}
-
 func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
-
-func percent(done, total int64) string {
-	if total <= 0 {
-		return "100%"
-	}
-	return fmt.Sprintf("%.0f%%", 100*float64(done)/float64(total))
-}
-
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 // progressBar draws one updating line: bar, bytes, rate, ETA, current file.
 type progressBar struct {
@@ -326,8 +299,8 @@ func (b *progressBar) update(v transfer.View) {
 	if b.rate > 0 && v.Bytes > v.BytesDone {
 		eta = time.Duration(float64(v.Bytes-v.BytesDone) / b.rate * float64(time.Second)).Round(time.Second).String()
 	}
-	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, sizeText(v.BytesDone), sizeText(v.Bytes),
-		sizeText(int64(b.rate)), eta, v.State, v.CurrentFile)
+	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, command.Size(v.BytesDone), command.Size(v.Bytes),
+		command.Size(int64(b.rate)), eta, v.State, v.CurrentFile)
 	fmt.Fprintf(b.w, "\r\033[K%s", line)
 }
 

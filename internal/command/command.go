@@ -28,6 +28,9 @@ const (
 	// ExitQuorumLost: `ftagent start` with quorumLossAction=exit had no
 	// leader for longer than quorumLossTimeout; a supervisor restarts it.
 	ExitQuorumLost = 3
+	// ExitNoActive: `ftagent show` found no instance holding the lease (an
+	// election, or too few instances for a majority).
+	ExitNoActive = 3
 )
 
 // Flag names.

@@ -106,8 +106,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %d instances; %s is active (lease epoch %d)\n\n",
-		cfg.AgentName, len(children), view.Active, view.Epoch)
+	fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %s; %s is active (lease epoch %d)\n\n",
+		cfg.AgentName, instancesText(len(children)), view.Active, view.Epoch)
 	fmt.Fprintf(opts.Out, "  properties:  %s\n", props)
 	fmt.Fprintf(opts.Out, "  logs:        %s\n\n", filepath.Join(dir, "<instance>.log"))
 	fmt.Fprintf(opts.Out, "Try, in another terminal:\n\n")
@@ -148,6 +148,13 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
+func instancesText(n int) string {
+	if n == 1 {
+		return "1 instance"
+	}
+	return fmt.Sprintf("%d instances", n)
+}
+
 func exitText(err error) string {
 	if err == nil {
 		return "exit status 0"
@@ -164,7 +171,7 @@ func writeProperties(path, agentName string, n int) error {
 		}
 		entries = append(entries, fmt.Sprintf("ha%d@127.0.0.1:%d", i, port))
 	}
-	body := fmt.Sprintf(`# Written by ftagent dev: a local agent of %d instances on loopback ports.
+	body := fmt.Sprintf(`# Written by ftagent dev: a local agent of %s on loopback ports.
 # Every key is described in agent.properties.example.
 agentName=%s
 instances=%s
@@ -172,7 +179,7 @@ dataDirectory=data
 # Shorter than the defaults (300 and 600 seconds), so that discards show quickly.
 standbyStatusPublishInterval=5
 standbyStatusDiscardTime=15
-`, n, agentName, strings.Join(entries, ","))
+`, instancesText(n), agentName, strings.Join(entries, ","))
 	if err := os.WriteFile(path, []byte(body), 0o640); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

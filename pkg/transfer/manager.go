@@ -73,7 +73,10 @@ type Manager struct {
 	mu       sync.Mutex
 	lease    *ha.Lease // set while active
 	draining bool
-	jobs     map[string]*job
+	// drainSkips holds the transfers seen recovering during a drain: it
+	// does not wait for them.
+	drainSkips map[string]bool
+	jobs       map[string]*job
 	// noCleanup holds ended transfers whose sources could not be deleted
 	// for good (e.g. permission denied): not retried by this active.
 	noCleanup map[string]bool
@@ -128,7 +131,7 @@ func (m *Manager) poke() {
 // over); it returns once every copy has stopped.
 func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 	m.mu.Lock()
-	m.lease, m.draining = &lease, false
+	m.lease, m.draining, m.drainSkips = &lease, false, nil
 	m.mu.Unlock()
 	m.log.Info().Uint64("epoch", lease.Epoch).Msg("resuming transfers")
 	tick := time.NewTicker(time.Second)
@@ -224,13 +227,16 @@ func (m *Manager) skipCleanup(id string) bool {
 }
 
 // Drain stops taking new transfers and waits until the running ones have
-// ended (a normal stop). Queued transfers stay queued for the next active.
+// ended (a normal stop), or ctx ends. Queued transfers stay queued for the
+// next active. A transfer that is recovering, or goes to recovering during
+// the drain, is not waited for: its error may last for ever
+// (recoveryTimeout -1), and the next active retries it just as well.
 func (m *Manager) Drain(ctx context.Context) error {
 	m.mu.Lock()
 	m.draining = true
 	m.mu.Unlock()
 	for {
-		if m.state.busy() == 0 {
+		if len(m.drainWaitsFor()) == 0 {
 			return nil
 		}
 		select {
@@ -239,6 +245,47 @@ func (m *Manager) Drain(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// drainWaitsFor lists the ids of the transfers a drain waits for: those
+// running that have not been recovering since the drain began.
+func (m *Manager) drainWaitsFor() []string {
+	var ids []string
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.state.pending() {
+		switch t.State {
+		case StateRecovering:
+			if m.drainSkips == nil {
+				m.drainSkips = map[string]bool{}
+			}
+			m.drainSkips[t.ID] = true
+		case StateRunning:
+			if !m.drainSkips[t.ID] {
+				ids = append(ids, t.ID)
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Draining returns, without their files, the views of the transfers a
+// drain waits for, with live progress; nil when no drain runs.
+func (m *Manager) Draining(root string) []View {
+	m.mu.Lock()
+	draining := m.draining && m.lease != nil
+	m.mu.Unlock()
+	if !draining {
+		return nil
+	}
+	out := []View{}
+	for _, id := range m.drainWaitsFor() {
+		if v, ok := m.View(id, root, false); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (m *Manager) activeLease() (ha.Lease, error) {
