@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -36,7 +38,7 @@ func transferCommand() *cli.Command {
 					&cli.BoolFlag{Name: "delete-source", Usage: "delete each source file once its transfer has completed"},
 					&cli.IntFlag{Name: "priority", Value: 0, Usage: "0-9, higher first"},
 					&cli.StringFlag{Name: "recovery-timeout", Usage: "how long to retry after transient errors: -1 forever, 0 fail at once, seconds or a duration (default: transferRecoveryTimeout)"},
-					&cli.StringFlag{Name: "bwlimit", Usage: "bandwidth limit of this transfer, e.g. 512K, 64M, 1G (per second)"},
+					&cli.StringFlag{Name: "bwlimit", Usage: "bandwidth limit of this transfer in bytes per second, e.g. 512K, 64M, 1G; at least 1K; 0 means unlimited (the default)"},
 					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the transfer to its end; exit 0 only if it completed"},
 				}, command.ClientFlags()...),
 				Action: transferCreate,
@@ -101,6 +103,9 @@ func transferCreate(c *cli.Context) error {
 		if err != nil {
 			return command.Usagef("--bwlimit: %v", err)
 		}
+		if n > 0 && n < transfer.MinBandwidthLimit {
+			return command.Usagef("--bwlimit %s: below the least limit, 1K (1024 bytes per second); 0 means unlimited", s)
+		}
 		req.BandwidthLimit = n
 	}
 	cl, _, err := command.Client(c)
@@ -141,18 +146,26 @@ func transferWait(c *cli.Context) error {
 }
 
 // follow waits for a transfer's end with a progress bar on a terminal.
+// Ctrl-C (or SIGTERM) stops following, not the transfer: it says so, how to
+// follow or cancel it, and exits 130.
 func follow(c *cli.Context, cl *client.Client, id string) error {
+	ctx, stopSignals := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
 	var bar *progressBar
 	if !c.Bool(command.FlagJSON) && isatty.IsTerminal(os.Stderr.Fd()) {
 		bar = newProgressBar(os.Stderr)
 	}
-	body, err := agent.WaitTransfer(c.Context, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
+	body, err := agent.WaitTransfer(ctx, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
 		if bar != nil {
 			bar.update(v)
 		}
 	})
 	if bar != nil {
 		bar.done()
+	}
+	if err != nil && ctx.Err() != nil && c.Context.Err() == nil {
+		return cli.Exit(fmt.Sprintf("stopped following transfer %s, which runs on in the agent; follow it with: ftagent transfer wait %s; cancel it with: ftagent transfer cancel %s",
+			id, id, id), command.ExitInterrupted)
 	}
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,6 +65,14 @@ type Instance struct {
 	stopSince    time.Time
 	hurryAsked   bool
 	serveDone    chan error
+	pidFile      string
+}
+
+// PIDFile is where the process running instance name writes its PID while
+// it runs: <dataDirectory>/<name>/ftagent.pid, removed when it stops
+// cleanly (a crash leaves it; the next start overwrites it).
+func PIDFile(cfg *config.Config, name string) string {
+	return filepath.Join(cfg.InstanceDataDir(name), "ftagent.pid")
 }
 
 // Start opens the listener and the data directory and starts the raft node.
@@ -174,6 +184,15 @@ func Start(opts Options) (*Instance, error) {
 	}
 	in.node = node
 	in.trail = trail
+	// The raft stores are open, so this process owns the data directory:
+	// say which process it is, for scripts (`kill $(cat …/ftagent.pid)`).
+	in.pidFile = PIDFile(cfg, self.Name)
+	if err := os.WriteFile(in.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o640); err != nil {
+		_ = node.Shutdown()
+		mux.Close()
+		_ = trail.Close()
+		return nil, &config.Error{File: cfg.Path, Key: config.KeyDataDirectory, Msg: fmt.Sprintf("write the PID file: %v", err)}
+	}
 	in.transfers = mgr
 	in.srv = &http.Server{
 		Handler:           in.handler(),
@@ -365,5 +384,8 @@ func (in *Instance) shutdown() {
 	}
 	_ = in.mux.Close()
 	_ = in.trail.Close()
+	if err := os.Remove(in.pidFile); err != nil {
+		in.log.Warn().Err(err).Msg("remove the PID file")
+	}
 	in.log.Info().Str("status", "STOPPED").Msg("instance stopped")
 }

@@ -65,6 +65,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// One dev per directory: a second one would find the ports taken and
+	// describe the first one's agent as its own.
+	lock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	props := filepath.Join(dir, "agent.properties")
 	if _, err := os.Stat(props); errors.Is(err, os.ErrNotExist) {
 		if err := writeProperties(props, opts.AgentName, opts.Instances); err != nil {
@@ -77,6 +84,16 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if err := writeSample(filepath.Join(cfg.TransferRoot, "in", "sample.bin")); err != nil {
 		return err
+	}
+	// An instance of this agent may still run without a dev (one started
+	// by hand, or left by a dev that was killed): its port is taken.
+	for _, inst := range cfg.Instances {
+		l, err := net.Listen("tcp", inst.Address)
+		if err != nil {
+			return fmt.Errorf("%s: instance %s's address %s is in use (is an instance of this agent still running? %s)",
+				dir, inst.Name, inst.Address, pidHint(cfg, inst.Name))
+		}
+		l.Close()
 	}
 	exe := opts.Executable
 	if exe == "" {
@@ -282,6 +299,15 @@ func stopChild(c *child) {
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}
+}
+
+// pidHint says how to find the process of an instance that may still run.
+func pidHint(cfg *config.Config, name string) string {
+	pidFile := agent.PIDFile(cfg, name)
+	if b, err := os.ReadFile(pidFile); err == nil {
+		return fmt.Sprintf("%s says PID %s", pidFile, strings.TrimSpace(string(b)))
+	}
+	return "see fuser " + filepath.Join(cfg.InstanceDataDir(name), "raft.db")
 }
 
 // writeSample leaves a file to try transfers with, unless one is there.

@@ -383,6 +383,11 @@ func (m *Manager) applyNewest(epoch uint64, newKind string, compact func() (any,
 	return kind, res, err
 }
 
+// MinBandwidthLimit is the least bandwidth limit a transfer may ask for, in
+// bytes per second: below it even a small file takes days (16 MiB at 1
+// byte/s: 194 days), which is a typo rather than a wish.
+const MinBandwidthLimit = 1024
+
 // normalize checks a request's options and fills in their defaults, so
 // that a request and its retry compare equal however they were written.
 func normalize(req Request) (Request, error) {
@@ -412,6 +417,9 @@ func normalize(req Request) (Request, error) {
 	}
 	if req.BandwidthLimit < 0 {
 		return req, bad("bandwidth limit must not be negative")
+	}
+	if req.BandwidthLimit > 0 && req.BandwidthLimit < MinBandwidthLimit {
+		return req, bad("bandwidth limit %d bytes/s is below the least, 1K (1024 bytes/s); 0 means unlimited", req.BandwidthLimit)
 	}
 	return req, nil
 }
@@ -477,7 +485,41 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 		}
 		t.Files = append(t.Files, File{Source: f.src.Path, Destination: target, Bytes: f.src.Size})
 	}
+	if req.Overwrite == OverwriteError {
+		if err := m.checkNoDestination(t.Files); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// checkNoDestination refuses a request, before it is accepted, whose
+// destination file is already there while the request may not overwrite:
+// the copy would fail it anyway, after the user was told it was accepted.
+// (The copy checks again: something may appear meanwhile.) A destination
+// directory that does not exist is looked at once for all its files.
+func (m *Manager) checkNoDestination(files []File) error {
+	dirExists := map[string]bool{}
+	for _, f := range files {
+		dir := filepath.Dir(f.Destination)
+		exists, seen := dirExists[dir]
+		if !seen {
+			_, err := m.ep.Stat(context.Background(), dir)
+			exists = err == nil
+			dirExists[dir] = exists
+		}
+		if !exists {
+			continue
+		}
+		if _, err := m.ep.Stat(context.Background(), f.Destination); err == nil {
+			shown := f.Destination
+			if rel, err := filepath.Rel(m.sb.Root(), shown); err == nil && !strings.HasPrefix(rel, "..") {
+				shown = filepath.ToSlash(rel)
+			}
+			return &RequestError{Reason: fmt.Sprintf("destination exists: %s (use --overwrite to replace it)", shown)}
+		}
+	}
+	return nil
 }
 
 func hasWildcard(p string) bool { return strings.ContainsAny(filepath.Base(p), "*?[") }
