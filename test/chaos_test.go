@@ -171,8 +171,8 @@ func TestChaos(t *testing.T) {
 		kindList = append(kindList, k+"×"+strconv.Itoa(n))
 	}
 	sort.Strings(kindList)
-	t.Logf("chaos: seed %d; %d faults in %v (%s); %d transfers accepted (%d completed, %d failed as expected, %d submissions unanswered); %d files, %d bytes delivered; %d failovers, %d bytes resent; %d leases, %d storage changes audited; %d violations",
-		seed, faults, faultTime.Round(time.Second), strings.Join(kindList, ", "), o.Transfers, o.Completed, o.Failed, o.Unsettled,
+	t.Logf("chaos: seed %d; %d faults in %v (%s); %d transfers accepted (%d completed, %d failed as expected, %d refused as expected, %d submissions unanswered); %d files, %d bytes delivered; %d failovers, %d bytes resent; %d leases, %d storage changes audited; %d violations",
+		seed, faults, faultTime.Round(time.Second), strings.Join(kindList, ", "), o.Transfers, o.Completed, o.Failed, o.Refused, o.Unsettled,
 		o.Files, o.Bytes, o.Failovers, o.Resent, o.Leases, o.Writes, len(o.Violations))
 	for _, v := range o.Violations {
 		t.Error(v)

@@ -468,15 +468,15 @@ func TestTransferDeleteSourceOnlyAfterSuccess(t *testing.T) {
 		t.Errorf("destination %s after the source was deleted, want %s", got, sum)
 	}
 
-	// A file that fails (its destination exists) keeps its source.
+	// A file that fails keeps its source: its destination appears after the
+	// request was accepted (one there before is refused at submission),
+	// while the copy, held to 1 MiB/s, takes about a second.
 	srcSum := xferRandomFile(t, c, "in/e.bin", xferMiB, 9)
+	id := xferCreate(t, c, "--delete-source", "--bwlimit", "1M", "in/e.bin", "out/e.bin")
 	destSum := xferRandomFile(t, c, "out/e.bin", 10<<10, 10)
-	v, r, err = c.CreateTransfer(ctx, "--wait", "--delete-source", "in/e.bin", "out/e.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Exit == 0 || v.State != transfer.StateFailed || !strings.Contains(v.Reason, "destination exists") {
-		t.Errorf("--delete-source onto an existing file: exit %d, %s; want failed with \"destination exists\"", r.Exit, harness.ViewText(v))
+	v = xferEnded(t, c, 30*time.Second, id)
+	if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "destination exists") {
+		t.Errorf("--delete-source onto a file that appeared: %s; want failed with \"destination exists\"", harness.ViewText(v))
 	}
 	if got := xferSum(t, xferPath(c, "in/e.bin")); got != srcSum {
 		t.Errorf("source of the failed transfer: %s, want it kept as %s", got, srcSum)
