@@ -304,10 +304,8 @@ func (in *Instance) stop(ctx context.Context, req StopRequest) (StopResult, erro
 	}
 	// A stop, once asked for, completes even if the asker goes away.
 	ctx = context.WithoutCancel(ctx)
-	var quorum ha.StopQuorum
 	if !req.Force {
-		quorum = in.node.CheckStopQuorum(ctx)
-		if !quorum.Kept() {
+		if quorum := in.node.CheckStopQuorum(ctx); !quorum.Kept() {
 			if req.Immediate {
 				in.hurryMu.Lock()
 				in.hurryAsked = false
