@@ -239,7 +239,8 @@ func (in *Instance) Run(ctx context.Context) error {
 
 // RunUntilSignalled is Run for a process: the first of sigs stops the
 // instance normally (an active lets its transfers finish, for at most
-// drainTimeout), and any later one hurries that stop, as ftstop -i does.
+// drainTimeout), and any later one hurries that stop, as ftstop -i does. A
+// signal that comes while a stop asked by ftstop waits hurries it too.
 func (in *Instance) RunUntilSignalled(sigs <-chan os.Signal) error {
 	ctx, signalled := context.WithCancel(context.Background())
 	defer signalled()
@@ -247,7 +248,14 @@ func (in *Instance) RunUntilSignalled(sigs <-chan os.Signal) error {
 	defer close(done)
 	go func() {
 		select {
-		case <-sigs:
+		case s := <-sigs:
+			in.hurryMu.Lock()
+			underWay := in.stopUnderWay
+			in.hurryMu.Unlock()
+			if underWay {
+				in.log.Info().Str("signal", s.String()).Msg("signal received while a stop waits: handing the lease over at once")
+				in.node.Hurry()
+			}
 			signalled()
 		case <-done:
 			return
