@@ -328,3 +328,22 @@ func TestStopReportsOnlyALeaseThatHolds(t *testing.T) {
 		t.Fatalf("%s right after ftstop: %+v %v; want ACTIVE holding epoch %d", newActive, st, err, epoch)
 	}
 }
+
+// A SIGTERM to an active whose normal ftstop waits hurries that stop: the
+// instance hands over and ftstop reports it.
+func TestStopWaitingForATransferIsHurriedBySignal(t *testing.T) {
+	c, active := xferCluster(t)
+	id := slowTransfer(t, c)
+	normal := startCommand(t, c.Bin.Ftstop, "--config", c.Props)
+	waitStopping(t, c, active)
+	if err := c.Signal(active, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := normal.end(t, 20*time.Second, "ftstop after a SIGTERM to the instance"); code != 0 {
+		t.Fatalf("ftstop: exit %d, stdout %q stderr %q", code, normal.stdout.String(), normal.stderr.String())
+	}
+	if err := c.Proc(active).Err(); err != nil {
+		t.Errorf("%s exited with %v", active, err)
+	}
+	resumedElsewhere(t, c, id)
+}
