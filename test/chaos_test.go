@@ -246,8 +246,8 @@ func runChaos(t *testing.T, run chaosRun) {
 		drawn = append(drawn, k+"×"+strconv.Itoa(n))
 	}
 	sort.Strings(drawn)
-	t.Logf("chaos: seed %d; %d faults in %v (%s); %d transfers accepted (%d completed, %d failed as expected, %d submissions unanswered); %d files, %d bytes delivered; %d failovers, %d bytes resent; %d leases, %d storage changes audited; %d violations",
-		seed, faults, faultTime.Round(time.Second), strings.Join(drawn, ", "), o.Transfers, o.Completed, o.Failed, o.Unsettled,
+	t.Logf("chaos: seed %d; %d faults in %v (%s); %d transfers accepted (%d completed, %d failed as expected, %d refused as expected, %d submissions unanswered); %d files, %d bytes delivered; %d failovers, %d bytes resent; %d leases, %d storage changes audited; %d violations",
+		seed, faults, faultTime.Round(time.Second), strings.Join(drawn, ", "), o.Transfers, o.Completed, o.Failed, o.Refused, o.Unsettled,
 		o.Files, o.Bytes, o.Failovers, o.Resent, o.Leases, o.Writes, len(o.Violations))
 	if o.LostRenames > 0 {
 		t.Logf("%d delivered files have no rename record: each was renamed by an active killed -9 before it wrote the record (excused)", o.LostRenames)

@@ -256,14 +256,26 @@ func TestFtstopNormalStandbyAndJSON(t *testing.T) {
 		t.Fatalf("stopping standby %s moved the lease: %+v", standby, v2)
 	}
 
-	// A normal stop of the active hands the lease to the remaining standby.
+	// Stopping the active now would leave one of three voters: refused.
+	r, err = c.Ftstop(context.Background())
+	if err != nil || r.Exit != 1 || !strings.Contains(r.Stderr, "refused") {
+		t.Fatalf("ftstop with one standby left: exit %d %v %s; want it refused", r.Exit, err, r.Stderr)
+	}
+	// With the standby back, a normal stop of the active hands the lease
+	// to a standby.
+	if _, err := c.Start(standby); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, 20*time.Second, standby+" back as a standby", activeWithStandbys(2))
 	r, err = c.Ftstop(context.Background())
 	if err != nil || r.Exit != 0 {
 		t.Fatalf("ftstop: exit %d %v %s", r.Exit, err, r.Stderr)
 	}
-	remaining := others(c.Names, standby, v.Active)[0]
-	if !strings.Contains(r.Stdout, remaining+" is now active") {
-		t.Fatalf("ftstop output %q; want %s to be active", r.Stdout, remaining)
+	v3 := wait(t, c, 10*time.Second, "a new active", func(x ha.AgentView) bool {
+		return x.Status == ha.StatusActive && x.Active != v.Active
+	})
+	if !strings.Contains(r.Stdout, v3.Active+" is now active") {
+		t.Fatalf("ftstop output %q; want %s to be active", r.Stdout, v3.Active)
 	}
 }
 
@@ -363,9 +375,14 @@ func TestLastDataInstanceStopSaysSo(t *testing.T) {
 	if r, err := c.Ftstop(context.Background(), "--instance", standby); err != nil || r.Exit != 0 {
 		t.Fatalf("ftstop --instance %s: exit %d %v %s", standby, r.Exit, err, r.Stderr)
 	}
+	// Only the witness would be left of three voters: refused, unless forced.
 	r, err := c.Ftstop(context.Background(), "-i")
+	if err != nil || r.Exit != 1 || !strings.Contains(r.Stderr, "leave 1 of the 3 voting instances running") {
+		t.Fatalf("ftstop -i of the last data instance: exit %d %v %s; want it refused", r.Exit, err, r.Stderr)
+	}
+	r, err = c.Ftstop(context.Background(), "-i", "--force")
 	if err != nil || r.Exit != 0 {
-		t.Fatalf("ftstop -i of the last data instance: exit %d %v %s", r.Exit, err, r.Stderr)
+		t.Fatalf("ftstop -i --force of the last data instance: exit %d %v %s", r.Exit, err, r.Stderr)
 	}
 	if !strings.Contains(r.Stdout, "last data instance") {
 		t.Fatalf("ftstop output %q does not say it stopped the last data instance", r.Stdout)

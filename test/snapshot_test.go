@@ -78,7 +78,9 @@ func TestRestartFromSnapshotKeepsTransfers(t *testing.T) {
 		return slices.Contains(v.Standbys, restarted)
 	})
 	// Make the restarted instance the active: stop the others' active, then
-	// if needed the next one, until it holds the lease.
+	// if needed the next one, until it holds the lease. Each stopped
+	// instance starts again before the next stop, or the next one would
+	// leave too few for a majority (and be refused).
 	for i := 0; i < 2; i++ {
 		v, _, err := c.Show(context.Background())
 		if err != nil {
@@ -90,6 +92,11 @@ func TestRestartFromSnapshotKeepsTransfers(t *testing.T) {
 		if r, err := c.Ftstop(context.Background(), "-i"); err != nil || r.Exit != 0 {
 			t.Fatalf("ftstop -i: %v %s", err, r.Stderr)
 		}
+		<-c.Proc(v.Active).Done()
+		if _, err := c.Start(v.Active); err != nil {
+			t.Fatal(err)
+		}
+		wait(t, c, 20*time.Second, v.Active+" back as a standby", activeWithStandbys(2))
 	}
 	v = wait(t, c, 20*time.Second, restarted+" active", func(v ha.AgentView) bool {
 		return v.Status == ha.StatusActive && v.Active == restarted

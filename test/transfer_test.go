@@ -412,22 +412,27 @@ func TestTransferOverwritePolicies(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	v, r, err := c.CreateTransfer(ctx, "--wait", "in/a.bin", "out/a.bin")
-	if err != nil {
-		t.Fatal(err)
+	// The default policy refuses the request before accepting it, with
+	// or without --wait.
+	for _, args := range [][]string{{"--wait", "in/a.bin", "out/a.bin"}, {"in/a.bin", "out/a.bin"}} {
+		v, r, err := c.CreateTransfer(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+		if r.Exit != 1 || v.ID != "" || len(lines) != 1 || lines[0] != "ftagent: destination exists: out/a.bin (use --overwrite to replace it)" {
+			t.Errorf("create %v onto an existing file: exit %d, view %s, stderr %q; want it refused in one line", args, r.Exit, harness.ViewText(v), r.Stderr)
+		}
 	}
-	if r.Exit == 0 || v.State != transfer.StateFailed || !strings.Contains(v.Reason, "destination exists") {
-		t.Errorf("default policy onto an existing file: exit %d, %s; want failed with \"destination exists\"", r.Exit, harness.ViewText(v))
-	}
-	if !strings.Contains(r.Stderr, "destination exists") {
-		t.Errorf("create --wait stderr %q does not give the reason", r.Stderr)
+	if r, err := c.Transfer(ctx, "list", "--json"); err != nil || strings.TrimSpace(r.Stdout) != "[]" {
+		t.Errorf("transfers after refused requests: %v %q, want none", err, r.Stdout)
 	}
 	if got := xferSum(t, xferPath(c, "out/a.bin")); got != old {
 		t.Errorf("destination changed by the failed transfer: %s, want %s", got, old)
 	}
 	xferNoParts(t, c)
 
-	v, r, err = c.CreateTransfer(ctx, "--wait", "--overwrite", "in/a.bin", "out/a.bin")
+	v, r, err := c.CreateTransfer(ctx, "--wait", "--overwrite", "in/a.bin", "out/a.bin")
 	if err != nil || r.Exit != 0 {
 		t.Fatalf("--overwrite: exit %d %v %s", r.Exit, err, r.Stderr)
 	}
@@ -463,15 +468,15 @@ func TestTransferDeleteSourceOnlyAfterSuccess(t *testing.T) {
 		t.Errorf("destination %s after the source was deleted, want %s", got, sum)
 	}
 
-	// A file that fails (its destination exists) keeps its source.
+	// A file that fails keeps its source: its destination appears after the
+	// request was accepted (one there before is refused at submission),
+	// while the copy, held to 1 MiB/s, takes about a second.
 	srcSum := xferRandomFile(t, c, "in/e.bin", xferMiB, 9)
+	id := xferCreate(t, c, "--delete-source", "--bwlimit", "1M", "in/e.bin", "out/e.bin")
 	destSum := xferRandomFile(t, c, "out/e.bin", 10<<10, 10)
-	v, r, err = c.CreateTransfer(ctx, "--wait", "--delete-source", "in/e.bin", "out/e.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Exit == 0 || v.State != transfer.StateFailed || !strings.Contains(v.Reason, "destination exists") {
-		t.Errorf("--delete-source onto an existing file: exit %d, %s; want failed with \"destination exists\"", r.Exit, harness.ViewText(v))
+	v = xferEnded(t, c, 30*time.Second, id)
+	if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "destination exists") {
+		t.Errorf("--delete-source onto a file that appeared: %s; want failed with \"destination exists\"", harness.ViewText(v))
 	}
 	if got := xferSum(t, xferPath(c, "in/e.bin")); got != srcSum {
 		t.Errorf("source of the failed transfer: %s, want it kept as %s", got, srcSum)
@@ -526,8 +531,8 @@ func TestTransferSourceChangedDuringFailoverFails(t *testing.T) {
 	xferNoParts(t, c)
 }
 
-// A path out of the sandbox is refused at submission, with the reason on one
-// line; nothing is created.
+// A path out of the sandbox (here transferRoot) is refused at submission,
+// with the agent's reason alone on one line; nothing is created.
 func TestTransferPathEscapeRefused(t *testing.T) {
 	c, _ := xferCluster(t)
 	xferRandomFile(t, c, "in/ok.bin", 1000, 12)
@@ -540,11 +545,11 @@ func TestTransferPathEscapeRefused(t *testing.T) {
 		args   []string
 		reason string
 	}{
-		{"dot-dot source", []string{"../../etc/passwd", "out/"}, "outside the sandbox"},
-		{"dot-dot to /etc/passwd", []string{deep, "out/"}, "outside the sandbox"},
-		{"absolute source", []string{"/etc/passwd", "out/"}, "outside the sandbox"},
-		{"link out of the sandbox", []string{"in/etc/passwd", "out/"}, "outside the sandbox"},
-		{"dot-dot destination", []string{"in/ok.bin", "../../escaped/"}, "outside the sandbox"},
+		{"dot-dot source", []string{"../../etc/passwd", "out/"}, "outside transferRoot"},
+		{"dot-dot to /etc/passwd", []string{deep, "out/"}, "outside transferRoot"},
+		{"absolute source", []string{"/etc/passwd", "out/"}, "outside transferRoot"},
+		{"link out of the sandbox", []string{"in/etc/passwd", "out/"}, "outside transferRoot"},
+		{"dot-dot destination", []string{"in/ok.bin", "../../escaped/"}, "outside transferRoot"},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -555,7 +560,9 @@ func TestTransferPathEscapeRefused(t *testing.T) {
 		}
 		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
 		t.Logf("%s: exit %d: %s", tc.name, r.Exit, strings.TrimSpace(r.Stderr))
-		if r.Exit == 0 || len(lines) != 1 || !strings.Contains(lines[0], tc.reason) {
+		// The agent's reason alone: no instance address, no HTTP status.
+		if r.Exit == 0 || len(lines) != 1 || !strings.Contains(lines[0], tc.reason) ||
+			strings.Contains(lines[0], "127.0.0.1") || strings.Contains(lines[0], "Bad Request") {
 			t.Errorf("%s: create %v: exit %d, stdout %q, stderr %q; want non-zero and one line saying %q",
 				tc.name, tc.args, r.Exit, r.Stdout, r.Stderr, tc.reason)
 		}

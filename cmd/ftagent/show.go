@@ -19,7 +19,12 @@ func showCommand() *cli.Command {
 		Name:      "show",
 		Usage:     "show the agent: its status, the active instance and epoch, and every instance",
 		UsageText: "ftagent show [--config FILE | -x HOST:PORT,...] [--json]",
-		Flags:     command.ClientFlags(),
+		Description: "Exit status, for scripts and monitoring:\n" +
+			"   0  an instance holds the lease (status ACTIVE, or STOPPING while it hands over)\n" +
+			"   3  no instance holds the lease: an election, or too few instances for a majority (Active: none)\n" +
+			"   1  no instance answered, or another error\n" +
+			"   2  bad usage or configuration",
+		Flags: command.ClientFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return command.Usagef("show takes no arguments (got %q)", c.Args().First())
@@ -40,7 +45,13 @@ func showCommand() *cli.Command {
 			} else {
 				printView(v)
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			if v.Active == "" {
+				return cli.Exit(fmt.Sprintf("the agent %s has no active instance (status %s)", v.Agent, v.Status), command.ExitNoActive)
+			}
+			return nil
 		},
 	}
 }

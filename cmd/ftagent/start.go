@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/signal"
@@ -68,9 +67,12 @@ func startCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			err = in.Run(ctx)
+			// The first signal stops the instance normally, a second one
+			// hurries that stop (see agent.RunUntilSignalled).
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			err = in.RunUntilSignalled(sigs)
 			if errors.Is(err, agent.ErrQuorumLost) {
 				// The instance logged why; no second line on stderr.
 				return cli.Exit("", command.ExitQuorumLost)

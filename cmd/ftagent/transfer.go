@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -36,7 +38,7 @@ func transferCommand() *cli.Command {
 					&cli.BoolFlag{Name: "delete-source", Usage: "delete each source file once its transfer has completed"},
 					&cli.IntFlag{Name: "priority", Value: 0, Usage: "0-9, higher first"},
 					&cli.StringFlag{Name: "recovery-timeout", Usage: "how long to retry after transient errors: -1 forever, 0 fail at once, seconds or a duration (default: transferRecoveryTimeout)"},
-					&cli.StringFlag{Name: "bwlimit", Usage: "bandwidth limit of this transfer, e.g. 512K, 64M, 1G (per second)"},
+					&cli.StringFlag{Name: "bwlimit", Usage: "bandwidth limit of this transfer in bytes per second, e.g. 512K, 64M, 1G; at least 1K; 0 means unlimited (the default)"},
 					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the transfer to its end; exit 0 only if it completed"},
 				}, command.ClientFlags()...),
 				Action: transferCreate,
@@ -101,6 +103,9 @@ func transferCreate(c *cli.Context) error {
 		if err != nil {
 			return command.Usagef("--bwlimit: %v", err)
 		}
+		if n > 0 && n < transfer.MinBandwidthLimit {
+			return command.Usagef("--bwlimit %s: below the least limit, 1K (1024 bytes per second); 0 means unlimited", s)
+		}
 		req.BandwidthLimit = n
 	}
 	cl, _, err := command.Client(c)
@@ -123,7 +128,7 @@ func transferCreate(c *cli.Context) error {
 		return nil
 	}
 	if !c.Bool(command.FlagJSON) {
-		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, contents(v, len(v.Files)), sizeText(v.Bytes))
+		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, contents(v, len(v.Files)), command.Size(v.Bytes))
 	}
 	return follow(c, cl, v.ID)
 }
@@ -141,18 +146,26 @@ func transferWait(c *cli.Context) error {
 }
 
 // follow waits for a transfer's end with a progress bar on a terminal.
+// Ctrl-C (or SIGTERM) stops following, not the transfer: it says so, how to
+// follow or cancel it, and exits 130.
 func follow(c *cli.Context, cl *client.Client, id string) error {
+	ctx, stopSignals := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
 	var bar *progressBar
 	if !c.Bool(command.FlagJSON) && isatty.IsTerminal(os.Stderr.Fd()) {
 		bar = newProgressBar(os.Stderr)
 	}
-	body, err := agent.WaitTransfer(c.Context, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
+	body, err := agent.WaitTransfer(ctx, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
 		if bar != nil {
 			bar.update(v)
 		}
 	})
 	if bar != nil {
 		bar.done()
+	}
+	if err != nil && ctx.Err() != nil && c.Context.Err() == nil {
+		return cli.Exit(fmt.Sprintf("stopped following transfer %s, which runs on in the agent; follow it with: ftagent transfer wait %s; cancel it with: ftagent transfer cancel %s",
+			id, id, id), command.ExitInterrupted)
 	}
 	if err != nil {
 		return err
@@ -172,9 +185,9 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, contents(v, len(v.Files)), sizeText(v.Bytes))
+		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, contents(v, len(v.Files)), command.Size(v.Bytes))
 		if v.Failovers > 0 {
-			fmt.Printf(", %d failovers, %s resent", v.Failovers, sizeText(v.BytesResent))
+			fmt.Printf(", %s, %s resent", command.Count(v.Failovers, "failover"), command.Size(v.BytesResent))
 		}
 		fmt.Println()
 	}
@@ -237,8 +250,8 @@ func transferList(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), sizeText(v.Bytes),
-			percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), transfer.Text(v.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), command.Size(v.Bytes),
+			command.Percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), transfer.Text(v.Reason))
 	}
 	return tw.Flush()
 }
@@ -248,8 +261,8 @@ func printTransfer(w io.Writer, v transfer.View) {
 	if v.Reason != "" {
 		fmt.Fprintf(w, "Reason:    %s\n", transfer.Text(v.Reason))
 	}
-	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", sizeText(v.BytesDone), sizeText(v.Bytes), percent(v.BytesDone, v.Bytes))
-	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, sizeText(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", command.Size(v.BytesDone), command.Size(v.Bytes), command.Percent(v.BytesDone, v.Bytes))
+	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, command.Size(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))
 	if v.Ended != nil {
 		fmt.Fprintf(w, "Ended:     %s\n", v.Ended.Local().Format(time.DateTime))
 	}
@@ -265,7 +278,7 @@ func printTransfer(w io.Writer, v transfer.View) {
 			sum = sum[:16] + "…"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", transfer.QuoteName(f.Source), transfer.QuoteName(f.Destination),
-			sizeText(f.Bytes), f.State, sum, transfer.Text(f.Reason))
+			command.Size(f.Bytes), f.State, sum, transfer.Text(f.Reason))
 	}
 	// Directories as rows of their own, their names ending with "/".
 	for _, d := range v.Dirs {
@@ -278,43 +291,16 @@ func printTransfer(w io.Writer, v transfer.View) {
 // contents says how many files a transfer has and, if it has any, how
 // many directories.
 func contents(v transfer.View, nfiles int) string {
-	switch {
-	case v.Directories == 0:
-		return files(nfiles)
-	case v.Directories == 1:
-		return files(nfiles) + ", 1 directory"
+	if v.Directories == 0 {
+		return command.Count(nfiles, "file")
 	}
-	return fmt.Sprintf("%s, %d directories", files(nfiles), v.Directories)
-}
-
-func files(n int) string {
-	if n == 1 {
-		return "1 file"
+	if v.Directories == 1 {
+		return command.Count(nfiles, "file") + ", 1 directory"
 	}
-	return fmt.Sprintf("%d files", n)
+	return fmt.Sprintf("%s, %d directories", command.Count(nfiles, "file"), v.Directories)
 }
 
 func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }
-
-func percent(done, total int64) string {
-	if total <= 0 {
-		return "100%"
-	}
-	return fmt.Sprintf("%.0f%%", 100*float64(done)/float64(total))
-}
-
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 // progressBar draws one updating line: bar, bytes, rate, ETA, current file.
 type progressBar struct {
@@ -351,8 +337,8 @@ func (b *progressBar) update(v transfer.View) {
 	if b.rate > 0 && v.Bytes > v.BytesDone {
 		eta = time.Duration(float64(v.Bytes-v.BytesDone) / b.rate * float64(time.Second)).Round(time.Second).String()
 	}
-	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, sizeText(v.BytesDone), sizeText(v.Bytes),
-		sizeText(int64(b.rate)), eta, v.State, transfer.QuoteName(v.CurrentFile))
+	line := fmt.Sprintf("[%s] %3.0f%% %s/%s %s/s ETA %s %s %s", bar, frac*100, command.Size(v.BytesDone), command.Size(v.Bytes),
+		command.Size(int64(b.rate)), eta, v.State, transfer.QuoteName(v.CurrentFile))
 	fmt.Fprintf(b.w, "\r\033[K%s", line)
 }
 

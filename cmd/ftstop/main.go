@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -19,12 +20,18 @@ func main() {
 	app := &cli.App{
 		Name:      "ftstop",
 		Usage:     "stop an instance of an agent (by default the active one, handing its lease to a standby)",
-		UsageText: "ftstop [-i] [--instance NAME] [--config FILE | -x HOST:PORT,...] [--json]",
-		Version:   version.String(),
+		UsageText: "ftstop [-i] [--instance NAME] [--force] [--config FILE | -x HOST:PORT,...] [--json]",
+		Description: "A normal stop of the active lets its running transfers finish, for at most drainTimeout (5m by\n" +
+			"default), and prints on stderr every 2 seconds which transfers it waits for. `ftstop -i`, also while\n" +
+			"a normal stop waits, hands the lease over at once: the transfers stop at their last checkpoints and\n" +
+			"the new active resumes them. A stop that would leave fewer than a majority of the voting instances\n" +
+			"running (the agent would have no active) is refused, unless --force.",
+		Version: version.String(),
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "immediate", Aliases: []string{"i"},
 				Usage: "hand the lease over now, without waiting for in-flight work to finish"},
 			&cli.StringFlag{Name: "instance", Usage: "stop this instance instead of the active one"},
+			&cli.BoolFlag{Name: "force", Usage: "stop even when the instances left would be too few for a majority, so the agent would have no active"},
 		}, command.ClientFlags()...),
 		HideHelpCommand: true,
 		Action: func(c *cli.Context) error {
@@ -38,6 +45,10 @@ func main() {
 			res, err := agent.Stop(c.Context, cl, cfg, agent.StopOptions{
 				Instance:  c.String("instance"),
 				Immediate: c.Bool("immediate"),
+				Force:     c.Bool("force"),
+				Progress: func(p agent.StopProgress) {
+					fmt.Fprintf(c.App.ErrWriter, "ftstop: %s\n", command.StopProgressLine(p, time.Now()))
+				},
 			})
 			if err != nil {
 				return err

@@ -28,6 +28,12 @@ const (
 	// ExitQuorumLost: `ftagent start` with quorumLossAction=exit had no
 	// leader for longer than quorumLossTimeout; a supervisor restarts it.
 	ExitQuorumLost = 3
+	// ExitNoActive: `ftagent show` found no instance holding the lease (an
+	// election, or too few instances for a majority).
+	ExitNoActive = 3
+	// ExitInterrupted: Ctrl-C ended a command that follows something
+	// (`transfer create --wait`, `transfer wait`), as shells count 128+SIGINT.
+	ExitInterrupted = 130
 )
 
 // Flag names.
@@ -215,11 +221,31 @@ func ExitCode(err error) int {
 	return ExitFailed
 }
 
+// showHelp shows the help of the command that follows `help`, or of the
+// app.
+func showHelp(c *cli.Context) error {
+	args := c.Args().Slice()
+	if len(args) > 0 && args[0] == "help" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return cli.ShowAppHelp(c)
+	}
+	if c.App.Command(args[0]) == nil {
+		return Usagef("no command %q (see %s --help)", args[0], c.App.Name)
+	}
+	return cli.ShowCommandHelp(c, args[0])
+}
+
 // Main runs a cli app and exits with one error line and the right status.
 func Main(app *cli.App) {
 	usage := func(c *cli.Context, err error, isSubcommand bool) error {
+		// The command as typed, parents included ("ftagent transfer
+		// create"): HelpName is set up that way for every subcommand.
 		name := c.App.Name
-		if c.Command != nil && c.Command.Name != "" && c.Command.Name != name {
+		if c.Command != nil && c.Command.HelpName != "" {
+			name = c.Command.HelpName
+		} else if c.Command != nil && c.Command.Name != "" && c.Command.Name != name {
 			name += " " + c.Command.FullName()
 		}
 		return Usagef("%v (see %s --help)", err, name)
@@ -234,6 +260,15 @@ func Main(app *cli.App) {
 	}
 	setUsage(app.Commands)
 	app.CommandNotFound = func(c *cli.Context, name string) {
+		// `help` is not listed as a command, but it asks for help all the
+		// same: `ftagent help` and `ftagent help transfer` show it.
+		if name == "help" {
+			if err := showHelp(c); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+				os.Exit(ExitUsage)
+			}
+			os.Exit(ExitOK)
+		}
 		fmt.Fprintf(os.Stderr, "%s: no command %q (see %s --help)\n", app.Name, name, app.Name)
 		os.Exit(ExitUsage)
 	}

@@ -10,6 +10,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,10 +55,24 @@ type Instance struct {
 	transfers *transfer.Manager
 	trail     *audit.Log // nil unless auditLog is set
 
-	stopMu    sync.Mutex
-	stopRes   *StopResult
-	stopped   chan struct{} // closed once a stop has finished its hand-over
-	serveDone chan error
+	stopMu  sync.Mutex
+	stopRes *StopResult
+	stopped chan struct{} // closed once a stop has finished its hand-over
+	// hurryMu guards what lets an immediate stop hurry a normal one under
+	// way (stop).
+	hurryMu      sync.Mutex
+	stopUnderWay bool
+	stopSince    time.Time
+	hurryAsked   bool
+	serveDone    chan error
+	pidFile      string
+}
+
+// PIDFile is where the process running instance name writes its PID while
+// it runs: <dataDirectory>/<name>/ftagent.pid, removed when it stops
+// cleanly (a crash leaves it; the next start overwrites it).
+func PIDFile(cfg *config.Config, name string) string {
+	return filepath.Join(cfg.InstanceDataDir(name), "ftagent.pid")
 }
 
 // Start opens the listener and the data directory and starts the raft node.
@@ -149,7 +167,8 @@ func Start(opts Options) (*Instance, error) {
 			}
 			mgr.Run(ctx, l)
 		},
-		Drain: func(ctx context.Context) error { return mgr.Drain(ctx) },
+		Drain:        func(ctx context.Context) error { return mgr.Drain(ctx) },
+		DrainTimeout: cfg.DrainTimeout,
 		BeforeStart: func(node *ha.Node) {
 			mgr = transfer.NewManager(transfer.Limits{
 				MaxSourceTransfers:      cfg.MaxSourceTransfers,
@@ -172,6 +191,15 @@ func Start(opts Options) (*Instance, error) {
 	}
 	in.node = node
 	in.trail = trail
+	// The raft stores are open, so this process owns the data directory:
+	// say which process it is, for scripts (`kill $(cat …/ftagent.pid)`).
+	in.pidFile = PIDFile(cfg, self.Name)
+	if err := os.WriteFile(in.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o640); err != nil {
+		_ = node.Shutdown()
+		mux.Close()
+		_ = trail.Close()
+		return nil, &config.Error{File: cfg.Path, Key: config.KeyDataDirectory, Msg: fmt.Sprintf("write the PID file: %v", err)}
+	}
 	in.transfers = mgr
 	in.srv = &http.Server{
 		Handler:           in.handler(),
@@ -197,7 +225,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	case <-in.stopped:
 	case <-ctx.Done():
 		in.log.Info().Msg("signal received: stopping")
-		if _, err := in.stop(context.Background(), false); err != nil {
+		if _, err := in.stop(context.Background(), StopRequest{Force: true}); err != nil {
 			in.log.Error().Err(err).Msg("stop")
 		}
 	case err := <-in.serveDone:
@@ -216,9 +244,74 @@ func (in *Instance) Run(ctx context.Context) error {
 	return nil
 }
 
+// RunUntilSignalled is Run for a process: the first of sigs stops the
+// instance normally (an active lets its transfers finish, for at most
+// drainTimeout), and any later one hurries that stop, as ftstop -i does. A
+// signal that comes while a stop asked by ftstop waits hurries it too.
+func (in *Instance) RunUntilSignalled(sigs <-chan os.Signal) error {
+	ctx, signalled := context.WithCancel(context.Background())
+	defer signalled()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case s := <-sigs:
+			in.hurryMu.Lock()
+			underWay := in.stopUnderWay
+			in.hurryMu.Unlock()
+			if underWay {
+				in.log.Info().Str("signal", s.String()).Msg("signal received while a stop waits: handing the lease over at once")
+				in.node.Hurry()
+			}
+			signalled()
+		case <-done:
+			return
+		}
+		for {
+			select {
+			case s := <-sigs:
+				in.log.Info().Str("signal", s.String()).Msg("signal received again: handing the lease over at once")
+				in.node.Hurry()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return in.Run(ctx)
+}
+
+// QuorumError refuses a stop that would leave the group's voters without a
+// majority, so the agent without an active.
+type QuorumError struct {
+	Instance string
+	Quorum   ha.StopQuorum
+}
+
+func (e *QuorumError) Error() string {
+	q := e.Quorum
+	silent := ""
+	if len(q.Silent) > 0 {
+		silent = fmt.Sprintf(" (%s not running)", strings.Join(q.Silent, ", "))
+	}
+	return fmt.Sprintf("stopping %s would leave %d of the %d voting instances running%s, and the agent needs %d to have an active: refused; start the others first, or stop with --force to take the agent down",
+		e.Instance, q.Running, q.Voters, silent, q.Needed)
+}
+
 // stop carries out one stop of this instance (later requests get the same
-// result): the active hands the lease to a standby first.
-func (in *Instance) stop(ctx context.Context, immediate bool) (StopResult, error) {
+// result): the active hands the lease to a standby first. An immediate stop
+// asked while a normal one drains hurries it: the drain ends and the lease
+// is handed over at once. Unless forced, a stop that would leave the voters
+// without a majority is refused with a *QuorumError.
+func (in *Instance) stop(ctx context.Context, req StopRequest) (StopResult, error) {
+	in.hurryMu.Lock()
+	if req.Immediate {
+		in.hurryAsked = true
+	}
+	hurry := req.Immediate && in.stopUnderWay
+	in.hurryMu.Unlock()
+	if hurry {
+		in.node.Hurry()
+	}
 	in.stopMu.Lock()
 	defer in.stopMu.Unlock()
 	if in.stopRes != nil {
@@ -226,6 +319,27 @@ func (in *Instance) stop(ctx context.Context, immediate bool) (StopResult, error
 	}
 	// A stop, once asked for, completes even if the asker goes away.
 	ctx = context.WithoutCancel(ctx)
+	if !req.Force {
+		if quorum := in.node.CheckStopQuorum(ctx); !quorum.Kept() {
+			if req.Immediate {
+				in.hurryMu.Lock()
+				in.hurryAsked = false
+				in.hurryMu.Unlock()
+			}
+			err := &QuorumError{Instance: in.self.Name, Quorum: quorum}
+			in.log.Warn().Int("voters", quorum.Voters).Int("running", quorum.Running).Int("needed", quorum.Needed).
+				Msg("stop refused: the voters would lose their majority")
+			return StopResult{}, err
+		}
+	}
+	in.hurryMu.Lock()
+	in.stopUnderWay, in.stopSince = true, time.Now()
+	hurry = in.hurryAsked
+	in.hurryMu.Unlock()
+	if hurry {
+		in.node.Hurry()
+	}
+	immediate := req.Immediate
 	res := StopResult{Agent: in.cfg.AgentName, Instance: in.self.Name, Address: in.self.Address, WasActive: in.node.IsActive()}
 	if res.WasActive {
 		hctx := ctx
@@ -243,7 +357,7 @@ func (in *Instance) stop(ctx context.Context, immediate bool) (StopResult, error
 		case err != nil:
 			res.Message = fmt.Sprintf("%s stopped, but the hand-over did not complete (%v): a standby takes over after the election timeout", in.self.Name, err)
 		default:
-			res.NewActive, res.Epoch = lease.Holder, lease.Epoch
+			res.NewActive, res.NewActiveAddress, res.Epoch = lease.Holder, lease.Address, lease.Epoch
 			res.Message = fmt.Sprintf("%s stopped; %s is now active (epoch %d)", in.self.Name, lease.Holder, lease.Epoch)
 		}
 	} else {
@@ -259,6 +373,20 @@ func (in *Instance) stop(ctx context.Context, immediate bool) (StopResult, error
 	return res, nil
 }
 
+// stopProgress says what a stop of this instance waits for.
+func (in *Instance) stopProgress() StopProgress {
+	in.hurryMu.Lock()
+	p := StopProgress{Instance: in.self.Name, Stopping: in.stopUnderWay, DrainTimeout: in.cfg.DrainTimeout.Seconds()}
+	if in.stopUnderWay {
+		p.Since = in.stopSince.UTC()
+	}
+	in.hurryMu.Unlock()
+	if p.Stopping {
+		p.Waiting = in.transfers.Draining(in.cfg.TransferRoot)
+	}
+	return p
+}
+
 func (in *Instance) shutdown() {
 	// Let the stop request's answer reach the caller before going away.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -269,6 +397,9 @@ func (in *Instance) shutdown() {
 	}
 	_ = in.mux.Close()
 	_ = in.trail.Close()
+	if err := os.Remove(in.pidFile); err != nil {
+		in.log.Warn().Err(err).Msg("remove the PID file")
+	}
 	// The endpoint's roots stay open: a descriptor closed under a late
 	// operation could be reused for another directory.
 	in.log.Info().Str("status", "STOPPED").Msg("instance stopped")

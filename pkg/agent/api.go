@@ -9,6 +9,7 @@ import (
 
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/transfer"
 )
 
 // API paths. Every instance serves all of them; requests that belong to the
@@ -17,7 +18,7 @@ const (
 	PathInstance = "/v1/instance" // GET: this instance's own status
 	PathAgent    = "/v1/agent"    // GET: the agent as the active sees it
 	PathStandby  = "/v1/standby"  // POST: a standby publishes its status
-	PathStop     = "/v1/stop"     // POST: stop this instance (?target=active: the active)
+	PathStop     = "/v1/stop"     // POST: stop this instance (?target=active: the active); GET: what its stop waits for
 	// PathMembership is GET: this instance's raft group (empty without raft
 	// state), asked by an instance that starts without state before it forms
 	// a group. PathMembers is POST: the leader adds the instance of an
@@ -29,6 +30,19 @@ const (
 // StopRequest asks an instance to stop.
 type StopRequest struct {
 	Immediate bool `json:"immediate"`
+	// Force stops the instance even when the voters left would have no
+	// majority (the agent would have no active).
+	Force bool `json:"force,omitempty"`
+}
+
+// StopProgress is what GET PathStop answers: whether the instance is
+// stopping, and which transfers its stop waits for (without their files).
+type StopProgress struct {
+	Instance     string          `json:"instance"`
+	Stopping     bool            `json:"stopping"`
+	Since        time.Time       `json:"since,omitzero"`
+	DrainTimeout float64         `json:"drainTimeout"` // seconds
+	Waiting      []transfer.View `json:"waiting"`
 }
 
 // StopResult says what a stop did.
@@ -39,8 +53,9 @@ type StopResult struct {
 	WasActive bool   `json:"wasActive"`
 	// NewActive and Epoch name the instance that took the lease over, when
 	// the stopped instance was the active and a standby took over.
-	NewActive string `json:"newActive,omitempty"`
-	Epoch     uint64 `json:"epoch,omitempty"`
+	NewActive        string `json:"newActive,omitempty"`
+	NewActiveAddress string `json:"newActiveAddress,omitempty"`
+	Epoch            uint64 `json:"epoch,omitempty"`
 	// LastInstance is set when no data instance could take the lease over.
 	LastInstance bool   `json:"lastInstance,omitempty"`
 	Message      string `json:"message"`
@@ -100,12 +115,23 @@ func (in *Instance) handler() http.Handler {
 			in.misdirected(w)
 			return
 		}
-		res, err := in.stop(r.Context(), req.Immediate)
-		if err != nil {
+		res, err := in.stop(r.Context(), req)
+		var qe *QuorumError
+		switch {
+		case errors.As(err, &qe):
+			writeError(w, http.StatusConflict, err.Error())
+		case err != nil:
 			writeError(w, http.StatusInternalServerError, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, res)
+		}
+	})
+	mux.HandleFunc("GET "+PathStop, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("target") == "active" && !in.node.IsActive() {
+			in.misdirected(w)
 			return
 		}
-		writeJSON(w, http.StatusOK, res)
+		writeJSON(w, http.StatusOK, in.stopProgress())
 	})
 	mux.HandleFunc("GET "+PathMembership, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, in.node.Membership())

@@ -407,7 +407,8 @@ func TestDoAPIErrorIsFinal(t *testing.T) {
 		t.Fatalf("err = %v (%T), want *APIError", err, err)
 	}
 	equal(t, "APIError", *ae, APIError{Address: a.addr, Status: 404, Message: "no such transfer"})
-	equal(t, "message", err.Error(), a.addr+": 404 Not Found: no such transfer")
+	// The user reads the agent's reason, without the address and status.
+	equal(t, "message", err.Error(), "no such transfer")
 	equal(t, "hits of b", b.hits.Load(), int32(0))
 	equal(t, "current", h.c.Current(), a.addr)
 

@@ -14,15 +14,18 @@ type APIError struct {
 	Message string // the "error" field of the JSON body, or the body text
 }
 
+// Error is the agent's reason as it gave it, for the user: the instance
+// that answered and the HTTP status are details of the transport (they stay
+// in the fields). Only an answer without a reason says where it came from.
 func (e *APIError) Error() string {
+	if e.Message != "" {
+		return e.Message
+	}
 	status := fmt.Sprintf("%d", e.Status)
 	if text := http.StatusText(e.Status); text != "" {
 		status += " " + text
 	}
-	if e.Message == "" {
-		return fmt.Sprintf("%s: %s", e.Address, status)
-	}
-	return fmt.Sprintf("%s: %s: %s", e.Address, status, e.Message)
+	return fmt.Sprintf("%s answered %s", e.Address, status)
 }
 
 // TriedAddress is one address a request was sent to, and the last error it gave.

@@ -52,6 +52,7 @@ type Config struct {
 	ConnectionRetryMaxInterval time.Duration // default 30s: cap of the jittered backoff an instance uses while it cannot reach the others
 	QuorumLossAction           string        // QuorumLossRetry (default) or QuorumLossExit
 	QuorumLossTimeout          time.Duration // default 10s: with QuorumLossExit, how long without a leader before the instance exits
+	DrainTimeout               time.Duration // default 5m: longest a normal stop waits for running transfers before it hands over
 
 	// Transfers
 	TransferRoot            string        // absolute and cleaned; default Dir. Relative transfer paths resolve against it. Existence is checked when an instance starts, not by Load.
@@ -245,6 +246,7 @@ func (l *checker) load() error {
 		{KeyRaftSnapshotInterval, &c.RaftSnapshotInterval, 5 * time.Millisecond},
 		{KeyConnectionRetryMaxInterval, &c.ConnectionRetryMaxInterval, 1},
 		{KeyQuorumLossTimeout, &c.QuorumLossTimeout, 1},
+		{KeyDrainTimeout, &c.DrainTimeout, 1},
 		{KeyClientConnectDelay, &c.ClientConnectDelay, 0},
 		{KeyClientReconnectDelay, &c.ClientReconnectDelay, 0},
 		{KeyClientPrimaryRetryDelay, &c.ClientPrimaryRetryDelay, 0},

@@ -133,6 +133,7 @@ func TestLoadMinimalDefaults(t *testing.T) {
 		{"RaftSnapshotInterval", c.RaftSnapshotInterval, 120 * time.Second},
 		{"ConnectionRetryMaxInterval", c.ConnectionRetryMaxInterval, 30 * time.Second},
 		{"QuorumLossTimeout", c.QuorumLossTimeout, 10 * time.Second},
+		{"DrainTimeout", c.DrainTimeout, 5 * time.Minute},
 		{"ClientConnectDelay", c.ClientConnectDelay, 500 * time.Millisecond},
 		{"ClientReconnectDelay", c.ClientReconnectDelay, 500 * time.Millisecond},
 		{"ClientPrimaryRetryDelay", c.ClientPrimaryRetryDelay, 500 * time.Millisecond},
@@ -266,6 +267,7 @@ raftSnapshotInterval = 30s
 connectionRetryMaxInterval = 0.25
 quorumLossAction = EXIT
 quorumLossTimeout = 30
+drainTimeout = 90
 clientConnectAttempts = 3
 clientConnectDelay = 0
 clientReconnectAttempts = 7
@@ -310,6 +312,7 @@ transferHistoryAge = 24h
 		ConnectionRetryMaxInterval:   250 * time.Millisecond,
 		QuorumLossAction:             "exit",
 		QuorumLossTimeout:            30 * time.Second,
+		DrainTimeout:                 90 * time.Second,
 		ClientConnectAttempts:        3,
 		ClientConnectDelay:           0,
 		ClientReconnectAttempts:      7,

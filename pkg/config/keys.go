@@ -23,6 +23,7 @@ const (
 	KeyConnectionRetryMaxInterval = "connectionRetryMaxInterval"
 	KeyQuorumLossAction           = "quorumLossAction"
 	KeyQuorumLossTimeout          = "quorumLossTimeout"
+	KeyDrainTimeout               = "drainTimeout"
 
 	KeyTransferRoot            = "transferRoot"
 	KeySandboxRoot             = "sandboxRoot"
@@ -116,6 +117,9 @@ var Keys = []KeyDoc{
 	{Name: KeyQuorumLossTimeout, Default: "10s",
 		Form: "duration > 0; with exit, >= 2 × (raftHeartbeatTimeout + raftElectionTimeout)",
 		Doc:  "With quorumLossAction=exit: how long an instance may be without a leader, counted from its start or from when it last had one, before it exits. Ignored with retry."},
+	{Name: KeyDrainTimeout, Default: "5m",
+		Form: "duration > 0",
+		Doc:  "Longest a normal stop of the active (ftstop, SIGTERM, SIGINT) waits for its running transfers to finish. Then it hands the lease over anyway: the transfers stop at their last checkpoints and the new active resumes them. ftstop -i, or a second SIGTERM or SIGINT, hands over at once."},
 
 	{Name: KeyTransferRoot, Default: "", // computed
 		Form: "directory path; relative paths resolve against the directory of agent.properties",

@@ -65,6 +65,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// One dev per directory: a second one would find the ports taken and
+	// describe the first one's agent as its own.
+	lock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	props := filepath.Join(dir, "agent.properties")
 	if _, err := os.Stat(props); errors.Is(err, os.ErrNotExist) {
 		if err := writeProperties(props, opts.AgentName, opts.Instances); err != nil {
@@ -77,6 +84,16 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if err := writeSample(filepath.Join(cfg.TransferRoot, "in", "sample.bin")); err != nil {
 		return err
+	}
+	// An instance of this agent may still run without a dev (one started
+	// by hand, or left by a dev that was killed): its port is taken.
+	for _, inst := range cfg.Instances {
+		l, err := net.Listen("tcp", inst.Address)
+		if err != nil {
+			return fmt.Errorf("%s: instance %s's address %s is in use (is an instance of this agent still running? %s)",
+				dir, inst.Name, inst.Address, pidHint(cfg, inst.Name))
+		}
+		l.Close()
 	}
 	exe := opts.Executable
 	if exe == "" {
@@ -106,8 +123,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %d instances; %s is active (lease epoch %d)\n\n",
-		cfg.AgentName, len(children), view.Active, view.Epoch)
+	fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %s; %s is active (lease epoch %d)\n\n",
+		cfg.AgentName, instancesText(len(children)), view.Active, view.Epoch)
 	fmt.Fprintf(opts.Out, "  properties:  %s\n", props)
 	fmt.Fprintf(opts.Out, "  logs:        %s\n\n", filepath.Join(dir, "<instance>.log"))
 	fmt.Fprintf(opts.Out, "Try, in another terminal:\n\n")
@@ -148,6 +165,13 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
+func instancesText(n int) string {
+	if n == 1 {
+		return "1 instance"
+	}
+	return fmt.Sprintf("%d instances", n)
+}
+
 func exitText(err error) string {
 	if err == nil {
 		return "exit status 0"
@@ -164,7 +188,7 @@ func writeProperties(path, agentName string, n int) error {
 		}
 		entries = append(entries, fmt.Sprintf("ha%d@127.0.0.1:%d", i, port))
 	}
-	body := fmt.Sprintf(`# Written by ftagent dev: a local agent of %d instances on loopback ports.
+	body := fmt.Sprintf(`# Written by ftagent dev: a local agent of %s on loopback ports.
 # Every key is described in agent.properties.example.
 agentName=%s
 instances=%s
@@ -172,7 +196,7 @@ dataDirectory=data
 # Shorter than the defaults (300 and 600 seconds), so that discards show quickly.
 standbyStatusPublishInterval=5
 standbyStatusDiscardTime=15
-`, n, agentName, strings.Join(entries, ","))
+`, instancesText(n), agentName, strings.Join(entries, ","))
 	if err := os.WriteFile(path, []byte(body), 0o640); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -275,6 +299,15 @@ func stopChild(c *child) {
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}
+}
+
+// pidHint says how to find the process of an instance that may still run.
+func pidHint(cfg *config.Config, name string) string {
+	pidFile := agent.PIDFile(cfg, name)
+	if b, err := os.ReadFile(pidFile); err == nil {
+		return fmt.Sprintf("%s says PID %s", pidFile, strings.TrimSpace(string(b)))
+	}
+	return "see fuser " + filepath.Join(cfg.InstanceDataDir(name), "raft.db")
 }
 
 // writeSample leaves a file to try transfers with, unless one is there.

@@ -248,10 +248,11 @@ func (n *Node) reportHandoff(err error) {
 
 // HandOver stops this instance being active and hands the lease to a standby:
 // it takes no new work (STOPPING); unless immediate, it lets in-flight work
-// finish (Drain); it stops the work, transfers leadership to the best standby,
-// and returns the new active's lease once it has committed. ErrNoStandby means
-// this is the last data instance: nothing took over. On a standby it only
-// marks the instance stopping.
+// finish (Drain), for at most DrainTimeout and only until Hurry is called;
+// it stops the work, transfers leadership to the best standby, and returns
+// the new active's lease once it has committed. ErrNoStandby means this is
+// the last data instance: nothing took over. On a standby it only marks the
+// instance stopping.
 func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 	n.mu.Lock()
 	n.stopping = true
@@ -262,8 +263,8 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 	}
 	n.log.Info().Bool("immediate", immediate).Str("status", "STOPPING").Msg("stopping the active instance")
 	if !immediate && n.cfg.Drain != nil {
-		if err := n.cfg.Drain(ctx); err != nil {
-			return Lease{}, fmt.Errorf("drain: %w", err)
+		if err := n.drain(ctx); err != nil {
+			return Lease{}, err
 		}
 	}
 	select { // discard an outcome from before this hand-over
@@ -302,6 +303,61 @@ func (n *Node) HandOver(ctx context.Context, immediate bool) (Lease, error) {
 		case <-ctx.Done():
 			return Lease{}, fmt.Errorf("waiting for a standby to take the lease: %w", ctx.Err())
 		}
+	}
+}
+
+// Hurry ends a normal stop's drain at once, or makes the next one end at
+// once: the work stops at its last checkpoints and the lease is handed over
+// (ftstop -i during a normal stop, a second signal).
+func (n *Node) Hurry() {
+	n.hurryOnce.Do(func() {
+		n.log.Info().Msg("stop hurried: the lease is handed over without waiting for the work to finish")
+		close(n.hurry)
+	})
+}
+
+// drain runs Drain until the work has finished, DrainTimeout has passed or
+// Hurry is called; only the end of ctx itself is an error.
+func (n *Node) drain(ctx context.Context) error {
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var timeout <-chan time.Time
+	if n.cfg.DrainTimeout > 0 {
+		t := time.NewTimer(n.cfg.DrainTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	why := make(chan string, 1)
+	go func() {
+		select {
+		case <-n.hurry:
+			why <- "hurried"
+		case <-timeout:
+			why <- "timeout"
+		case <-dctx.Done():
+			return
+		}
+		cancel()
+	}()
+	err := n.cfg.Drain(dctx)
+	cancel()
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("drain: %w", err)
+	}
+	select {
+	case w := <-why:
+		if w == "timeout" {
+			n.log.Warn().Dur("drainTimeout", n.cfg.DrainTimeout).
+				Msg("drain timed out: handing the lease over with work unfinished; it resumes from its checkpoints on the new active")
+		} else {
+			n.log.Info().Msg("drain cut short: handing the lease over with work unfinished; it resumes from its checkpoints on the new active")
+		}
+		return nil
+	default:
+		return fmt.Errorf("drain: %w", err)
 	}
 }
 

@@ -76,8 +76,12 @@ type Config struct {
 	// is cancelled (lease lost or handed over): the node waits for it.
 	OnActive func(ctx context.Context, lease Lease)
 	// Drain, if set, is called by a normal (not immediate) stop of the active
-	// to let in-flight work finish before the lease is handed over.
+	// to let in-flight work finish before the lease is handed over. Its ctx
+	// ends when DrainTimeout passes or Hurry is called: Drain then returns,
+	// and the lease is handed over with the work stopped where it is.
 	Drain func(ctx context.Context) error
+	// DrainTimeout bounds Drain (drainTimeout); zero: no bound.
+	DrainTimeout time.Duration
 
 	// BeforeStart, if set, is called with the node before raft starts, so
 	// that the work OnActive runs can be built on the node (its Apply and
@@ -128,7 +132,9 @@ type Node struct {
 	// active is set while this instance holds the lease and its work runs.
 	active     *activeTerm
 	stopping   bool
-	handoffErr chan error // the leader loop's hand-over outcome, for HandOver
+	handoffErr chan error    // the leader loop's hand-over outcome, for HandOver
+	hurry      chan struct{} // closed by Hurry: a drain ends now
+	hurryOnce  sync.Once
 	standbys   map[string]standbyEntry
 
 	shutdownOnce sync.Once
@@ -165,6 +171,7 @@ func New(cfg Config) (*Node, error) {
 		shutdownCh: make(chan struct{}),
 		quorumLost: make(chan struct{}),
 		handoffErr: make(chan error, 1),
+		hurry:      make(chan struct{}),
 		standbys:   make(map[string]standbyEntry),
 	}
 	n.state.log = n.log // a refused log entry is logged where it happens

@@ -73,7 +73,10 @@ type Manager struct {
 	mu       sync.Mutex
 	lease    *ha.Lease // set while active
 	draining bool
-	jobs     map[string]*job
+	// drainSkips holds the transfers seen recovering during a drain: it
+	// does not wait for them.
+	drainSkips map[string]bool
+	jobs       map[string]*job
 	// noCleanup holds ended transfers whose sources could not be deleted
 	// for good (e.g. permission denied): not retried by this active.
 	noCleanup map[string]bool
@@ -130,7 +133,7 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 	// Every change to storage made for this term is fenced by its epoch.
 	ctx = endpoint.WithEpoch(ctx, lease.Epoch)
 	m.mu.Lock()
-	m.lease, m.draining = &lease, false
+	m.lease, m.draining, m.drainSkips = &lease, false, nil
 	m.mu.Unlock()
 	m.log.Info().Uint64("epoch", lease.Epoch).Msg("resuming transfers")
 	tick := time.NewTicker(time.Second)
@@ -275,13 +278,16 @@ func (m *Manager) skipCleanup(id string) bool {
 }
 
 // Drain stops taking new transfers and waits until the running ones have
-// ended (a normal stop). Queued transfers stay queued for the next active.
+// ended (a normal stop), or ctx ends. Queued transfers stay queued for the
+// next active. A transfer that is recovering, or goes to recovering during
+// the drain, is not waited for: its error may last for ever
+// (recoveryTimeout -1), and the next active retries it just as well.
 func (m *Manager) Drain(ctx context.Context) error {
 	m.mu.Lock()
 	m.draining = true
 	m.mu.Unlock()
 	for {
-		if m.state.busy() == 0 {
+		if len(m.drainWaitsFor()) == 0 {
 			return nil
 		}
 		select {
@@ -290,6 +296,47 @@ func (m *Manager) Drain(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// drainWaitsFor lists the ids of the transfers a drain waits for: those
+// running that have not been recovering since the drain began.
+func (m *Manager) drainWaitsFor() []string {
+	var ids []string
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.state.pending() {
+		switch t.State {
+		case StateRecovering:
+			if m.drainSkips == nil {
+				m.drainSkips = map[string]bool{}
+			}
+			m.drainSkips[t.ID] = true
+		case StateRunning:
+			if !m.drainSkips[t.ID] {
+				ids = append(ids, t.ID)
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Draining returns, without their files, the views of the transfers a
+// drain waits for, with live progress; nil when no drain runs.
+func (m *Manager) Draining(root string) []View {
+	m.mu.Lock()
+	draining := m.draining && m.lease != nil
+	m.mu.Unlock()
+	if !draining {
+		return nil
+	}
+	out := []View{}
+	for _, id := range m.drainWaitsFor() {
+		if v, ok := m.View(id, root, false); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (m *Manager) activeLease() (ha.Lease, error) {
@@ -414,6 +461,11 @@ func (m *Manager) applyNewest(epoch uint64, newKind string, compact func() (any,
 	return kind, res, err
 }
 
+// MinBandwidthLimit is the least bandwidth limit a transfer may ask for, in
+// bytes per second: below it even a small file takes days (16 MiB at 1
+// byte/s: 194 days), which is a typo rather than a wish.
+const MinBandwidthLimit = 1024
+
 // normalize checks a request's options and fills in their defaults, so
 // that a request and its retry compare equal however they were written.
 func normalize(req Request) (Request, error) {
@@ -443,6 +495,9 @@ func normalize(req Request) (Request, error) {
 	}
 	if req.BandwidthLimit < 0 {
 		return req, bad("bandwidth limit must not be negative")
+	}
+	if req.BandwidthLimit > 0 && req.BandwidthLimit < MinBandwidthLimit {
+		return req, bad("bandwidth limit %d bytes/s is below the least, 1K (1024 bytes/s); 0 means unlimited", req.BandwidthLimit)
 	}
 	return req, nil
 }
@@ -528,7 +583,41 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 			t.Dirs = append(t.Dirs, d)
 		}
 	}
+	if req.Overwrite == OverwriteError {
+		if err := m.checkNoDestination(t.Files); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// checkNoDestination refuses a request, before it is accepted, whose
+// destination file is already there while the request may not overwrite:
+// the copy would fail it anyway, after the user was told it was accepted.
+// (The copy checks again: something may appear meanwhile.) A destination
+// directory that does not exist is looked at once for all its files.
+func (m *Manager) checkNoDestination(files []File) error {
+	dirExists := map[string]bool{}
+	for _, f := range files {
+		dir := filepath.Dir(f.Destination)
+		exists, seen := dirExists[dir]
+		if !seen {
+			_, err := m.ep.Stat(context.Background(), dir)
+			exists = err == nil
+			dirExists[dir] = exists
+		}
+		if !exists {
+			continue
+		}
+		if _, err := m.ep.Stat(context.Background(), f.Destination); err == nil {
+			shown := f.Destination
+			if rel, err := filepath.Rel(m.sb.Root(), shown); err == nil && !strings.HasPrefix(rel, "..") {
+				shown = filepath.ToSlash(rel)
+			}
+			return &RequestError{Reason: fmt.Sprintf("destination exists: %s (use --overwrite to replace it)", shown)}
+		}
+	}
+	return nil
 }
 
 func hasWildcard(p string) bool { return strings.ContainsAny(filepath.Base(p), "*?[") }

@@ -46,19 +46,6 @@ func (s *State) pending() []*Transfer {
 	return out
 }
 
-// busy counts the transfers running or recovering.
-func (s *State) busy() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := 0
-	for _, t := range s.transfers {
-		if t.State == StateRunning || t.State == StateRecovering {
-			n++
-		}
-	}
-	return n
-}
-
 // view makes the client view of one transfer under the read lock, without
 // copying the transfer first; with files false it leaves the files out
 // (Files nil) but still names the current file. live, if set, adjusts

@@ -555,6 +555,10 @@ func TestSmallFilesPermanentFailures(t *testing.T) {
 	smallShape(t, 256, 4)
 	r := newRig(t)
 	sums := smallTree(t, r.root, 600)
+	m := r.manager(&fakeLog{}, &tracingEndpoint{Local: r.local, tr: r.tr})
+	id := r.submit(t, m, Request{Sources: []string{"in/batch"}, Destination: "out/", Recursive: true})
+	// They appear after the request was accepted (one that names an
+	// existing destination is refused): the copy finds them.
 	for _, k := range []int{3, 300, 599} {
 		p := filepath.Join(r.root, "out", "batch", fmt.Sprintf("d%d", k%3), fmt.Sprintf("f%05d", k))
 		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
@@ -564,8 +568,6 @@ func TestSmallFilesPermanentFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := r.manager(&fakeLog{}, &tracingEndpoint{Local: r.local, tr: r.tr})
-	id := r.submit(t, m, Request{Sources: []string{"in/batch"}, Destination: "out/", Recursive: true})
 	runOnce(context.Background(), m, 1, id)
 	tr, _ := r.state.Get(id)
 	if tr.State != StateFailed || !strings.Contains(tr.Reason, "3 of 600 files failed; first: ") || !strings.Contains(tr.Reason, "destination exists") {

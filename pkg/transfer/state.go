@@ -410,6 +410,9 @@ func (s *State) create(c createCmd, index uint64) any {
 		}
 	}
 	if c.MaxQueued > 0 && active >= c.MaxQueued {
+		if active == 1 {
+			return fmt.Errorf("%w: 1 transfer waiting or running (maxQueuedTransfers=1)", ErrQueueFull)
+		}
 		return fmt.Errorf("%w: %d transfers waiting or running (maxQueuedTransfers=%d)", ErrQueueFull, active, c.MaxQueued)
 	}
 	t.Seq = index

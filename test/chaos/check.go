@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ftagent/ftagent/pkg/agent"
 	"github.com/ftagent/ftagent/pkg/audit"
+	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/test/harness"
 )
@@ -23,6 +25,7 @@ type Outcome struct {
 	Transfers  int // accepted
 	Completed  int
 	Failed     int // failed as expected
+	Refused    int // refused at submission as expected
 	Unsettled  int // submissions never answered (outcome looked up at the end)
 	Files      int
 	Bytes      int64 // delivered
@@ -55,8 +58,9 @@ func Settle(a *Agent, jobs []*Job, timeout time.Duration) (map[string]transfer.V
 				views[j.ID] = v
 				break
 			}
-			if err != nil && !j.Accepted && strings.Contains(err.Error(), "404") {
-				break // never created: the submission did not get through
+			var apiErr *client.APIError
+			if err != nil && !j.Accepted && errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+				break // never created: the submission did not get through, or was refused
 			}
 			if time.Now().After(deadline) {
 				if err != nil {
@@ -82,6 +86,27 @@ func Check(a *Agent, jobs []*Job, views map[string]transfer.View, killed map[uin
 	delivered := map[string]bool{} // absolute destination paths that must have been renamed once
 	for _, j := range jobs {
 		v, known := views[j.ID]
+		if j.ExpectRefused != "" {
+			switch {
+			case j.Accepted || known:
+				o.violate("%s (%s): want it refused with %q, but the agent created it", j.ID, j.Shape, j.ExpectRefused)
+			case !strings.Contains(j.SubmitErr, j.ExpectRefused):
+				o.Unsettled++ // no answer to the submission, or not this one
+				continue
+			default:
+				o.Refused++
+			}
+			for _, f := range j.Files {
+				sum, err := harness.FileSHA256(filepath.Join(root, f.Destination))
+				if err != nil || sum != f.Before {
+					o.violate("%s (%s): destination %s changed by a refused transfer (%v)", j.ID, j.Shape, f.Destination, err)
+				}
+				if _, err := os.Stat(filepath.Join(root, f.Source)); err != nil {
+					o.violate("%s (%s): source %s gone after a refused transfer: %v", j.ID, j.Shape, f.Source, err)
+				}
+			}
+			continue
+		}
 		if !j.Accepted {
 			o.Unsettled++
 			if !known {

@@ -38,6 +38,9 @@ type Job struct {
 	Files      []ExpectedFile
 	DeleteSrc  bool
 	ExpectFail string // non-empty: the transfer must fail with a reason containing this
+	// ExpectRefused, non-empty: the agent must refuse the request, with a
+	// reason containing this, and create nothing.
+	ExpectRefused string
 
 	Accepted  bool   // the agent answered the submission with the transfer
 	SubmitErr string // the last error while submitting, if never accepted
@@ -121,7 +124,7 @@ func (w *Workload) Make() (*Job, error) {
 		}
 	}
 	if shape == "exists" {
-		del = false // a failed transfer deletes nothing
+		del = false // a refused transfer deletes nothing
 	}
 	w.mu.Unlock()
 
@@ -173,7 +176,8 @@ func (w *Workload) Make() (*Job, error) {
 			if shape == "overwrite" {
 				req.Overwrite = "overwrite"
 			} else {
-				j.ExpectFail = "exists"
+				// Refused before it is accepted (the copy would fail it).
+				j.ExpectRefused = "destination exists"
 			}
 		}
 		j.Files = []ExpectedFile{f}

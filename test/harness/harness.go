@@ -326,7 +326,9 @@ func (c *Cluster) WaitView(timeout time.Duration, what string, cond func(ha.Agen
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		v, r, err := c.Show(ctx)
 		cancel()
-		if err == nil && r.Exit == 0 {
+		// Status 3 is a view too: the agent has no active (show's exit
+		// statuses).
+		if err == nil && (r.Exit == 0 || r.Exit == 3) {
 			last = v
 			if cond(v) {
 				return v, nil
