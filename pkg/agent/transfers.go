@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -137,7 +136,7 @@ func (in *Instance) transferError(w http.ResponseWriter, err error) {
 	var re *transfer.RequestError
 	switch {
 	case errors.As(err, &re):
-		writeError(w, http.StatusBadRequest, in.sandboxWords(re.Reason))
+		writeError(w, http.StatusBadRequest, re.Reason)
 	case errors.Is(err, transfer.ErrNotActive), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, ha.ErrStaleEpoch):
 		// Leadership moved under the request: the client tries the active.
@@ -151,15 +150,3 @@ func (in *Instance) transferError(w http.ResponseWriter, err error) {
 	}
 }
 
-// sandboxWords names, in a refusal, the area transfers may use as the user
-// configured it: pkg/sandbox calls it "the sandbox", which is transferRoot
-// unless sandboxRoot lists entries of its own.
-func (in *Instance) sandboxWords(reason string) string {
-	area := "transferRoot"
-	entry := "sandboxRoot entry !"
-	if len(in.cfg.SandboxRoot) > 0 {
-		area = "the sandboxRoot entries"
-	}
-	reason = strings.ReplaceAll(reason, "outside the sandbox", "outside "+area)
-	return strings.ReplaceAll(reason, "sandbox entry !", entry)
-}

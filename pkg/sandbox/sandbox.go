@@ -50,6 +50,9 @@ type Sandbox struct {
 	root  string // resolved root
 	allow []entry
 	deny  []entry
+	// area names, in refusals, what paths must lie in as the user
+	// configured it: "transferRoot", or "the sandboxRoot entries".
+	area string
 }
 
 // New builds a sandbox. root is transferRoot (absolute, must exist and be a
@@ -115,8 +118,10 @@ func New(root string, allow []string) (*Sandbox, error) {
 		}
 		s.allow = append(s.allow, e)
 	}
+	s.area = "the sandboxRoot entries"
 	if len(s.allow) == 0 {
 		s.allow = []entry{{lexical: r, resolved: r, complete: true}}
+		s.area = "transferRoot"
 	}
 	return s, nil
 }
@@ -199,7 +204,7 @@ func (s *Sandbox) admit(user, lex, r string) *Error {
 			}
 		}
 		if under(lex, d.lexical) || under(r, d.lexical) || under(r, dr) {
-			return &Error{Path: user, Reason: "is denied by sandbox entry !" + d.lexical}
+			return &Error{Path: user, Reason: "is denied by sandboxRoot entry !" + d.lexical}
 		}
 	}
 	for _, a := range s.allow {
@@ -209,10 +214,10 @@ func (s *Sandbox) admit(user, lex, r string) *Error {
 	}
 	for _, a := range s.allow {
 		if under(lex, a.lexical) || under(lex, a.resolved) {
-			return &Error{Path: user, Reason: "symbolic link leads outside the sandbox (" + r + ")"}
+			return &Error{Path: user, Reason: "symbolic link leads outside " + s.area + " (" + r + ")"}
 		}
 	}
-	return &Error{Path: user, Reason: "resolves outside the sandbox (" + r + ")"}
+	return &Error{Path: user, Reason: "resolves outside " + s.area + " (" + r + ")"}
 }
 
 // under reports whether p is dir or lies below it. Both are absolute and

@@ -135,26 +135,26 @@ func TestResolveRefuses(t *testing.T) {
 	cases := []struct {
 		name, path, reason string
 	}{
-		{"dotdot climbs out", "../outside/passwd", "resolves outside the sandbox (" + filepath.Join(f.outside, "passwd") + ")"},
-		{"dotdot alone", "..", "resolves outside the sandbox (" + f.base + ")"},
-		{"absolute outside", filepath.Join(f.outside, "passwd"), "resolves outside the sandbox"},
-		{"etc passwd", "/etc/passwd", "resolves outside the sandbox (/etc/passwd)"},
-		{"a/../../x", "a/../../x", "resolves outside the sandbox (" + filepath.Join(f.base, "x") + ")"},
-		{"link to file outside", "lnfile", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "passwd") + ")"},
-		{"link to dir outside", "lndir", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "dir") + ")"},
-		{"file under link to dir outside", "lndir/f", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "dir", "f") + ")"},
-		{"relative link out in the middle", "a/up/passwd", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "passwd") + ")"},
-		{"link chain out", "chain1", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "passwd") + ")"},
-		{"new destination under link out", "lndir/new.csv", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "dir", "new.csv") + ")"},
-		{"new nested destination under link out", "lndir/x/y/new.csv", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "dir", "x", "y", "new.csv") + ")"},
-		{"dangling link out", "dangle", "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "newfile") + ")"},
-		{"denied dir", "secret", "is denied by sandbox entry !" + filepath.Join(f.root, "secret")},
-		{"under denied dir", "secret/s.txt", "is denied by sandbox entry !" + filepath.Join(f.root, "secret")},
-		{"new file under denied dir", filepath.Join(f.root, "secret", "new"), "is denied by sandbox entry !"},
-		{"link into denied dir", "tosecret/s.txt", "is denied by sandbox entry !"},
-		{"dotdot into denied dir", "a/../secret/s.txt", "is denied by sandbox entry !"},
-		{"shares prefix with root", filepath.Join(f.rootx, "f"), "resolves outside the sandbox (" + filepath.Join(f.rootx, "f") + ")"},
-		{"shares prefix, relative", "../rootx/f", "resolves outside the sandbox (" + filepath.Join(f.rootx, "f") + ")"},
+		{"dotdot climbs out", "../outside/passwd", "resolves outside the sandboxRoot entries (" + filepath.Join(f.outside, "passwd") + ")"},
+		{"dotdot alone", "..", "resolves outside the sandboxRoot entries (" + f.base + ")"},
+		{"absolute outside", filepath.Join(f.outside, "passwd"), "resolves outside the sandboxRoot entries"},
+		{"etc passwd", "/etc/passwd", "resolves outside the sandboxRoot entries (/etc/passwd)"},
+		{"a/../../x", "a/../../x", "resolves outside the sandboxRoot entries (" + filepath.Join(f.base, "x") + ")"},
+		{"link to file outside", "lnfile", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "passwd") + ")"},
+		{"link to dir outside", "lndir", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "dir") + ")"},
+		{"file under link to dir outside", "lndir/f", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "dir", "f") + ")"},
+		{"relative link out in the middle", "a/up/passwd", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "passwd") + ")"},
+		{"link chain out", "chain1", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "passwd") + ")"},
+		{"new destination under link out", "lndir/new.csv", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "dir", "new.csv") + ")"},
+		{"new nested destination under link out", "lndir/x/y/new.csv", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "dir", "x", "y", "new.csv") + ")"},
+		{"dangling link out", "dangle", "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "newfile") + ")"},
+		{"denied dir", "secret", "is denied by sandboxRoot entry !" + filepath.Join(f.root, "secret")},
+		{"under denied dir", "secret/s.txt", "is denied by sandboxRoot entry !" + filepath.Join(f.root, "secret")},
+		{"new file under denied dir", filepath.Join(f.root, "secret", "new"), "is denied by sandboxRoot entry !"},
+		{"link into denied dir", "tosecret/s.txt", "is denied by sandboxRoot entry !"},
+		{"dotdot into denied dir", "a/../secret/s.txt", "is denied by sandboxRoot entry !"},
+		{"shares prefix with root", filepath.Join(f.rootx, "f"), "resolves outside the sandboxRoot entries (" + filepath.Join(f.rootx, "f") + ")"},
+		{"shares prefix, relative", "../rootx/f", "resolves outside the sandboxRoot entries (" + filepath.Join(f.rootx, "f") + ")"},
 		{"link loop", "loop1", "too many levels of symbolic links"},
 		{"through a file", "a/b/file.txt/x", "cannot be resolved"},
 		{"NUL byte", "a/b\x00/../../../etc/passwd", "contains a NUL byte"},
@@ -217,7 +217,7 @@ func TestDefaultIsRootAlone(t *testing.T) {
 		t.Errorf("Resolve(secret/s.txt) = %q, %v; want accepted without a deny entry", got, err)
 	}
 	_, err = sb.Resolve(filepath.Join(f.other, "o.txt"))
-	wantRefusal(t, err, filepath.Join(f.other, "o.txt"), "resolves outside the sandbox")
+	wantRefusal(t, err, filepath.Join(f.other, "o.txt"), "resolves outside transferRoot")
 
 	// Only deny entries: the root is still the allowed entry.
 	sb, err = New(f.root, []string{"!secret"})
@@ -228,7 +228,7 @@ func TestDefaultIsRootAlone(t *testing.T) {
 		t.Errorf("Resolve(a/b/file.txt): %v", err)
 	}
 	_, err = sb.Resolve("secret")
-	wantRefusal(t, err, "secret", "is denied by sandbox entry")
+	wantRefusal(t, err, "secret", "is denied by sandboxRoot entry")
 
 	// Allow entries replace the root: the root's other files are outside.
 	sb, err = New(f.root, []string{"in"})
@@ -239,7 +239,7 @@ func TestDefaultIsRootAlone(t *testing.T) {
 		t.Errorf("Resolve(in/x.csv) = %q, %v", got, err)
 	}
 	_, err = sb.Resolve("a/b/file.txt")
-	wantRefusal(t, err, "a/b/file.txt", "resolves outside the sandbox")
+	wantRefusal(t, err, "a/b/file.txt", "resolves outside the sandboxRoot entries")
 }
 
 func TestRootThroughLink(t *testing.T) {
@@ -275,7 +275,7 @@ func TestDenyCreatedLater(t *testing.T) {
 	}
 	for _, p := range []string{"later/x.csv", "in/x.csv"} {
 		_, err := sb.Resolve(p)
-		wantRefusal(t, err, p, "is denied by sandbox entry !"+filepath.Join(f.root, "later"))
+		wantRefusal(t, err, p, "is denied by sandboxRoot entry !"+filepath.Join(f.root, "later"))
 	}
 }
 
@@ -395,16 +395,16 @@ func TestExpandRefuses(t *testing.T) {
 		{"wildcard in missing dir", "nodir/*.csv", false, "nodir/*.csv", "matches no file"},
 		{"malformed wildcard", "in/[x", false, "in/[x", "malformed wildcard pattern"},
 		{"missing file", "in/nope.csv", false, "in/nope.csv", "does not exist"},
-		{"link out in recursive tree", "badtree", true, filepath.Join("badtree", "evil"), "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "passwd") + ")"},
-		{"dir link out in recursive tree", "baddir", true, filepath.Join("baddir", "evildir"), "symbolic link leads outside the sandbox (" + filepath.Join(f.outside, "dir") + ")"},
+		{"link out in recursive tree", "badtree", true, filepath.Join("badtree", "evil"), "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "passwd") + ")"},
+		{"dir link out in recursive tree", "baddir", true, filepath.Join("baddir", "evildir"), "symbolic link leads outside the sandboxRoot entries (" + filepath.Join(f.outside, "dir") + ")"},
 		{"dangling link in recursive tree", "dangtree", true, filepath.Join("dangtree", "gone"), "dangling symbolic link"},
-		{"wildcard matching a link out", "lnf*", false, "lnfile", "symbolic link leads outside the sandbox"},
-		{"denied dir inside recursive tree", "mixed", true, filepath.Join("mixed", "private"), "is denied by sandbox entry !" + filepath.Join(f.root, "mixed", "private")},
-		{"wildcard matching a denied dir", "mixed/*", true, filepath.Join("mixed", "private"), "is denied by sandbox entry !"},
-		{"source escaping", "../outside/passwd", false, "../outside/passwd", "resolves outside the sandbox"},
-		{"source link out", "lnfile", false, "lnfile", "symbolic link leads outside the sandbox"},
-		{"wildcard dir outside", "../outside/*", false, "../outside/*", "resolves outside the sandbox"},
-		{"wildcard under link out", "lndir/*", false, "lndir/*", "symbolic link leads outside the sandbox"},
+		{"wildcard matching a link out", "lnf*", false, "lnfile", "symbolic link leads outside the sandboxRoot entries"},
+		{"denied dir inside recursive tree", "mixed", true, filepath.Join("mixed", "private"), "is denied by sandboxRoot entry !" + filepath.Join(f.root, "mixed", "private")},
+		{"wildcard matching a denied dir", "mixed/*", true, filepath.Join("mixed", "private"), "is denied by sandboxRoot entry !"},
+		{"source escaping", "../outside/passwd", false, "../outside/passwd", "resolves outside the sandboxRoot entries"},
+		{"source link out", "lnfile", false, "lnfile", "symbolic link leads outside the sandboxRoot entries"},
+		{"wildcard dir outside", "../outside/*", false, "../outside/*", "resolves outside the sandboxRoot entries"},
+		{"wildcard under link out", "lndir/*", false, "lndir/*", "symbolic link leads outside the sandboxRoot entries"},
 		{"empty", "", false, "", "is empty"},
 		{"NUL", "in/x.csv\x00", false, "in/x.csv\x00", "contains a NUL byte"},
 	}
