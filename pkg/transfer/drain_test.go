@@ -24,7 +24,7 @@ func drainRig(t *testing.T, openPart func(string) error) (*Manager, *rig, string
 	if err := os.WriteFile(src, make([]byte, 64<<10), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	m := r.manager(&fakeLog{}, &tracingEndpoint{tr: r.tr, failOpenPart: openPart})
+	m := r.manager(&fakeLog{}, &tracingEndpoint{Local: r.local, tr: r.tr, failOpenPart: openPart})
 	id := r.submit(t, m, Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
