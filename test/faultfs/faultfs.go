@@ -148,10 +148,7 @@ func Mount(backing, mountpoint string, opts Options) (*FS, error) {
 	}
 	f := &FS{Mountpoint: mountpoint, Backing: backing, calls: map[Op]int{}, fired: map[Op]int{}}
 	root := &fs.LoopbackRoot{Path: backing, Dev: uint64(st.Dev)}
-	root.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, st *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: &fs.LoopbackNode{RootData: r}, fs: f}
-	}
-	root.RootNode = root.NewNode(root, nil, "", &st)
+	root.RootNode = &node{LoopbackNode: &fs.LoopbackNode{RootData: root}, fs: f}
 
 	// No attribute or entry caching: several processes and the backing
 	// directory itself look at the same files.
@@ -332,6 +329,12 @@ type node struct {
 
 	mu    sync.Mutex
 	dirty []span // written since the last successful fsync
+}
+
+// WrapChild makes every node below the root one of the fault system's
+// (fs.NodeWrapChilder), around the loopback node go-fuse made.
+func (n *node) WrapChild(_ context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &node{LoopbackNode: ops.(*fs.LoopbackNode), fs: n.fs}
 }
 
 type span struct{ off, end int64 }
