@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +29,9 @@ import (
 // The sandbox resolved every link of an accepted path, and its roots were
 // resolved when the endpoint was made: a link met now was put there since,
 // and is refused (ErrOutsideRoot). The roots are held open, so a root
-// renamed or replaced by a link later still means the directory it was.
+// renamed or replaced by a link later still means the directory it was;
+// a file system mounted on a root's path is taken up within a second
+// (mount.current).
 
 // outsideError is ErrOutsideRoot with the system's own error.
 type outsideError struct{ errno unix.Errno }
@@ -44,6 +48,7 @@ type root struct {
 	path   string // absolute, clean, links resolved
 	fd     int    // the directory, held open for the endpoint's life
 	dev    uint64 // its device
+	ino    uint64 // and inode: what the path named when it was opened
 	syncfs bool   // its file system is one that syncfs serves (trustSyncFS)
 }
 
@@ -247,11 +252,62 @@ func fstat(fd int, st *unix.Stat_t) error {
 // files, as much as a lookup and buys nothing for a regular file).
 func fileOf(fd int, name string) *os.File { return os.NewFile(uintptr(fd), name) }
 
-// openRoot opens a root directory given by its absolute path.
+// openRoot opens a root directory given by its absolute path (its last
+// element not a link), and notes what it is.
 func openRoot(path string) (*root, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open root", Path: path, Err: err}
 	}
-	return &root{path: path, fd: fd}, nil
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "stat root", Path: path, Err: err}
+	}
+	return &root{path: path, fd: fd, dev: uint64(st.Dev), ino: uint64(st.Ino), syncfs: trustSyncFS(fd)}, nil
+}
+
+// rootCheckEvery is how often a root's path is looked at again: a file
+// system mounted on it after the instance started (the agent started
+// before its NFS share, say) must be written to, not the directory
+// beneath the mount point.
+const rootCheckEvery = time.Second
+
+// mount is a root as its path names it over time: the directory open now
+// (cur), replaced when the path comes to name another directory (a file
+// system mounted on it, or unmounted from it). A replaced descriptor is
+// left open: an operation in flight may still use it, and a descriptor
+// closed under it could be reused for another file.
+type mount struct {
+	path    string
+	cur     atomic.Pointer[root]
+	checked atomic.Int64 // UnixNano of the last look at path
+}
+
+// current returns the root to resolve paths beneath now.
+func (m *mount) current() *root {
+	r := m.cur.Load()
+	now := time.Now().UnixNano()
+	last := m.checked.Load()
+	if now-last < int64(rootCheckEvery) || !m.checked.CompareAndSwap(last, now) {
+		return r
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(m.path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		// Gone, or a link or a file now: nothing this endpoint follows.
+		// The directory held stays the root.
+		return r
+	}
+	if uint64(st.Dev) == r.dev && uint64(st.Ino) == r.ino {
+		return r
+	}
+	n, err := openRoot(m.path)
+	if err != nil || n.dev != uint64(st.Dev) || n.ino != uint64(st.Ino) {
+		if err == nil {
+			unix.Close(n.fd) // changed again meanwhile: the next look decides
+		}
+		return r
+	}
+	m.cur.Store(n)
+	return n
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
@@ -244,4 +245,87 @@ func TestRemoveSourceOnlyTheFileTransferred(t *testing.T) {
 			t.Fatalf("RemoveSource replayed: %v", err)
 		}
 	})
+}
+
+// A file system mounted on a root after the endpoint opened it (the agent
+// started before its share was mounted) is where the files go from then
+// on, not the directory beneath the mount point.
+func TestRootRemountedIsFollowed(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "share")
+	if err := os.Mkdir(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=1m"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount a tmpfs on %s: %v", root, err)
+		}
+		t.Skipf("mount a tmpfs on %s: %v", root, err)
+	}
+	defer syscall.Unmount(root, syscall.MNT_DETACH)
+	l.roots[0].checked.Store(0) // as if rootCheckEvery had passed
+	dst := filepath.Join(root, "a.bin")
+	p, err := l.OpenPart(ctx, dst, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p, "on the share")
+	closePart(t, p)
+	if err := l.Commit(ctx, dst, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, dst); got != "on the share" {
+		t.Fatalf("%s holds %q", dst, got)
+	}
+	l.Close() // it holds the share's root open
+	if err := syscall.Unmount(root, 0); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Fatalf("written beneath the mount point, not on the mounted file system: %v", entries)
+	}
+}
+
+// A root replaced by a symbolic link after the endpoint opened it is not
+// followed: the directory held stays the root.
+func TestRootReplacedByALinkIsNotFollowed(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "root")
+	if err := os.Mkdir(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	outDir, secret := outsideTree(t)
+	if err := os.Rename(root, root+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outDir, root); err != nil {
+		t.Fatal(err)
+	}
+	l.roots[0].checked.Store(0)
+	p, err := l.OpenPart(ctx, filepath.Join(root, "x.bin"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, p, "x")
+	closePart(t, p)
+	checkUntouched(t, outDir, secret)
+	if got := readFile(t, filepath.Join(root+".moved", "x.bin.part")); got != "x" {
+		t.Fatalf("the held root holds %q", got)
+	}
 }

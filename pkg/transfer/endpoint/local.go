@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,7 +27,7 @@ import (
 // Its operations do not block on the context (local system calls cannot be
 // interrupted); they refuse to start once it is done.
 type Local struct {
-	roots []*root // the longest path first: a path belongs to the innermost
+	roots []*mount // the longest path first: a path belongs to the innermost
 }
 
 var _ Endpoint = (*Local)(nil)
@@ -51,14 +52,10 @@ func NewLocal(roots ...string) (*Local, error) {
 			l.Close()
 			return nil, err
 		}
-		r.syncfs = trustSyncFS(r.fd)
-		var st unix.Stat_t
-		if err := fstat(r.fd, &st); err != nil {
-			l.Close()
-			return nil, &fs.PathError{Op: "stat root", Path: p, Err: err}
-		}
-		r.dev = uint64(st.Dev)
-		l.roots = append(l.roots, r)
+		m := &mount{path: p}
+		m.cur.Store(r)
+		m.checked.Store(time.Now().UnixNano())
+		l.roots = append(l.roots, m)
 	}
 	if len(l.roots) == 0 {
 		return nil, errors.New("endpoint: no root")
@@ -69,8 +66,8 @@ func NewLocal(roots ...string) (*Local, error) {
 
 // Close releases the roots.
 func (l *Local) Close() error {
-	for _, r := range l.roots {
-		unix.Close(r.fd)
+	for _, m := range l.roots {
+		unix.Close(m.cur.Load().fd)
 	}
 	l.roots = nil
 	return nil
@@ -79,9 +76,10 @@ func (l *Local) Close() error {
 // find returns the root path lies beneath and path relative to it.
 func (l *Local) find(op, path string) (*root, string, error) {
 	if filepath.IsAbs(path) && filepath.Clean(path) == path {
-		for _, r := range l.roots {
+		for _, m := range l.roots {
+			r := m.cur.Load()
 			if rel, ok := r.rel(path); ok {
-				return r, rel, nil
+				return m.current(), rel, nil
 			}
 		}
 	}
@@ -610,7 +608,8 @@ func (l *Local) BeginParts(ctx context.Context) (PartBatch, error) {
 		return nil, err
 	}
 	b := &localBatch{l: l, fds: map[*root]int{}}
-	for _, r := range l.roots {
+	for _, m := range l.roots {
+		r := m.current()
 		if !r.syncfs {
 			continue
 		}

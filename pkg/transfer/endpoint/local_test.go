@@ -390,7 +390,7 @@ func TestRenameExclusive(t *testing.T) {
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	writeFile(t, a, "a")
 	writeFile(t, b, "b")
-	fd := l.roots[0].fd
+	fd := l.roots[0].cur.Load().fd
 	err := renameExclusive(fd, "a", "b")
 	if errors.Is(err, errNoExclusiveRename) {
 		t.Skip("no exclusive rename here; Commit checks then renames")
