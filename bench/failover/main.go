@@ -36,7 +36,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/test/harness"
 )
@@ -360,7 +360,7 @@ func followingButUnlisted(c *harness.Cluster, v ha.AgentView) ([]string, bool) {
 			continue
 		}
 		var st ha.InstanceStatus
-		if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], agent.PathInstance, &st); err != nil ||
+		if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], api.PathInstance, &st); err != nil ||
 			st.Status != ha.StatusReady || st.Leader != v.Active {
 			return nil, false
 		}
@@ -427,7 +427,7 @@ func watchActive(ctx context.Context, c *harness.Cluster, names []string, epoch 
 			defer once()
 			for {
 				var st ha.InstanceStatus
-				err := harness.GetJSON(ctx, httpc, addr, agent.PathInstance, &st)
+				err := harness.GetJSON(ctx, httpc, addr, api.PathInstance, &st)
 				at := time.Now()
 				once()
 				if err == nil && st.Status == ha.StatusActive && st.Epoch > epoch {
@@ -454,7 +454,7 @@ func waitSteady(c *harness.Cluster, timeout time.Duration, active string) (ha.Ag
 	for {
 		for _, n := range c.Names {
 			var v ha.AgentView
-			if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], agent.PathAgent, &v); err != nil {
+			if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], api.PathAgent, &v); err != nil {
 				continue // a follower answers 421; a stopped instance not at all
 			}
 			last = v

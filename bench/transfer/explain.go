@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -154,24 +154,24 @@ func phases(e *env, dst string) (phaseRun, error) {
 	var p phaseRun
 	addr := e.c.Addr[e.active]
 	id := transfer.NewID()
-	body, _ := json.Marshal(agent.CreateTransferRequest{ID: id, Request: transfer.Request{
+	body, _ := json.Marshal(api.CreateTransferRequest{ID: id, Request: transfer.Request{
 		Sources: []string{e.big.rel}, Destination: dst,
 	}})
 	t0 := time.Now()
-	resp, err := httpc.Post("http://"+addr+agent.PathTransfers, "application/json", bytes.NewReader(body))
+	resp, err := httpc.Post("http://"+addr+api.PathTransfers, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return p, err
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return p, fmt.Errorf("POST %s: %s: %s", agent.PathTransfers, resp.Status, b)
+		return p, fmt.Errorf("POST %s: %s: %s", api.PathTransfers, resp.Status, b)
 	}
 	p.accepted = time.Since(t0)
 	deadline := t0.Add(*flagTimeout)
 	for {
 		var v transfer.View
-		if err := harness.GetJSON(context.Background(), httpc, addr, agent.PathTransfers+"/"+id, &v); err != nil {
+		if err := harness.GetJSON(context.Background(), httpc, addr, api.TransferPath(id), &v); err != nil {
 			return p, err
 		}
 		at := time.Since(t0)
@@ -203,25 +203,25 @@ func phasesMany(e *env, dst string) (phaseRun, error) {
 	var p phaseRun
 	addr := e.c.Addr[e.active]
 	id := transfer.NewID()
-	body, _ := json.Marshal(agent.CreateTransferRequest{ID: id, Request: transfer.Request{
+	body, _ := json.Marshal(api.CreateTransferRequest{ID: id, Request: transfer.Request{
 		Sources: []string{e.small.rel + "/"}, Destination: dst, Recursive: true,
 	}})
 	t0 := time.Now()
-	resp, err := httpc.Post("http://"+addr+agent.PathTransfers, "application/json", bytes.NewReader(body))
+	resp, err := httpc.Post("http://"+addr+api.PathTransfers, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return p, err
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return p, fmt.Errorf("POST %s: %s: %.300s", agent.PathTransfers, resp.Status, b)
+		return p, fmt.Errorf("POST %s: %s: %.300s", api.PathTransfers, resp.Status, b)
 	}
 	p.accepted = time.Since(t0)
 	deadline := t0.Add(*flagTimeout)
 	for {
 		time.Sleep(100 * time.Millisecond)
 		var v transfer.View
-		if err := harness.GetJSON(context.Background(), httpc, addr, agent.PathTransfers+"/"+id, &v); err != nil {
+		if err := harness.GetJSON(context.Background(), httpc, addr, api.TransferPath(id), &v); err != nil {
 			return p, err
 		}
 		if transfer.Terminal(v.State) {

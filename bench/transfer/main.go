@@ -47,7 +47,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/test/harness"
 )
@@ -356,7 +356,7 @@ func waitSteady(c *harness.Cluster, timeout time.Duration) (ha.AgentView, error)
 	for {
 		for _, n := range c.Names {
 			var v ha.AgentView
-			if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], agent.PathAgent, &v); err != nil {
+			if err := harness.GetJSON(context.Background(), httpc, c.Addr[n], api.PathAgent, &v); err != nil {
 				continue // a follower answers 421; a stopped instance not at all
 			}
 			last = v
@@ -374,7 +374,7 @@ func waitSteady(c *harness.Cluster, timeout time.Duration) (ha.AgentView, error)
 // lastApplied is the raft index the instance has applied.
 func lastApplied(c *harness.Cluster, name string) (uint64, error) {
 	var st ha.InstanceStatus
-	if err := harness.GetJSON(context.Background(), httpc, c.Addr[name], agent.PathInstance, &st); err != nil {
+	if err := harness.GetJSON(context.Background(), httpc, c.Addr[name], api.PathInstance, &st); err != nil {
 		return 0, err
 	}
 	return st.LastApplied, nil

@@ -10,7 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftagent/ftagent/internal/command"
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/agentclient"
 	"github.com/ftagent/ftagent/pkg/ha"
 )
 
@@ -33,7 +33,7 @@ func showCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			v, err := agent.FetchView(c.Context, cl, cfg)
+			v, err := agentclient.FetchView(c.Context, cl, cfg)
 			if v.Status == "" {
 				return err
 			}

@@ -16,7 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftagent/ftagent/internal/command"
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/agentclient"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -45,7 +45,7 @@ func transferCommand() *cli.Command {
 			},
 			{
 				Name: "show", Usage: "show one transfer", UsageText: "ftagent transfer show [--json] ID",
-				Flags: command.ClientFlags(), Action: onTransfer(agent.GetTransfer, func(v transfer.View) { printTransfer(os.Stdout, v) }),
+				Flags: command.ClientFlags(), Action: onTransfer(agentclient.GetTransfer, func(v transfer.View) { printTransfer(os.Stdout, v) }),
 			},
 			{
 				Name: "list", Usage: "list the transfers the agent keeps", UsageText: "ftagent transfer list [--json]",
@@ -53,7 +53,7 @@ func transferCommand() *cli.Command {
 			},
 			{
 				Name: "cancel", Usage: "cancel a transfer", UsageText: "ftagent transfer cancel [--json] ID",
-				Flags: command.ClientFlags(), Action: onTransfer(agent.CancelTransfer, func(v transfer.View) { fmt.Printf("transfer %s %s\n", v.ID, v.State) }),
+				Flags: command.ClientFlags(), Action: onTransfer(agentclient.CancelTransfer, func(v transfer.View) { fmt.Printf("transfer %s %s\n", v.ID, v.State) }),
 			},
 			{
 				Name: "wait", Usage: "follow a transfer to its end; exit 0 only if it completed", UsageText: "ftagent transfer wait [--json] ID",
@@ -116,7 +116,7 @@ func transferCreate(c *cli.Context) error {
 	if c.Bool("wait") && c.Bool(command.FlagJSON) {
 		listed = transfer.FilesNone // the files come with the end
 	}
-	v, err := agent.CreateTransferFiles(c.Context, cl, req, listed)
+	v, err := agentclient.CreateTransferFiles(c.Context, cl, req, listed)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 	if !c.Bool(command.FlagJSON) && isatty.IsTerminal(os.Stderr.Fd()) {
 		bar = newProgressBar(os.Stderr)
 	}
-	body, err := agent.WaitTransfer(ctx, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
+	body, err := agentclient.WaitTransfer(ctx, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
 		if bar != nil {
 			bar.update(v)
 		}
@@ -236,7 +236,7 @@ func transferList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	vs, err := agent.ListTransfers(c.Context, cl)
+	vs, err := agentclient.ListTransfers(c.Context, cl)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftagent/ftagent/internal/command"
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/agentclient"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/version"
 )
 
@@ -42,11 +43,11 @@ func main() {
 			if err != nil {
 				return err
 			}
-			res, err := agent.Stop(c.Context, cl, cfg, agent.StopOptions{
+			res, err := agentclient.Stop(c.Context, cl, cfg, agentclient.StopOptions{
 				Instance:  c.String("instance"),
 				Immediate: c.Bool("immediate"),
 				Force:     c.Bool("force"),
-				Progress: func(p agent.StopProgress) {
+				Progress: func(p api.StopProgress) {
 					fmt.Fprintf(c.App.ErrWriter, "ftstop: %s\n", command.StopProgressLine(p, time.Now()))
 				},
 			})

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/api"
 )
 
 // Size is a byte count for people: 512 B, 4.0 KiB, 16.0 MiB.
@@ -41,7 +41,7 @@ func Percent(done, total int64) string {
 
 // StopProgressLine is the line ftstop prints while a normal stop waits for
 // running transfers: which, how far, and how long it may still wait.
-func StopProgressLine(p agent.StopProgress, now time.Time) string {
+func StopProgressLine(p api.StopProgress, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "waiting for %s to finish before %s hands the lease over", Count(len(p.Waiting), "running transfer"), p.Instance)
 	if p.DrainTimeout > 0 && !p.Since.IsZero() {

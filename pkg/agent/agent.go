@@ -1,7 +1,8 @@
 // Package agent assembles one running instance of an agent: its listener
-// (shared by raft and the client API), its raft node and lease, and the client
-// API. cmd/ftagent parses flags and calls Start and Run; everything an
-// instance does lives here or below.
+// (shared by raft and the client API), its raft node and lease, and the server
+// of the client API, whose paths and bodies are pkg/api's. cmd/ftagent parses
+// flags and calls Start and Run; everything an instance does lives here or
+// below. The client side of the API is pkg/agentclient.
 package agent
 
 import (
@@ -11,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
@@ -56,7 +57,7 @@ type Instance struct {
 	trail     *audit.Log // nil unless auditLog is set
 
 	stopMu  sync.Mutex
-	stopRes *StopResult
+	stopRes *api.StopResult
 	stopped chan struct{} // closed once a stop has finished its hand-over
 	// hurryMu guards what lets an immediate stop hurry a normal one under
 	// way (stop).
@@ -66,13 +67,6 @@ type Instance struct {
 	hurryAsked   bool
 	serveDone    chan error
 	pidFile      string
-}
-
-// PIDFile is where the process running instance name writes its PID while
-// it runs: <dataDirectory>/<name>/ftagent.pid, removed when it stops
-// cleanly (a crash leaves it; the next start overwrites it).
-func PIDFile(cfg *config.Config, name string) string {
-	return filepath.Join(cfg.InstanceDataDir(name), "ftagent.pid")
 }
 
 // Start opens the listener and the data directory and starts the raft node.
@@ -193,7 +187,7 @@ func Start(opts Options) (*Instance, error) {
 	in.trail = trail
 	// The raft stores are open, so this process owns the data directory:
 	// say which process it is, for scripts (`kill $(cat …/ftagent.pid)`).
-	in.pidFile = PIDFile(cfg, self.Name)
+	in.pidFile = cfg.PIDFile(self.Name)
 	if err := os.WriteFile(in.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o640); err != nil {
 		_ = node.Shutdown()
 		mux.Close()
@@ -225,7 +219,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	case <-in.stopped:
 	case <-ctx.Done():
 		in.log.Info().Msg("signal received: stopping")
-		if _, err := in.stop(context.Background(), StopRequest{Force: true}); err != nil {
+		if _, err := in.stop(context.Background(), api.StopRequest{Force: true}); err != nil {
 			in.log.Error().Err(err).Msg("stop")
 		}
 	case err := <-in.serveDone:
@@ -302,7 +296,7 @@ func (e *QuorumError) Error() string {
 // asked while a normal one drains hurries it: the drain ends and the lease
 // is handed over at once. Unless forced, a stop that would leave the voters
 // without a majority is refused with a *QuorumError.
-func (in *Instance) stop(ctx context.Context, req StopRequest) (StopResult, error) {
+func (in *Instance) stop(ctx context.Context, req api.StopRequest) (api.StopResult, error) {
 	in.hurryMu.Lock()
 	if req.Immediate {
 		in.hurryAsked = true
@@ -329,7 +323,7 @@ func (in *Instance) stop(ctx context.Context, req StopRequest) (StopResult, erro
 			err := &QuorumError{Instance: in.self.Name, Quorum: quorum}
 			in.log.Warn().Int("voters", quorum.Voters).Int("running", quorum.Running).Int("needed", quorum.Needed).
 				Msg("stop refused: the voters would lose their majority")
-			return StopResult{}, err
+			return api.StopResult{}, err
 		}
 	}
 	in.hurryMu.Lock()
@@ -340,7 +334,7 @@ func (in *Instance) stop(ctx context.Context, req StopRequest) (StopResult, erro
 		in.node.Hurry()
 	}
 	immediate := req.Immediate
-	res := StopResult{Agent: in.cfg.AgentName, Instance: in.self.Name, Address: in.self.Address, WasActive: in.node.IsActive()}
+	res := api.StopResult{Agent: in.cfg.AgentName, Instance: in.self.Name, Address: in.self.Address, WasActive: in.node.IsActive()}
 	if res.WasActive {
 		hctx := ctx
 		if immediate {
@@ -374,9 +368,9 @@ func (in *Instance) stop(ctx context.Context, req StopRequest) (StopResult, erro
 }
 
 // stopProgress says what a stop of this instance waits for.
-func (in *Instance) stopProgress() StopProgress {
+func (in *Instance) stopProgress() api.StopProgress {
 	in.hurryMu.Lock()
-	p := StopProgress{Instance: in.self.Name, Stopping: in.stopUnderWay, DrainTimeout: in.cfg.DrainTimeout.Seconds()}
+	p := api.StopProgress{Instance: in.self.Name, Stopping: in.stopUnderWay, DrainTimeout: in.cfg.DrainTimeout.Seconds()}
 	if in.stopUnderWay {
 		p.Since = in.stopSince.UTC()
 	}

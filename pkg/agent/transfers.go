@@ -9,65 +9,41 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer"
 )
 
-// Transfer API paths. They belong to the active: the other instances point
-// to it (421), and a stopping active sends clients elsewhere (503).
-const (
-	PathTransfers = "/v1/transfers" // GET: list; POST: create
-	// PathTransfers + "/{id}": GET one; + "/{id}/cancel": POST to cancel
-)
-
-// Query parameters of GET PathTransfers/{id} (and, files only, of POST
-// PathTransfers): what clients that follow a transfer need, cheaply. An
-// agent that does not know them answers with the whole transfer at once.
-const (
-	// QueryFiles: "all" (the default), "none" (files null), or "ended"
-	// (the files only once the transfer has ended).
-	QueryFiles = "files"
-	// QueryWait: a duration (Go syntax, at most MaxTransferWait); the
-	// answer comes once the transfer has ended or the duration has passed.
-	QueryWait = "wait"
-	// MaxTransferWait bounds QueryWait.
-	MaxTransferWait = 30 * time.Second
-)
-
-// transferQuery reads QueryFiles and QueryWait.
+// transferQuery reads api.QueryFiles and api.QueryWait.
 func transferQuery(r *http.Request) (files string, wait time.Duration, err error) {
 	q := r.URL.Query()
-	files = q.Get(QueryFiles)
+	files = q.Get(api.QueryFiles)
 	switch files {
 	case "":
 		files = transfer.FilesAll
 	case transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded:
 	default:
-		return "", 0, fmt.Errorf("%s=%q is not %q, %q or %q", QueryFiles, files, transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded)
+		return "", 0, fmt.Errorf("%s=%q is not %q, %q or %q", api.QueryFiles, files, transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded)
 	}
-	if w := q.Get(QueryWait); w != "" {
+	if w := q.Get(api.QueryWait); w != "" {
 		if wait, err = time.ParseDuration(w); err != nil || wait < 0 {
-			return "", 0, fmt.Errorf("%s=%q is not a duration", QueryWait, w)
+			return "", 0, fmt.Errorf("%s=%q is not a duration", api.QueryWait, w)
 		}
-		wait = min(wait, MaxTransferWait)
+		wait = min(wait, api.MaxTransferWait)
 	}
 	return files, wait, nil
 }
 
-// CreateTransferRequest is the body of POST /v1/transfers. ID is chosen by
-// the client, so that a request retried after a failover is not doubled.
-type CreateTransferRequest struct {
-	ID      string           `json:"id"`
-	Request transfer.Request `json:"request"`
-}
-
 func (in *Instance) transferRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+api.PathTransfers, func(w http.ResponseWriter, r *http.Request) {
 		files, _, qerr := transferQuery(r)
 		if qerr != nil {
 			writeError(w, http.StatusBadRequest, qerr.Error())
 			return
 		}
+		// api.CreateTransferRequest, its request kept raw for
+		// transfer.DecodeRequest, which refuses unknown fields
+		// (transfer.Request's UnmarshalJSON is lenient, for log entries).
 		var body struct {
 			ID      string          `json:"id"`
 			Request json.RawMessage `json:"request"`
@@ -76,7 +52,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
 			return
 		}
-		req := CreateTransferRequest{ID: body.ID}
+		req := api.CreateTransferRequest{ID: body.ID}
 		var err error
 		if req.Request, err = transfer.DecodeRequest(body.Request); err != nil {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
@@ -93,7 +69,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 	})
-	mux.HandleFunc("GET "+PathTransfers, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+api.PathTransfers, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
 			in.misdirected(w)
 			return
@@ -105,7 +81,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("GET "+PathTransfers+"/{id}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+api.PathTransfers+"/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
 			in.misdirected(w)
 			return
@@ -122,7 +98,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, v.JSONValue())
 	})
-	mux.HandleFunc("POST "+PathTransfers+"/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+api.PathTransfers+"/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
 		t, err := in.transfers.Cancel(r.Context(), r.PathValue("id"))
 		if err != nil {
 			in.transferError(w, err)
@@ -149,4 +125,3 @@ func (in *Instance) transferError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}
 }
-

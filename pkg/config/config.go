@@ -838,6 +838,13 @@ func (c *Config) InstanceDataDir(name string) string {
 	return filepath.Join(c.DataDirectory, name)
 }
 
+// PIDFile is where the process running instance name writes its PID while
+// it runs: <dataDirectory>/<name>/ftagent.pid, removed when it stops
+// cleanly (a crash leaves it; the next start overwrites it).
+func (c *Config) PIDFile(name string) string {
+	return filepath.Join(c.InstanceDataDir(name), "ftagent.pid")
+}
+
 // CheckDataDirectory creates <DataDirectory>/<name> (0o750, parents
 // included) if missing and proves it is writable by creating and removing a
 // temporary file; on failure an *Error with Key "dataDirectory".

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/agentclient"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -155,7 +155,7 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(opts.Out, "\nftagent dev: stopping the instances (standbys first)\n")
 	active := ""
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	if v, err := agent.FetchView(sctx, cl, cfg); err == nil {
+	if v, err := agentclient.FetchView(sctx, cl, cfg); err == nil {
 		active = v.Active
 	}
 	cancel()
@@ -248,7 +248,7 @@ func waitActive(ctx context.Context, cl *client.Client, children []*child, dir s
 			}
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		v, err := agent.FetchView(qctx, cl, nil)
+		v, err := agentclient.FetchView(qctx, cl, nil)
 		cancel()
 		if err == nil && v.Status == ha.StatusActive {
 			return v, nil
@@ -303,7 +303,7 @@ func stopChild(c *child) {
 
 // pidHint says how to find the process of an instance that may still run.
 func pidHint(cfg *config.Config, name string) string {
-	pidFile := agent.PIDFile(cfg, name)
+	pidFile := cfg.PIDFile(name)
 	if b, err := os.ReadFile(pidFile); err == nil {
 		return fmt.Sprintf("%s says PID %s", pidFile, strings.TrimSpace(string(b)))
 	}

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/test/harness"
@@ -157,7 +157,7 @@ func (a *Agent) Ftstop(ctx context.Context, args ...string) (harness.Result, err
 // Status asks instance name for its own status, directly (no failover).
 func (a *Agent) Status(ctx context.Context, name string) (ha.InstanceStatus, error) {
 	var s ha.InstanceStatus
-	err := harness.GetJSON(ctx, a.probe, a.Addr[name], agent.PathInstance, &s)
+	err := harness.GetJSON(ctx, a.probe, a.Addr[name], api.PathInstance, &s)
 	return s, err
 }
 

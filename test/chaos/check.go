@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/agentclient"
 	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -52,7 +52,7 @@ func Settle(a *Agent, jobs []*Job, timeout time.Duration) (map[string]transfer.V
 	for _, j := range jobs {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			v, err := agent.GetTransfer(ctx, a.Client, j.ID)
+			v, err := agentclient.GetTransfer(ctx, a.Client, j.ID)
 			cancel()
 			if err == nil && transfer.Terminal(v.State) {
 				views[j.ID] = v

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ftagent/ftagent/pkg/agent"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/test/harness"
@@ -212,7 +212,7 @@ func (w *Workload) Submit(ctx context.Context, j *Job, patience time.Duration) {
 	deadline := time.Now().Add(patience)
 	for {
 		var v transfer.View
-		err := w.a.Client.Do(ctx, http.MethodPost, agent.PathTransfers, agent.CreateTransferRequest{ID: j.ID, Request: j.Request}, &v)
+		err := w.a.Client.Do(ctx, http.MethodPost, api.PathTransfers, api.CreateTransferRequest{ID: j.ID, Request: j.Request}, &v)
 		if err == nil && v.ID == j.ID {
 			w.mu.Lock()
 			j.Accepted, j.SubmitErr = true, ""

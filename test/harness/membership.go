@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
 )
 
@@ -64,13 +65,13 @@ func (c *Cluster) StartWith(props, name string, extra ...string) (*Proc, error) 
 // directly over HTTP.
 func (c *Cluster) InstanceStatus(ctx context.Context, name string) (ha.InstanceStatus, error) {
 	var s ha.InstanceStatus
-	return s, c.getJSON(ctx, name, "/v1/instance", &s)
+	return s, c.getJSON(ctx, name, api.PathInstance, &s)
 }
 
 // Membership asks instance name for its raft group (GET /v1/membership).
 func (c *Cluster) Membership(ctx context.Context, name string) (ha.Membership, error) {
 	var m ha.Membership
-	return m, c.getJSON(ctx, name, "/v1/membership", &m)
+	return m, c.getJSON(ctx, name, api.PathMembership, &m)
 }
 
 func (c *Cluster) getJSON(ctx context.Context, name, path string, out any) error {

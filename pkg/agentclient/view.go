@@ -1,10 +1,17 @@
-package agent
+// Package agentclient is the client side of an agent's API: typed calls
+// (create, follow, list and cancel transfers; the agent's view; stop an
+// instance) over pkg/client, which carries every request with its failover
+// and retry policy. The wire types are pkg/api's; the server is pkg/agent,
+// which this package does not import. The commands (cmd/ftagent, cmd/ftstop),
+// the dev agent, the tests and the benchmarks talk to an agent through it.
+package agentclient
 
 import (
 	"context"
 	"errors"
 	"net/http"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -17,7 +24,7 @@ import (
 // the client's error. cfg, when known, names the instances that do not answer.
 func FetchView(ctx context.Context, cl *client.Client, cfg *config.Config) (ha.AgentView, error) {
 	var v ha.AgentView
-	err := cl.Do(ctx, http.MethodGet, PathAgent, nil, &v)
+	err := cl.Do(ctx, http.MethodGet, api.PathAgent, nil, &v)
 	if err == nil {
 		return v, nil
 	}
@@ -43,7 +50,7 @@ func FetchView(ctx context.Context, cl *client.Client, cfg *config.Config) (ha.A
 				iv.Role = ha.RoleWitness
 			}
 		}
-		if e := cl.DoAt(ctx, addr, http.MethodGet, PathInstance, nil, &st); e == nil {
+		if e := cl.DoAt(ctx, addr, http.MethodGet, api.PathInstance, nil, &st); e == nil {
 			answered = true
 			v.Agent = st.Agent
 			if st.Epoch > v.Epoch {

@@ -1,4 +1,4 @@
-package agent
+package agentclient
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -22,7 +23,7 @@ type StopOptions struct {
 	Force bool
 	// Progress, if set, is called about every ProgressEvery while the stop
 	// waits for running transfers, with what it waits for.
-	Progress func(StopProgress)
+	Progress func(api.StopProgress)
 }
 
 // ProgressEvery is how often Stop reports what a stop waits for.
@@ -34,8 +35,8 @@ const ProgressEvery = 2 * time.Second
 // answers for itself as ACTIVE at the new epoch, and still does a while
 // later (a new active without a majority loses the lease within a leader
 // lease timeout).
-func Stop(ctx context.Context, cl *client.Client, cfg *config.Config, opts StopOptions) (StopResult, error) {
-	req := StopRequest{Immediate: opts.Immediate, Force: opts.Force}
+func Stop(ctx context.Context, cl *client.Client, cfg *config.Config, opts StopOptions) (api.StopResult, error) {
+	req := api.StopRequest{Immediate: opts.Immediate, Force: opts.Force}
 	// A stop waits for the hand-over (and, unless immediate, for in-flight
 	// work to finish, up to drainTimeout): allow for it rather than give up
 	// on a busy instance.
@@ -47,20 +48,20 @@ func Stop(ctx context.Context, cl *client.Client, cfg *config.Config, opts StopO
 	if opts.Instance != "" {
 		var err error
 		if addr, err = instanceAddress(ctx, cl, cfg, opts.Instance); err != nil {
-			return StopResult{}, err
+			return api.StopResult{}, err
 		}
 	}
 	type answer struct {
-		res StopResult
+		res api.StopResult
 		err error
 	}
 	answered := make(chan answer, 1)
 	go func() {
 		var a answer
 		if addr == "" {
-			a.err = cl.Do(sctx, http.MethodPost, PathStop+"?target=active", req, &a.res)
+			a.err = cl.Do(sctx, http.MethodPost, api.PathStop+"?"+api.QueryTarget+"="+api.TargetActive, req, &a.res)
 		} else {
-			a.err = cl.DoAt(sctx, addr, http.MethodPost, PathStop, req, &a.res)
+			a.err = cl.DoAt(sctx, addr, http.MethodPost, api.PathStop, req, &a.res)
 		}
 		answered <- a
 	}()
@@ -98,24 +99,24 @@ wait:
 
 // stopProgress asks what the stop of the instance at addr ("" for the
 // active) waits for.
-func stopProgress(ctx context.Context, cl *client.Client, addr string) (StopProgress, error) {
+func stopProgress(ctx context.Context, cl *client.Client, addr string) (api.StopProgress, error) {
 	qctx, cancel := context.WithTimeout(ctx, ProgressEvery)
 	defer cancel()
-	var p StopProgress
+	var p api.StopProgress
 	if addr == "" {
-		return p, cl.Do(qctx, http.MethodGet, PathStop+"?target=active", nil, &p)
+		return p, cl.Do(qctx, http.MethodGet, api.PathStop+"?"+api.QueryTarget+"="+api.TargetActive, nil, &p)
 	}
-	return p, cl.DoAt(qctx, addr, http.MethodGet, PathStop, nil, &p)
+	return p, cl.DoAt(qctx, addr, http.MethodGet, api.PathStop, nil, &p)
 }
 
 // waitGone waits until the stopped instance no longer answers: it exits
 // once it has answered the stop.
-func waitGone(ctx context.Context, cl *client.Client, res StopResult) error {
+func waitGone(ctx context.Context, cl *client.Client, res api.StopResult) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		var st ha.InstanceStatus
-		err := cl.DoAt(qctx, res.Address, http.MethodGet, PathInstance, nil, &st)
+		err := cl.DoAt(qctx, res.Address, http.MethodGet, api.PathInstance, nil, &st)
 		cancel()
 		if err != nil || st.Name != res.Instance {
 			return nil
@@ -133,7 +134,7 @@ func waitGone(ctx context.Context, cl *client.Client, res StopResult) error {
 // holding the lease at res.Epoch or later (its own lease entry has
 // committed and applied there), then keeps asking for a while to see that
 // it keeps the lease. It sets res.Epoch to the epoch it answered with.
-func confirmActive(ctx context.Context, cl *client.Client, cfg *config.Config, res *StopResult) error {
+func confirmActive(ctx context.Context, cl *client.Client, cfg *config.Config, res *api.StopResult) error {
 	addr := res.NewActiveAddress
 	if addr == "" {
 		a, err := instanceAddress(ctx, cl, cfg, res.NewActive)
@@ -154,7 +155,7 @@ func confirmActive(ctx context.Context, cl *client.Client, cfg *config.Config, r
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		var st ha.InstanceStatus
-		err := cl.DoAt(qctx, addr, http.MethodGet, PathInstance, nil, &st)
+		err := cl.DoAt(qctx, addr, http.MethodGet, api.PathInstance, nil, &st)
 		return st, err
 	}
 	describe := func(st ha.InstanceStatus, err error) string {

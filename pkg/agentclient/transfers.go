@@ -1,4 +1,4 @@
-package agent
+package agentclient
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/transfer"
 )
@@ -22,34 +23,34 @@ func CreateTransfer(ctx context.Context, cl *client.Client, req transfer.Request
 }
 
 // CreateTransferFiles is CreateTransfer, answered with the files as files
-// (QueryFiles) says: transfer.FilesNone when the caller does not need them.
+// (api.QueryFiles) says: transfer.FilesNone when the caller does not need them.
 func CreateTransferFiles(ctx context.Context, cl *client.Client, req transfer.Request, files string) (transfer.View, error) {
 	var v transfer.View
-	path := PathTransfers
+	path := api.PathTransfers
 	if files != "" && files != transfer.FilesAll {
-		path += "?" + url.Values{QueryFiles: {files}}.Encode()
+		path += "?" + url.Values{api.QueryFiles: {files}}.Encode()
 	}
-	err := cl.Do(ctx, http.MethodPost, path, CreateTransferRequest{ID: transfer.NewID(), Request: req}, &v)
+	err := cl.Do(ctx, http.MethodPost, path, api.CreateTransferRequest{ID: transfer.NewID(), Request: req}, &v)
 	return v, err
 }
 
 // GetTransfer returns one transfer as the active sees it.
 func GetTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
 	var v transfer.View
-	err := cl.Do(ctx, http.MethodGet, PathTransfers+"/"+url.PathEscape(id), nil, &v)
+	err := cl.Do(ctx, http.MethodGet, api.TransferPath(id), nil, &v)
 	return v, err
 }
 
 // GetTransferWait returns one transfer once it has ended or wait has passed
-// (QueryWait), with its files as files says (QueryFiles). An agent that
+// (api.QueryWait), with its files as files says (api.QueryFiles). An agent that
 // does not know these parameters answers at once with every file.
 func GetTransferWait(ctx context.Context, cl *client.Client, id, files string, wait time.Duration) (TransferBody, error) {
-	q := url.Values{QueryFiles: {files}}
+	q := url.Values{api.QueryFiles: {files}}
 	if wait > 0 {
-		q.Set(QueryWait, wait.String())
+		q.Set(api.QueryWait, wait.String())
 	}
 	var raw client.Raw
-	if err := cl.Do(ctx, http.MethodGet, PathTransfers+"/"+url.PathEscape(id)+"?"+q.Encode(), nil, &raw); err != nil {
+	if err := cl.Do(ctx, http.MethodGet, api.TransferPath(id)+"?"+q.Encode(), nil, &raw); err != nil {
 		return TransferBody{}, err
 	}
 	return ParseTransferBody(raw)
@@ -110,14 +111,14 @@ func (b TransferBody) Decode() (transfer.View, error) {
 // ListTransfers returns every transfer the agent keeps.
 func ListTransfers(ctx context.Context, cl *client.Client) ([]transfer.View, error) {
 	var vs []transfer.View
-	err := cl.Do(ctx, http.MethodGet, PathTransfers, nil, &vs)
+	err := cl.Do(ctx, http.MethodGet, api.PathTransfers, nil, &vs)
 	return vs, err
 }
 
 // CancelTransfer cancels a transfer that has not ended.
 func CancelTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
 	var v transfer.View
-	err := cl.Do(ctx, http.MethodPost, PathTransfers+"/"+url.PathEscape(id)+"/cancel", nil, &v)
+	err := cl.Do(ctx, http.MethodPost, api.CancelPath(id), nil, &v)
 	return v, err
 }
 

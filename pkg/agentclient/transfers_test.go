@@ -1,4 +1,4 @@
-package agent
+package agentclient
 
 import (
 	"encoding/json"

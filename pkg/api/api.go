@@ -1,0 +1,76 @@
+// Package api is the client API of an agent as it travels on the wire: its
+// paths, its query parameters, and the JSON bodies of requests and answers
+// that both sides read. The server (pkg/agent) decodes and encodes these;
+// the clients (pkg/agentclient, the tests and the benchmarks) send and read
+// them. It holds no behaviour, so that neither side needs the other.
+//
+// Every instance serves every path. A request that belongs to the raft
+// leader or to the active (the leader that holds the lease) is answered by
+// another instance with 421 Misdirected Request and the leader's address in
+// the Ftagent-Active header (client.ActiveHeader), or with 503 while there
+// is none; a stopping active answers transfer requests with 503 too. Any
+// other refusal is an Error body with a 4xx or 5xx status.
+package api
+
+import (
+	"net/url"
+	"time"
+)
+
+// Paths any instance answers itself.
+const (
+	PathInstance = "/v1/instance" // GET: this instance's own status (ha.InstanceStatus)
+	// PathStop is POST: stop this instance (StopRequest, answered with
+	// StopResult), and GET: what its stop waits for (StopProgress). With
+	// QueryTarget=TargetActive the request is for the active.
+	PathStop = "/v1/stop"
+	// PathMembership is GET: this instance's raft group (ha.Membership,
+	// empty without raft state), asked by an instance that starts without
+	// state before it forms a group.
+	PathMembership = "/v1/membership"
+)
+
+// Paths the raft leader answers.
+const (
+	PathAgent   = "/v1/agent"   // GET: the agent as the leader sees it (ha.AgentView)
+	PathStandby = "/v1/standby" // POST: a standby publishes its status (ha.InstanceStatus); 204
+	// PathMembers is POST: add the instance of an ha.JoinRequest to the
+	// group (ha.JoinResult).
+	PathMembers = "/v1/members"
+)
+
+// Paths the active answers.
+const (
+	// PathTransfers is GET: every transfer the agent keeps ([]transfer.View),
+	// and POST: create one (CreateTransferRequest, answered with 201 and
+	// the transfer.View). TransferPath and CancelPath name one transfer.
+	PathTransfers = "/v1/transfers"
+)
+
+// TransferPath is GET: one transfer (transfer.View), as the active sees it.
+func TransferPath(id string) string { return PathTransfers + "/" + url.PathEscape(id) }
+
+// CancelPath is POST: cancel a transfer that has not ended (transfer.View).
+func CancelPath(id string) string { return TransferPath(id) + "/cancel" }
+
+// QueryTarget=TargetActive sends a PathStop request to the active: another
+// instance answers 421 with a pointer.
+const (
+	QueryTarget  = "target"
+	TargetActive = "active"
+)
+
+// Query parameters of GET TransferPath (and, files only, of POST
+// PathTransfers): what clients that follow a transfer need, cheaply. An
+// agent that does not know them answers with the whole transfer at once.
+const (
+	// QueryFiles: transfer.FilesAll (the default), transfer.FilesNone
+	// (files null), or transfer.FilesEnded (the files only once the
+	// transfer has ended).
+	QueryFiles = "files"
+	// QueryWait: a duration (Go syntax, at most MaxTransferWait); the
+	// answer comes once the transfer has ended or the duration has passed.
+	QueryWait = "wait"
+	// MaxTransferWait bounds QueryWait.
+	MaxTransferWait = 30 * time.Second
+)
