@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // eventBatch gathers file events into few log entries: a small file's start
@@ -43,7 +45,7 @@ func (b *eventBatch) flush(ctx context.Context) error {
 	}
 	evs := b.events
 	b.events = nil
-	err := b.m.recordFiles(b.epoch, filesCmd{ID: b.id, Time: time.Now().UTC(), Events: evs})
+	err := b.m.recordFiles(b.epoch, replicated.FilesCmd{ID: b.id, Time: time.Now().UTC(), Events: evs})
 	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}

@@ -7,74 +7,8 @@ import (
 
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
-
-// A recursive transfer makes its directories as well as copying its files,
-// so that the tree arrives whole, empty directories included. The
-// directories are listed with the files when the transfer is created (plan,
-// tree.go) and travel in its create entry (KindCreateV3, format 4), so that
-// any active knows them; the active makes them through its fenced endpoint
-// before it copies any file (prepare), and records each made or failed as a
-// DirEvent in a transfer.files entry. A directory that exists already
-// counts as made, so a new active that makes them again after a failover
-// changes nothing.
-//
-// The events travel in transfer.files, a kind of format 1, not in a kind of
-// format 4: they concern only transfers that a KindCreateV3 entry created,
-// which a build that does not read format 4 refused (with the snapshots
-// that hold them), applying nothing after it, so no build that would ignore
-// them ever applies one. A kind of format 4 could not be written after a
-// failover while an instance is down (it has reported no format to the new
-// active), and the transfer could never end.
-
-// DirEvent is one directory made (EventDone) or failed (EventFailed, with
-// the reason).
-type DirEvent struct {
-	Index  int    `json:"index"`
-	Kind   string `json:"kind"`
-	Reason string `json:"reason,omitempty"`
-}
-
-// dirEvents checks a files entry's directory events against t, and returns
-// the directories' states and reasons once applied, by index; nothing is
-// changed yet (an entry applies whole or not at all).
-func dirEvents(t *Transfer, evs []DirEvent) (map[int]Dir, error) {
-	next := map[int]Dir{}
-	for _, ev := range evs {
-		if ev.Index < 0 || ev.Index >= len(t.Dirs) {
-			return nil, fmt.Errorf("%w: directory %d of %d", ErrBadFileEvent, ev.Index, len(t.Dirs))
-		}
-		d, ok := next[ev.Index]
-		if !ok {
-			d = t.Dirs[ev.Index]
-		}
-		switch {
-		case ev.Kind == EventDone && d.State == StateCompleted:
-			continue // a replay: harmless
-		case Terminal(d.State):
-			return nil, fmt.Errorf("%w: directory %d is %s", ErrBadFileEvent, ev.Index, d.State)
-		case ev.Kind == EventDone:
-			d.State, d.Reason = StateCompleted, ""
-		case ev.Kind == EventFailed:
-			d.State, d.Reason = StateFailed, ev.Reason
-		default:
-			return nil, fmt.Errorf("%w: directory event kind %q", ErrBadFileEvent, ev.Kind)
-		}
-		next[ev.Index] = d
-	}
-	return next, nil
-}
-
-// dirsMade reports whether evs record a directory made: progress, as a
-// checkpoint or a completion is.
-func dirsMade(evs []DirEvent) bool {
-	for _, ev := range evs {
-		if ev.Kind == EventDone {
-			return true
-		}
-	}
-	return false
-}
 
 // prepare readies transfer id for its copies, before any byte is written:
 // it fails each file and directory whose name the endpoint cannot hold
@@ -88,8 +22,8 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 		return nil
 	}
 	var refused []FileEvent
-	for i := range t.fileCount() {
-		f := t.fileAt(i)
+	for i := range t.FileCount() {
+		f := t.FileAt(i)
 		if f.Started || Terminal(f.State) {
 			continue // checked before it started
 		}
@@ -98,7 +32,7 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 		}
 	}
 	if len(refused) > 0 {
-		if err := m.recordFiles(lease.Epoch, filesCmd{ID: id, Time: time.Now().UTC(), Events: refused}); err != nil {
+		if err := m.recordFiles(lease.Epoch, replicated.FilesCmd{ID: id, Time: time.Now().UTC(), Events: refused}); err != nil {
 			return err
 		}
 	}
@@ -132,7 +66,7 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 					return rerr
 				}
 			}
-			return fmt.Errorf("make directory %s: %w", reasonName(d.Destination), err)
+			return fmt.Errorf("make directory %s: %w", replicated.ReasonName(d.Destination), err)
 		}
 	}
 	if len(evs) == 0 {
@@ -147,7 +81,7 @@ func (m *Manager) recordDirs(epoch uint64, id string, evs []DirEvent) error {
 		n := min(len(evs), 1024)
 		// The plain kind: see above for why, and the compact one does
 		// not carry directories.
-		if _, err := m.raft.Apply(KindFiles, epoch, filesCmd{ID: id, Time: time.Now().UTC(), Dirs: evs[:n]}, applyTimeout); err != nil {
+		if _, err := m.raft.Apply(KindFiles, epoch, replicated.FilesCmd{ID: id, Time: time.Now().UTC(), Dirs: evs[:n]}, applyTimeout); err != nil {
 			return err
 		}
 		evs = evs[n:]

@@ -1,8 +1,9 @@
-// Package transfer owns transfers: requests and their checks, the replicated
-// state of every transfer, the queue and its limits, and the active's work of
-// copying files with checkpoints. It builds on pkg/ha's lease and log: the
-// active instance's Manager runs the copies, records every step through the
-// log, and a new active resumes every transfer from its last checkpoint.
+// Package transfer owns transfers: requests and their checks, the queue and
+// its limits, and the active's work of copying files with checkpoints. It
+// builds on pkg/ha's lease and log: the active instance's Manager runs the
+// copies, records every step through the log, and a new active resumes every
+// transfer from its last checkpoint. The replicated state of every transfer,
+// which the log's entries change, is pkg/transfer/replicated's.
 package transfer
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // Log is what the Manager needs of pkg/ha: commit a command under an epoch,
@@ -174,7 +176,7 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 		limit = d // source and destination are the same agent here
 	}
 	var todo []*Transfer
-	for _, t := range m.state.pending() { // without their files
+	for _, t := range m.state.Pending() { // without their files
 		if !Terminal(t.State) || !m.skipCleanup(t.ID) {
 			todo = append(todo, t)
 		}
@@ -250,18 +252,18 @@ func (m *Manager) pruneHistory(ctx context.Context, lease ha.Lease) {
 		return
 	}
 	now := time.Now().UTC()
-	ids := m.state.pruneCandidates(now, m.limits.HistoryCount, m.limits.HistoryAge, HistoryIDRetention, pruneMax)
+	ids := m.state.PruneCandidates(now, m.limits.HistoryCount, m.limits.HistoryAge, HistoryIDRetention, pruneMax)
 	if len(ids) == 0 {
 		return
 	}
-	if !m.raft.FormatAgreed(formatPrune) {
+	if !m.raft.FormatAgreed(replicated.FormatPrune) {
 		// An instance has not said it reads transfer.prune (an older
 		// build in a rolling upgrade, or one that is down): the history
 		// is kept until it does.
 		m.log.Debug().Int("transfers", len(ids)).Msg("history not pruned: not every instance reads transfer.prune yet")
 		return
 	}
-	res, err := m.raft.Apply(KindPrune, lease.Epoch, pruneCmd{Time: now, IDs: ids}, applyTimeout)
+	res, err := m.raft.Apply(KindPrune, lease.Epoch, replicated.PruneCmd{Time: now, IDs: ids}, applyTimeout)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn().Err(err).Int("transfers", len(ids)).Msg("prune the transfer history")
@@ -304,7 +306,7 @@ func (m *Manager) drainWaitsFor() []string {
 	var ids []string
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, t := range m.state.pending() {
+	for _, t := range m.state.Pending() {
 		switch t.State {
 		case StateRecovering:
 			if m.drainSkips == nil {
@@ -373,7 +375,7 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 		return nil, err
 	}
 	if t, ok := m.state.Get(id); ok {
-		if sameRequest(t.Request, req) {
+		if replicated.SameRequest(t.Request, req) {
 			return t, nil
 		}
 		return nil, &RequestError{Reason: fmt.Sprintf("transfer id %s is already used by another request", id)}
@@ -385,7 +387,7 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	// A create prunes nothing (count -1, age 0, which every build applies
 	// alike): the history is pruned by KindPrune entries (pruneHistory),
 	// which keep pending work and recent ids.
-	c := createCmd{
+	c := replicated.CreateCmd{
 		Transfer:     *t,
 		MaxQueued:    m.limits.MaxQueuedTransfers,
 		HistoryCount: -1,
@@ -409,8 +411,8 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 
 // recordFiles commits file events: in compact form (KindFilesV2) when every
 // instance reads its format and the events allow it, else as KindFiles.
-func (m *Manager) recordFiles(epoch uint64, c filesCmd) error {
-	_, _, err := m.applyNewest(epoch, KindFilesV2, func() (any, bool) { return compactFiles(c) }, KindFiles, c)
+func (m *Manager) recordFiles(epoch uint64, c replicated.FilesCmd) error {
+	_, _, err := m.applyNewest(epoch, KindFilesV2, func() (any, bool) { return replicated.CompactFiles(c) }, KindFiles, c)
 	return err
 }
 
@@ -420,11 +422,11 @@ func (m *Manager) recordFiles(epoch uint64, c filesCmd) error {
 // needs KindCreateV3 (format 4): until every instance reads it, names that
 // earlier builds would misread are refused, and directories are left out
 // (only the empty ones are then missing, as with those builds).
-func (m *Manager) create(lease ha.Lease, c createCmd) (string, any, error) {
-	if len(c.Transfer.Dirs) > 0 || !plainNames(&c.Transfer) {
+func (m *Manager) create(lease ha.Lease, c replicated.CreateCmd) (string, any, error) {
+	if len(c.Transfer.Dirs) > 0 || !replicated.PlainNames(&c.Transfer) {
 		format, _ := ha.KindFormat(KindCreateV3)
 		if m.raft.FormatAgreed(format) {
-			v, ok := compactCreateV3(c)
+			v, ok := replicated.CompactCreateV3(c)
 			if !ok {
 				return "", nil, fmt.Errorf("create transfer %s: its files and directories cannot be written as %s", c.Transfer.ID, KindCreateV3)
 			}
@@ -433,19 +435,19 @@ func (m *Manager) create(lease ha.Lease, c createCmd) (string, any, error) {
 				return KindCreateV3, res, err
 			}
 		}
-		if !plainNames(&c.Transfer) {
-			return "", nil, &RequestError{Reason: fmt.Sprintf("file names that are not UTF-8 need every instance to read command format %d (upgrade the instances that do not): %s", format, reasonName(firstOddName(&c.Transfer)))}
+		if !replicated.PlainNames(&c.Transfer) {
+			return "", nil, &RequestError{Reason: fmt.Sprintf("file names that are not UTF-8 need every instance to read command format %d (upgrade the instances that do not): %s", format, replicated.ReasonName(replicated.FirstOddName(&c.Transfer)))}
 		}
 		m.log.Warn().Str("transfer", c.Transfer.ID).Int("directories", len(c.Transfer.Dirs)).Int("format", format).
 			Msg("directories not recorded: not every instance reads the command format that carries them; empty ones will be missing")
 		c.Transfer.Dirs = nil
 	}
-	return m.applyNewest(lease.Epoch, KindCreateV2, func() (any, bool) { return compactCreate(c) }, KindCreate, c)
+	return m.applyNewest(lease.Epoch, KindCreateV2, func() (any, bool) { return replicated.CompactCreate(c) }, KindCreate, c)
 }
 
 // applyNewest commits an entry as newKind once every instance reads its
-// format (kinds.go) and compact gives the entry in that kind; else as kind,
-// with data, which every build reads. It returns the kind committed.
+// format (replicated/kinds.go) and compact gives the entry in that kind;
+// else as kind, with data, which every build reads. It returns the kind committed.
 func (m *Manager) applyNewest(epoch uint64, newKind string, compact func() (any, bool), kind string, data any) (string, any, error) {
 	if format, _ := ha.KindFormat(newKind); m.raft.FormatAgreed(format) {
 		if v, ok := compact(); ok {
@@ -659,7 +661,7 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 		j.cancel()
 		<-j.done
 	}
-	if _, err := m.raft.Apply(KindCancel, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: "cancelled by a user"}, applyTimeout); err != nil {
+	if _, err := m.raft.Apply(KindCancel, lease.Epoch, replicated.ReasonCmd{ID: id, Time: time.Now().UTC(), Reason: "cancelled by a user"}, applyTimeout); err != nil {
 		if errors.Is(err, ErrEnded) {
 			// It ended while its run was stopped.
 			return nil, &RequestError{Reason: fmt.Sprintf("transfer %s has already ended", id)}
@@ -687,7 +689,7 @@ func (m *Manager) Get(id string) (*Transfer, bool) {
 // View returns the client view of one transfer, with live progress, without
 // copying the transfer first; with files false, Files is nil.
 func (m *Manager) View(id, root string, files bool) (View, bool) {
-	return m.state.view(id, root, files, m.liveOf(id))
+	return m.state.View(id, root, files, m.liveOf(id))
 }
 
 // What WaitView lists of a transfer's files.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // A file that was started, whose .part is gone and whose destination holds
@@ -29,10 +31,10 @@ func TestReplayedCompletionMustBeTheSourcesBytes(t *testing.T) {
 		m := r.manager(log, r.local)
 		id := r.submit(t, m, Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"})
 		now := time.Now().UTC()
-		if _, err := log.Apply(KindStart, 1, startCmd{ID: id, Time: now}, 0); err != nil {
+		if _, err := log.Apply(KindStart, 1, replicated.StartCmd{ID: id, Time: now}, 0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := log.Apply(KindFiles, 1, filesCmd{ID: id, Time: now, Events: []FileEvent{{Index: 0, Kind: EventStart}}}, 0); err != nil {
+		if _, err := log.Apply(KindFiles, 1, replicated.FilesCmd{ID: id, Time: now, Events: []FileEvent{{Index: 0, Kind: EventStart}}}, 0); err != nil {
 			t.Fatal(err)
 		}
 		dst := filepath.Join(r.root, "out", "a.bin")

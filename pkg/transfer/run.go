@@ -13,6 +13,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // errFileFailed marks a permanent failure already recorded for one file: the
@@ -24,7 +25,7 @@ var errFileFailed = errors.New("file failed")
 // retries with backoff until the recovery timeout.
 func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j *job) {
 	log := m.log.With().Str("transfer", id).Logger()
-	if _, err := m.raft.Apply(KindStart, lease.Epoch, startCmd{ID: id, Time: time.Now().UTC()}, applyTimeout); err != nil {
+	if _, err := m.raft.Apply(KindStart, lease.Epoch, replicated.StartCmd{ID: id, Time: time.Now().UTC()}, applyTimeout); err != nil {
 		if ctx.Err() == nil {
 			log.Warn().Err(err).Msg("could not start transfer")
 			// The job stays registered while it waits, so the scheduler
@@ -60,7 +61,7 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		if timeout >= 0 && time.Since(since) >= timeout {
 			log.Warn().Err(err).Dur("recoveryTimeout", timeout).Msg("transfer failed: recovery timeout")
 			msg := fmt.Sprintf("recovery timeout (%v) expired: %s", timeout, reason)
-			if _, aerr := m.raft.Apply(KindFail, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: msg}, applyTimeout); aerr != nil {
+			if _, aerr := m.raft.Apply(KindFail, lease.Epoch, replicated.ReasonCmd{ID: id, Time: time.Now().UTC(), Reason: msg}, applyTimeout); aerr != nil {
 				log.Warn().Err(aerr).Msg("record failure")
 				return
 			}
@@ -71,7 +72,7 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		}
 		log.Warn().Err(err).Msg("transfer recovering: transient error, retrying")
 		if t.State != StateRecovering {
-			if _, aerr := m.raft.Apply(KindRecovering, lease.Epoch, reasonCmd{ID: id, Time: time.Now().UTC(), Reason: reason}, applyTimeout); aerr != nil {
+			if _, aerr := m.raft.Apply(KindRecovering, lease.Epoch, replicated.ReasonCmd{ID: id, Time: time.Now().UTC(), Reason: reason}, applyTimeout); aerr != nil {
 				log.Warn().Err(aerr).Msg("record recovering")
 				return
 			}
@@ -110,24 +111,6 @@ func (m *Manager) removeParts(ctx context.Context, id string) {
 	}
 }
 
-// sourcesToDelete reports whether an ended transfer still has sources to
-// delete: an active that recorded the last completion may have died before
-// deleting the source.
-func sourcesToDelete(t *Transfer) bool {
-	if t.Request.Disposition != DispositionDelete {
-		return false
-	}
-	if t.packed != nil {
-		return t.packed.sourcesToDelete()
-	}
-	for _, f := range t.Files {
-		if f.State == StateCompleted && !f.SourceDeleted {
-			return true
-		}
-	}
-	return false
-}
-
 // finishSources deletes the sources an ended transfer still has to delete.
 func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, j *job) {
 	t, ok := m.state.Get(id)
@@ -147,7 +130,7 @@ func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, 
 		m.log.Warn().Err(err).Str("transfer", id).Msg("record deleted sources")
 		return
 	}
-	if t, ok := m.state.Get(id); ok && sourcesToDelete(t) && ctx.Err() == nil {
+	if t, ok := m.state.Get(id); ok && t.SourcesToDelete() && ctx.Err() == nil {
 		m.mu.Lock()
 		m.noCleanup[id] = true // what is left could not be deleted: logged above
 		m.mu.Unlock()
@@ -240,7 +223,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 // file whose bytes were delivered (File.Delivered, as the state holds it
 // now: recorded with the completion).
 func (m *Manager) deleteSource(ctx context.Context, batch *eventBatch, id string, i int) error {
-	f, ok := m.state.file(id, i)
+	f, ok := m.state.File(id, i)
 	if !ok || f.State != StateCompleted || f.SourceDeleted {
 		return nil
 	}

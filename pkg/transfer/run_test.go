@@ -21,6 +21,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // errCrashed is what the fake log answers once the instance has "died".
@@ -83,9 +84,9 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 		return nil, err
 	}
 	if (kind == KindFiles || kind == KindFilesV2) && l.tr != nil {
-		var c filesCmd
+		var c replicated.FilesCmd
 		if kind == KindFilesV2 {
-			c, _ = decodeFilesV2(b)
+			c, _ = replicated.DecodeFilesV2(b)
 		} else {
 			_ = json.Unmarshal(b, &c)
 		}
@@ -99,7 +100,7 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 // kindLabel is kind, told apart for a files entry of directory events only
 // (which is never compact): "transfer.files (directories)".
 func kindLabel(kind string, data []byte) string {
-	var c filesCmd
+	var c replicated.FilesCmd
 	if kind == KindFiles && json.Unmarshal(data, &c) == nil && len(c.Events) == 0 && len(c.Dirs) > 0 {
 		return kind + " (directories)"
 	}
@@ -331,7 +332,7 @@ func runOnce(ctx context.Context, m *Manager, epoch uint64, id string) {
 	j := &job{file: -1}
 	if t, ok := m.state.Get(id); ok && Terminal(t.State) {
 		// Ended, perhaps with sources still to delete: as schedule does.
-		if sourcesToDelete(t) {
+		if t.SourcesToDelete() {
 			m.finishSources(ctx, ha.Lease{Epoch: epoch}, id, j)
 		}
 		return

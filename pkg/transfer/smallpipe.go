@@ -14,6 +14,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // Small files are copied in groups: each file's data is written without a
@@ -337,7 +338,7 @@ func (p *smallPipe) record(evs []FileEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	err := p.m.recordFiles(p.lease.Epoch, filesCmd{ID: p.t.ID, Time: time.Now().UTC(), Events: evs})
+	err := p.m.recordFiles(p.lease.Epoch, replicated.FilesCmd{ID: p.t.ID, Time: time.Now().UTC(), Events: evs})
 	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}
@@ -464,7 +465,7 @@ func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
 		rs.err = fmt.Errorf("lease check before rename: %w", err)
 		return rs, nil
 	}
-	if m.state.ended(t.ID) {
+	if m.state.Ended(t.ID) {
 		rs.err = fmt.Errorf("transfer %s has ended", t.ID)
 		return rs, nil
 	}

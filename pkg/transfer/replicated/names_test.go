@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"encoding/json"
@@ -123,7 +123,7 @@ func TestNamesThroughJSON(t *testing.T) {
 		t.Errorf("transfer came back as %+v", back)
 	}
 	s := NewState()
-	c := createCmd{Transfer: tr}
+	c := CreateCmd{Transfer: tr}
 	if res := s.Apply(KindCreate, 1, mustJSON(t, c), 1); isError(res) {
 		t.Fatal(res)
 	}
@@ -170,7 +170,7 @@ func TestNamesThroughJSON(t *testing.T) {
 // A snapshot keeps names that are not UTF-8, and the directories.
 func TestSnapshotKeepsNames(t *testing.T) {
 	s := NewState()
-	if res := s.Apply(KindCreate, 1, mustJSON(t, createCmd{Transfer: oddTransfer()}), 1); isError(res) {
+	if res := s.Apply(KindCreate, 1, mustJSON(t, CreateCmd{Transfer: oddTransfer()}), 1); isError(res) {
 		t.Fatal(res)
 	}
 	b, err := s.Snapshot()
@@ -226,8 +226,8 @@ func isError(v any) bool { _, ok := v.(error); return ok }
 func TestEntriesCarryNames(t *testing.T) {
 	tr := oddTransfer()
 	tr.Dirs = nil
-	c := createCmd{Transfer: tr, MaxQueued: 3}
-	v, ok := compactCreate(c)
+	c := CreateCmd{Transfer: tr, MaxQueued: 3}
+	v, ok := CompactCreate(c)
 	if !ok {
 		t.Fatal("not encoded")
 	}
@@ -235,7 +235,7 @@ func TestEntriesCarryNames(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(back.Transfer.Files, tr.Files) {
 		t.Fatalf("create.v2 came back as %+v (%v)", back.Transfer.Files, err)
 	}
-	var plain createCmd
+	var plain CreateCmd
 	if err := json.Unmarshal(mustJSON(t, c), &plain); err != nil || !reflect.DeepEqual(plain.Transfer.Files, tr.Files) || !reflect.DeepEqual(plain.Transfer.Request, tr.Request) {
 		t.Fatalf("create came back as %+v (%v)", plain.Transfer, err)
 	}

@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"path/filepath"

@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"encoding/hex"
@@ -9,21 +9,21 @@ import (
 	"github.com/ftagent/ftagent/pkg/checkpoint"
 )
 
-// filesV2Cmd is the compact form of filesCmd (kind KindFilesV2, command
+// filesV2Cmd is the compact form of FilesCmd (kind KindFilesV2, command
 // format 3). A small-file group's entries are almost all plain starts (an
 // index) and plain completions (an index and a digest); written as objects
 // each, they cost more to decode on every instance than anything else the
 // log carries. Here they are columns:
 //
-//   - Events: the events that come first and are neither, as in filesCmd;
+//   - Events: the events that come first and are neither, as in FilesCmd;
 //   - Start: then the plain starts (EventStart, nothing else set), by index;
 //   - Done: then the plain completions (EventDone with a SHA-256 and
 //     nothing else), by index, their digests in SHA256, 32 bytes each, in
 //     the same order.
 //
-// Applied, it is exactly the filesCmd it was encoded from: Events, then
+// Applied, it is exactly the FilesCmd it was encoded from: Events, then
 // the starts, then the completions (expand). An entry whose events are not
-// in that order is not written this way (compactFiles).
+// in that order is not written this way (CompactFiles).
 type filesV2Cmd struct {
 	ID     string      `json:"id"`
 	Time   time.Time   `json:"time"`
@@ -60,11 +60,11 @@ func lowerHex(s string) string {
 	return s
 }
 
-// compactFiles returns c in compact form, if its events are other events,
+// CompactFiles returns c in compact form, if its events are other events,
 // then plain starts, then plain completions (any of the three may be
 // empty), and there is at least one start or completion to gain from, and
 // it has no directory events.
-func compactFiles(c filesCmd) (filesV2Cmd, bool) {
+func CompactFiles(c FilesCmd) (filesV2Cmd, bool) {
 	if len(c.Dirs) > 0 {
 		return filesV2Cmd{}, false // it has no directory events
 	}
@@ -90,12 +90,12 @@ func compactFiles(c filesCmd) (filesV2Cmd, bool) {
 	return v, len(v.Start)+len(v.Done) > 0
 }
 
-// expand returns the filesCmd v was encoded from.
-func (v filesV2Cmd) expand() (filesCmd, error) {
+// expand returns the FilesCmd v was encoded from.
+func (v filesV2Cmd) expand() (FilesCmd, error) {
 	if len(v.SHA256) != 32*len(v.Done) {
-		return filesCmd{}, fmt.Errorf("%d digest bytes for %d completions", len(v.SHA256), len(v.Done))
+		return FilesCmd{}, fmt.Errorf("%d digest bytes for %d completions", len(v.SHA256), len(v.Done))
 	}
-	c := filesCmd{ID: v.ID, Time: v.Time, Events: make([]FileEvent, 0, len(v.Events)+len(v.Start)+len(v.Done))}
+	c := FilesCmd{ID: v.ID, Time: v.Time, Events: make([]FileEvent, 0, len(v.Events)+len(v.Start)+len(v.Done))}
 	c.Events = append(c.Events, v.Events...)
 	for _, i := range v.Start {
 		c.Events = append(c.Events, FileEvent{Index: i, Kind: EventStart})
@@ -106,10 +106,12 @@ func (v filesV2Cmd) expand() (filesCmd, error) {
 	return c, nil
 }
 
-func decodeFilesV2(data []byte) (filesCmd, error) {
+// DecodeFilesV2 decodes a transfer.files.v2 entry and expands it to the
+// plain entry it stands for.
+func DecodeFilesV2(data []byte) (FilesCmd, error) {
 	var v filesV2Cmd
 	if err := json.Unmarshal(data, &v); err != nil {
-		return filesCmd{}, err
+		return FilesCmd{}, err
 	}
 	return v.expand()
 }

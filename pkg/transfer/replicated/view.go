@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"path/filepath"
@@ -71,10 +71,10 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 		liveFile, liveBytes = live(t)
 	}
 	if files {
-		v.Files = make([]FileView, 0, t.fileCount())
+		v.Files = make([]FileView, 0, t.FileCount())
 	}
-	for i := range t.fileCount() {
-		f := t.fileAt(i)
+	for i := range t.FileCount() {
+		f := t.FileAt(i)
 		done := f.Checkpoint.Offset
 		switch {
 		case f.State == StateCompleted:

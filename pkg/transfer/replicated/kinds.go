@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import "github.com/ftagent/ftagent/pkg/ha"
 
@@ -14,7 +14,7 @@ func init() {
 	ha.RegisterKind(KindCreateV2, formatCreateV2)
 	ha.RegisterKind(KindFilesV2, formatFilesV2)
 	ha.RegisterKind(KindCreateV3, formatDirs)
-	ha.RegisterKind(KindPrune, formatPrune)
+	ha.RegisterKind(KindPrune, FormatPrune)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.
@@ -27,7 +27,7 @@ const formatFilesV2 = 3
 // transfer's directories, and names that are not UTF-8 (escaped, names.go).
 const formatDirs = 4
 
-// formatPrune is the command format that introduced KindPrune: once every
+// FormatPrune is the command format that introduced KindPrune: once every
 // instance reads it, history is pruned by explicit entries and creates
 // prune nothing themselves.
-const formatPrune = 5
+const FormatPrune = 5

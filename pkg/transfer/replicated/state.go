@@ -1,4 +1,12 @@
-package transfer
+// Package replicated owns the replicated state of the transfers: every
+// transfer with its request, files and directories, the command kinds of the
+// log and their Apply, the snapshot and its restore, and the views built from
+// the state. It is what every instance computes alike from the log, so it
+// imports no endpoint and does no I/O (imports_test.go keeps its imports
+// so): Apply has no side effect outside the state by construction. The work
+// of the active instance (planning, copying, deleting sources) is
+// pkg/transfer's Manager, which proposes the commands defined here.
+package replicated
 
 import (
 	"encoding/json"
@@ -48,7 +56,7 @@ const (
 	// and the kind of every create whose file names are not all plain
 	// UTF-8 (names.go), of command format 4 (createV3Cmd).
 	KindCreateV3 = "transfer.create.v3"
-	// KindPrune forgets ended transfers named by the active (pruneCmd),
+	// KindPrune forgets ended transfers named by the active (PruneCmd),
 	// of command format 5.
 	KindPrune = "transfer.prune"
 )
@@ -226,8 +234,8 @@ func (t *Transfer) count(i int, was, now string) {
 // checkpointed part of the others.
 func (t *Transfer) BytesDone() int64 {
 	var n int64
-	for i := range t.fileCount() {
-		f := t.fileAt(i)
+	for i := range t.FileCount() {
+		f := t.FileAt(i)
 		if f.State == StateCompleted {
 			n += f.Bytes
 		} else {
@@ -260,25 +268,26 @@ var (
 	ErrAlreadyExists = errors.New("a different transfer with this id exists")
 )
 
-// createCmd creates a transfer. The proposer includes its limits so that
+// CreateCmd creates a transfer. The proposer includes its limits so that
 // every instance applies the same rules.
-type createCmd struct {
+type CreateCmd struct {
 	Transfer     Transfer      `json:"transfer"`
 	MaxQueued    int           `json:"maxQueued"`
 	HistoryCount int           `json:"historyCount"`
 	HistoryAge   time.Duration `json:"historyAge"`
 }
 
-// pruneCmd forgets ended transfers of the history. The active chooses them
+// PruneCmd forgets ended transfers of the history. The active chooses them
 // (Manager.pruneHistory); Apply drops only those that have ended and have no
 // source left to delete, so an entry that races a change drops nothing it
 // should keep.
-type pruneCmd struct {
+type PruneCmd struct {
 	Time time.Time `json:"time"`
 	IDs  []string  `json:"ids"`
 }
 
-type startCmd struct {
+// StartCmd begins or resumes a transfer (KindStart).
+type StartCmd struct {
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
 }
@@ -308,7 +317,9 @@ const (
 	EventSourceDeleted = "sourceDeleted"
 )
 
-type filesCmd struct {
+// FilesCmd carries file and directory events of one transfer (KindFiles;
+// KindFilesV2 in compact form, CompactFiles).
+type FilesCmd struct {
 	ID     string      `json:"id"`
 	Time   time.Time   `json:"time"`
 	Events []FileEvent `json:"events"`
@@ -316,7 +327,9 @@ type filesCmd struct {
 	Dirs []DirEvent `json:"dirs,omitempty"`
 }
 
-type reasonCmd struct {
+// ReasonCmd puts a transfer in recovering, failed or cancelled, with the
+// reason (KindRecovering, KindFail, KindCancel).
+type ReasonCmd struct {
 	ID     string    `json:"id"`
 	Time   time.Time `json:"time"`
 	Reason string    `json:"reason"`
@@ -341,7 +354,7 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 	defer s.notify()
 	switch kind {
 	case KindCreate:
-		var c createCmd
+		var c CreateCmd
 		if err := json.Unmarshal(data, &c); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
@@ -359,31 +372,31 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 		}
 		return s.create(c, index)
 	case KindStart:
-		var c startCmd
+		var c StartCmd
 		if err := json.Unmarshal(data, &c); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.start(c, epoch)
 	case KindFiles:
-		var c filesCmd
+		var c FilesCmd
 		if err := json.Unmarshal(data, &c); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.files(c, epoch)
 	case KindFilesV2:
-		c, err := decodeFilesV2(data)
+		c, err := DecodeFilesV2(data)
 		if err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.files(c, epoch)
 	case KindPrune:
-		var c pruneCmd
+		var c PruneCmd
 		if err := json.Unmarshal(data, &c); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.pruneIDs(c)
 	case KindRecovering, KindFail, KindCancel:
-		var c reasonCmd
+		var c ReasonCmd
 		if err := json.Unmarshal(data, &c); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
@@ -392,12 +405,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 	return fmt.Errorf("%w: %q is not a transfer command", ha.ErrUnknownKind, kind)
 }
 
-func (s *State) create(c createCmd, index uint64) any {
+func (s *State) create(c CreateCmd, index uint64) any {
 	t := c.Transfer
 	if old, ok := s.transfers[t.ID]; ok {
 		// A client retrying a submission after a failover: the same
 		// request is the same transfer, anything else is a clash.
-		if sameRequest(old.Request, t.Request) {
+		if SameRequest(old.Request, t.Request) {
 			return old.clone()
 		}
 		return fmt.Errorf("%w: %s", ErrAlreadyExists, t.ID)
@@ -436,18 +449,21 @@ func (s *State) create(c createCmd, index uint64) any {
 	return t.clone()
 }
 
-func sameRequest(a, b Request) bool {
+// SameRequest reports whether a and b are the same request, as their JSON
+// is: a create with an existing id and the same request is a client's
+// retry, which returns the existing transfer.
+func SameRequest(a, b Request) bool {
 	ab, _ := json.Marshal(a)
 	bb, _ := json.Marshal(b)
 	return string(ab) == string(bb)
 }
 
-// pruneIDs applies a pruneCmd; it returns how many transfers it dropped.
-func (s *State) pruneIDs(c pruneCmd) any {
+// pruneIDs applies a PruneCmd; it returns how many transfers it dropped.
+func (s *State) pruneIDs(c PruneCmd) any {
 	n := 0
 	for _, id := range c.IDs {
 		t, ok := s.transfers[id]
-		if !ok || t.Ended == nil || sourcesToDelete(t) {
+		if !ok || t.Ended == nil || t.SourcesToDelete() {
 			continue
 		}
 		delete(s.transfers, id)
@@ -483,7 +499,7 @@ func (s *State) prune(now time.Time, count int, age time.Duration) {
 	}
 }
 
-func (s *State) start(c startCmd, epoch uint64) any {
+func (s *State) start(c StartCmd, epoch uint64) any {
 	t, ok := s.transfers[c.ID]
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
@@ -501,7 +517,7 @@ func (s *State) start(c startCmd, epoch uint64) any {
 	return nil
 }
 
-func (s *State) files(c filesCmd, epoch uint64) any {
+func (s *State) files(c FilesCmd, epoch uint64) any {
 	t, ok := s.transfers[c.ID]
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
@@ -633,7 +649,7 @@ func settle(t *Transfer, now time.Time) {
 		return
 	}
 	first := t.Files[t.firstFailed]
-	firstReason := fmt.Sprintf("%s: %s", reasonName(first.Source), first.Reason)
+	firstReason := fmt.Sprintf("%s: %s", ReasonName(first.Source), first.Reason)
 	if t.failed == 1 {
 		t.Reason = firstReason
 	} else {
@@ -648,10 +664,10 @@ func dirsReason(t *Transfer) string {
 	var first string
 	if t.failed > 0 {
 		f := t.Files[t.firstFailed]
-		first = fmt.Sprintf("%s: %s", reasonName(f.Source), f.Reason)
+		first = fmt.Sprintf("%s: %s", ReasonName(f.Source), f.Reason)
 	} else {
 		d := t.Dirs[t.firstFailedDir]
-		first = fmt.Sprintf("directory %s: %s", reasonName(d.Source), d.Reason)
+		first = fmt.Sprintf("directory %s: %s", ReasonName(d.Source), d.Reason)
 	}
 	if t.failed+t.dirsFailed == 1 {
 		return first
@@ -659,18 +675,18 @@ func dirsReason(t *Transfer) string {
 	return fmt.Sprintf("%d of %d files and %d of %d directories failed; first: %s", t.failed, len(t.Files), t.dirsFailed, len(t.Dirs), first)
 }
 
-// reasonName is a file name as a reason names it: as it is if it is UTF-8
+// ReasonName is a file name as a reason names it: as it is if it is UTF-8
 // (as earlier builds wrote it, so that old entries apply as they did),
 // else quoted, so that the reason is text that JSON carries unchanged and
 // a snapshot restores the same reason.
-func reasonName(s string) string {
+func ReasonName(s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
 	return strconv.Quote(s)
 }
 
-func (s *State) endOrRecover(kind string, c reasonCmd) any {
+func (s *State) endOrRecover(kind string, c ReasonCmd) any {
 	t, ok := s.transfers[c.ID]
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)

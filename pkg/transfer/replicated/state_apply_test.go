@@ -1,15 +1,11 @@
-package transfer
+package replicated
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // TestFilesEntryAppliesWholeInPlace: an entry whose last event is refused
@@ -19,10 +15,10 @@ import (
 // order the failures came in.
 func TestFilesEntryAppliesWholeInPlace(t *testing.T) {
 	a := &applier{t: t, s: NewState()}
-	if err := a.apply(KindCreate, 1, createCmd{Transfer: newTransfer("t", 1, 2, 3, 4)}); err != nil {
+	if err := a.apply(KindCreate, 1, CreateCmd{Transfer: newTransfer("t", 1, 2, 3, 4)}); err != nil {
 		t.Fatal(err)
 	}
-	bad := filesCmd{ID: "t", Time: t0, Events: []FileEvent{
+	bad := FilesCmd{ID: "t", Time: t0, Events: []FileEvent{
 		{Index: 0, Kind: EventStart}, {Index: 0, Kind: EventDone, SHA256: "aa"},
 		{Index: 3, Kind: EventSourceDeleted}, // not completed: refused
 	}}
@@ -37,61 +33,27 @@ func TestFilesEntryAppliesWholeInPlace(t *testing.T) {
 		{Index: 3, Kind: EventStart}, {Index: 3, Kind: EventFailed, Reason: "late"},
 		{Index: 0, Kind: EventStart}, {Index: 0, Kind: EventDone, SHA256: "aa"},
 	}
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
 		t.Fatal(err)
 	}
 	// Through a snapshot: the counts are derived again.
 	s2 := restored(t, a.s)
 	a.s = s2
 	evs = []FileEvent{{Index: 1, Kind: EventFailed, Reason: "early"}, {Index: 2, Kind: EventStart}}
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
 		t.Fatal(err)
 	}
 	if tr, _ := a.s.Get("t"); tr.State != StateRunning {
 		t.Fatalf("one file left, transfer %s", tr.State)
 	}
 	end := t0.Add(time.Minute)
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: end, Events: []FileEvent{{Index: 2, Kind: EventDone, SHA256: "cc"}}}); err != nil {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: end, Events: []FileEvent{{Index: 2, Kind: EventDone, SHA256: "cc"}}}); err != nil {
 		t.Fatal(err)
 	}
 	tr, _ = a.s.Get("t")
 	want := "2 of 4 files failed; first: " + tr.Files[1].Source + ": early"
 	if tr.State != StateFailed || tr.Reason != want || tr.Ended == nil || !tr.Ended.Equal(end) {
 		t.Fatalf("transfer %s %q (ended %v), want failed %q", tr.State, tr.Reason, tr.Ended, want)
-	}
-}
-
-// TestWaitView: a waiting reader is answered as soon as the transfer ends,
-// with its files once ended only when asked so, and after the wait when
-// it does not end.
-func TestWaitView(t *testing.T) {
-	a := &applier{t: t, s: NewState()}
-	if err := a.apply(KindCreate, 1, createCmd{Transfer: newTransfer("t", 5)}); err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(Limits{}, a.s, nil, nil, nil, zerolog.Nop())
-	t1 := time.Now()
-	v, ok := m.WaitView(context.Background(), "t", "/r", FilesEnded, 50*time.Millisecond)
-	if !ok || v.State != StateQueued || v.Files != nil || time.Since(t1) < 50*time.Millisecond {
-		t.Fatalf("not ended: %+v after %v", v, time.Since(t1))
-	}
-	go func() {
-		time.Sleep(30 * time.Millisecond)
-		_ = a.s.Apply(KindFiles, 1, []byte(`{"id":"t","time":"2026-11-24T12:00:00Z","events":[{"index":0,"kind":"done","sha256":"ab"}]}`), 9)
-	}()
-	t1 = time.Now()
-	v, ok = m.WaitView(context.Background(), "t", "/r", FilesEnded, 10*time.Second)
-	if !ok || v.State != StateCompleted || len(v.Files) != 1 || v.Files[0].Destination != "out/a" || v.BytesDone != 5 {
-		t.Fatalf("ended: %+v", v)
-	}
-	if d := time.Since(t1); d > 5*time.Second {
-		t.Fatalf("answered after %v, not at the end", d)
-	}
-	if v, _ := m.WaitView(context.Background(), "t", "/r", FilesNone, 0); v.Files != nil || !strings.HasPrefix(v.ID, "t") {
-		t.Fatalf("files none: %+v", v)
-	}
-	if _, ok := m.WaitView(context.Background(), "nope", "/r", FilesAll, time.Second); ok {
-		t.Fatal("a missing transfer was found")
 	}
 }
 
@@ -102,7 +64,7 @@ func TestEndedTransferPacked(t *testing.T) {
 	a := &applier{t: t, s: NewState()}
 	tr := newTransfer("t", 3, 4, 5)
 	tr.Request.Disposition = DispositionDelete
-	if err := a.apply(KindCreate, 1, createCmd{Transfer: tr}); err != nil {
+	if err := a.apply(KindCreate, 1, CreateCmd{Transfer: tr}); err != nil {
 		t.Fatal(err)
 	}
 	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -111,7 +73,7 @@ func TestEndedTransferPacked(t *testing.T) {
 		{Index: 1, Kind: EventStart}, {Index: 1, Kind: EventFailed, Reason: "disk on fire"},
 		{Index: 2, Kind: EventStart}, {Index: 2, Kind: EventDone, SHA256: sum},
 	}
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: t0, Events: evs}); err != nil {
 		t.Fatal(err)
 	}
 	a.s.mu.RLock()
@@ -131,27 +93,27 @@ func TestEndedTransferPacked(t *testing.T) {
 			t.Fatalf("file %d: %+v, want %+v", i, got.Files[i], want[i])
 		}
 	}
-	if !sourcesToDelete(got) {
+	if !got.SourcesToDelete() {
 		t.Fatal("no sources to delete")
 	}
-	if v, _ := a.s.view("t", "/r", true, nil); len(v.Files) != 3 || v.Files[2].Destination != "out/c" || v.BytesDone != 8 || v.Files[0].SHA256 != sum {
+	if v, _ := a.s.View("t", "/r", true, nil); len(v.Files) != 3 || v.Files[2].Destination != "out/c" || v.BytesDone != 8 || v.Files[0].SHA256 != sum {
 		t.Fatalf("view %+v", v)
 	}
 	// Only sourceDeleted events, and only of completed files.
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}, {Index: 1, Kind: EventSourceDeleted}}}); !errors.Is(err, ErrBadFileEvent) {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}, {Index: 1, Kind: EventSourceDeleted}}}); !errors.Is(err, ErrBadFileEvent) {
 		t.Fatalf("source of a failed file deleted: %v", err)
 	}
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}}}); err != nil {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventSourceDeleted}}}); err != nil {
 		t.Fatal(err)
 	}
 	s2 := restored(t, a.s)
 	a.s = s2
-	if err := a.apply(KindFiles, 1, filesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 2, Kind: EventSourceDeleted}}}); err != nil {
+	if err := a.apply(KindFiles, 1, FilesCmd{ID: "t", Time: t0, Events: []FileEvent{{Index: 2, Kind: EventSourceDeleted}}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = a.s.Get("t")
 	want[0].SourceDeleted, want[2].SourceDeleted = true, true
-	if !reflect.DeepEqual(got.Files, want) || sourcesToDelete(got) || got.State != StateFailed {
+	if !reflect.DeepEqual(got.Files, want) || got.SourcesToDelete() || got.State != StateFailed {
 		t.Fatalf("after restore: %s %+v", got.State, got.Files)
 	}
 }

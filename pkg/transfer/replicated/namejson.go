@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"bytes"
@@ -86,7 +86,7 @@ func (t *Transfer) UnmarshalJSON(b []byte) error {
 // escaped is t, or a copy of it with its files' and directories' names
 // escaped when one is not plain (its request escapes its own).
 func (t *Transfer) escaped() *transferJSON {
-	if firstOddName(t) == "" {
+	if FirstOddName(t) == "" {
 		return (*transferJSON)(t)
 	}
 	c := *t
@@ -202,15 +202,15 @@ func (v *View) plainNames() bool {
 	return true
 }
 
-// plainNames reports whether every name of t (its request's, its files'
+// PlainNames reports whether every name of t (its request's, its files'
 // and directories') is written as it is (EncodeName).
-func plainNames(t *Transfer) bool {
-	return firstOddName(t) == "" && plainName(t.Request.Destination) && allPlain(t.Request.Sources)
+func PlainNames(t *Transfer) bool {
+	return FirstOddName(t) == "" && plainName(t.Request.Destination) && allPlain(t.Request.Sources)
 }
 
-// firstOddName is the first name of t's files and directories that is not
+// FirstOddName is the first name of t's files and directories that is not
 // written as it is, or "" (a name is never empty).
-func firstOddName(t *Transfer) string {
+func FirstOddName(t *Transfer) string {
 	for i := range t.Files {
 		f := &t.Files[i]
 		if !plainName(f.Source) {

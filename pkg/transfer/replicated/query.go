@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 // Cheap reads of the replicated state, for the active's scheduler and for
 // clients that follow a transfer: they copy what they need under the read
@@ -29,15 +29,15 @@ func (s *State) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// pending returns, without their files and directories, the transfers the
+// Pending returns, without their files and directories, the transfers the
 // active has work for: those that have not ended, and ended ones with
 // sources still to delete.
-func (s *State) pending() []*Transfer {
+func (s *State) Pending() []*Transfer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []*Transfer
 	for _, t := range s.transfers {
-		if !Terminal(t.State) || sourcesToDelete(t) {
+		if !Terminal(t.State) || t.SourcesToDelete() {
 			c := *t
 			c.Files, c.packed, c.Dirs = nil, nil, nil
 			out = append(out, &c)
@@ -46,11 +46,11 @@ func (s *State) pending() []*Transfer {
 	return out
 }
 
-// view makes the client view of one transfer under the read lock, without
+// View makes the client view of one transfer under the read lock, without
 // copying the transfer first; with files false it leaves the files out
 // (Files nil) but still names the current file. live, if set, adjusts
 // the checkpointed offset of file i (the active's progress beyond it).
-func (s *State) view(id, root string, files bool, live func(t *Transfer) (int, int64)) (View, bool) {
+func (s *State) View(id, root string, files bool, live func(t *Transfer) (int, int64)) (View, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	t, ok := s.transfers[id]
@@ -60,31 +60,31 @@ func (s *State) view(id, root string, files bool, live func(t *Transfer) (int, i
 	return viewOf(t, root, files, live), true
 }
 
-// ended reports whether transfer id has ended (or is gone).
-func (s *State) ended(id string) bool {
+// Ended reports whether transfer id has ended (or is gone).
+func (s *State) Ended(id string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	t, ok := s.transfers[id]
 	return !ok || Terminal(t.State)
 }
 
-// file returns file i of transfer id as the state has it now.
-func (s *State) file(id string, i int) (File, bool) {
+// File returns file i of transfer id as the state has it now.
+func (s *State) File(id string, i int) (File, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	t, ok := s.transfers[id]
-	if !ok || i < 0 || i >= t.fileCount() {
+	if !ok || i < 0 || i >= t.FileCount() {
 		return File{}, false
 	}
-	return t.fileAt(i), true
+	return t.FileAt(i), true
 }
 
-// pruneCandidates lists, oldest first and at most max, the ended transfers
+// PruneCandidates lists, oldest first and at most max, the ended transfers
 // that the history rules let go at now: beyond the newest count ended ones
 // (count < 0: no limit) or ended more than age ago (age 0: no limit), but
 // never one ended less than keep ago (its id answers a client's retry) nor
 // one with a source still to delete.
-func (s *State) pruneCandidates(now time.Time, count int, age, keep time.Duration, max int) []string {
+func (s *State) PruneCandidates(now time.Time, count int, age, keep time.Duration, max int) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var ended []*Transfer
@@ -101,7 +101,7 @@ func (s *State) pruneCandidates(now time.Time, count int, age, keep time.Duratio
 		if !over && !old {
 			continue
 		}
-		if now.Sub(*t.Ended) < keep || sourcesToDelete(t) {
+		if now.Sub(*t.Ended) < keep || t.SourcesToDelete() {
 			continue
 		}
 		ids = append(ids, t.ID)
@@ -110,4 +110,22 @@ func (s *State) pruneCandidates(now time.Time, count int, age, keep time.Duratio
 		}
 	}
 	return ids
+}
+
+// SourcesToDelete reports whether an ended transfer still has sources to
+// delete: an active that recorded the last completion may have died before
+// deleting the source.
+func (t *Transfer) SourcesToDelete() bool {
+	if t.Request.Disposition != DispositionDelete {
+		return false
+	}
+	if t.packed != nil {
+		return t.packed.sourcesToDelete()
+	}
+	for _, f := range t.Files {
+		if f.State == StateCompleted && !f.SourceDeleted {
+			return true
+		}
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"encoding/hex"
@@ -120,16 +120,16 @@ func (t *Transfer) pack() {
 	t.packed, t.Files = p, nil
 }
 
-// fileCount is how many files t has.
-func (t *Transfer) fileCount() int {
+// FileCount is how many files t has.
+func (t *Transfer) FileCount() int {
 	if t.packed != nil {
 		return len(t.packed.files)
 	}
 	return len(t.Files)
 }
 
-// fileAt returns file i of t.
-func (t *Transfer) fileAt(i int) File {
+// FileAt returns file i of t.
+func (t *Transfer) FileAt(i int) File {
 	if t.packed != nil {
 		return t.packed.file(i)
 	}

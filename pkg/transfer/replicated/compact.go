@@ -1,4 +1,4 @@
-package transfer
+package replicated
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// createV2Cmd is the compact form of createCmd (kind KindCreateV2, format
+// createV2Cmd is the compact form of CreateCmd (kind KindCreateV2, format
 // 2). A transfer's files mostly share two long directory prefixes and, below
 // them, the same relative names, so the entry carries the prefixes once and
 // the files as columns:
@@ -21,10 +21,10 @@ import (
 //   - Bytes: each file's size.
 //
 // Transfer carries everything else, without its files. Applied, it becomes
-// exactly the createCmd it was encoded from (see expand): the same absolute
+// exactly the CreateCmd it was encoded from (see expand): the same absolute
 // paths byte for byte, so the replicated state, its snapshots, views and
 // resumes do not know which kind created a transfer. A plan whose files hold
-// anything beyond the three columns is not encoded this way (compactCreate).
+// anything beyond the three columns is not encoded this way (CompactCreate).
 type createV2Cmd struct {
 	Transfer        Transfer      `json:"transfer"` // Files left out
 	MaxQueued       int           `json:"maxQueued"`
@@ -111,21 +111,21 @@ func commonRoot(paths []string) (string, bool) {
 	return root, true
 }
 
-// compactCreate encodes c as a createV2Cmd, and checks that it expands to c
+// CompactCreate encodes c as a createV2Cmd, and checks that it expands to c
 // again. False if it does not (a file with more than a source, destination
 // and size, paths without a common root, directories, which only
 // createV3Cmd carries): the proposer then writes c as it is.
-func compactCreate(c createCmd) (createV2Cmd, bool) {
+func CompactCreate(c CreateCmd) (createV2Cmd, bool) {
 	if len(c.Transfer.Dirs) > 0 {
 		return createV2Cmd{}, false
 	}
-	v, ok := compactCreateV3(c)
+	v, ok := CompactCreateV3(c)
 	return v.createV2Cmd, ok
 }
 
-// compactCreateV3 encodes c as a createV3Cmd, and checks that it expands to
-// c again, as compactCreate does.
-func compactCreateV3(c createCmd) (createV3Cmd, bool) {
+// CompactCreateV3 encodes c as a createV3Cmd, and checks that it expands to
+// c again, as CompactCreate does.
+func CompactCreateV3(c CreateCmd) (createV3Cmd, bool) {
 	files, dirs := c.Transfer.Files, c.Transfer.Dirs
 	v := createV3Cmd{createV2Cmd: createV2Cmd{
 		Transfer:     c.Transfer,
@@ -208,13 +208,13 @@ func bare(f File) bool {
 		reflect.ValueOf(f.Checkpoint).IsZero()
 }
 
-// expand turns the entry back into the createCmd it was encoded from.
-func (v createV2Cmd) expand() (createCmd, error) {
+// expand turns the entry back into the CreateCmd it was encoded from.
+func (v createV2Cmd) expand() (CreateCmd, error) {
 	n := len(v.Sources)
 	if len(v.Bytes) != n || (v.Destinations != nil && len(v.Destinations) != n) {
-		return createCmd{}, fmt.Errorf("%d sources, %d sizes and %d destinations", n, len(v.Bytes), len(v.Destinations))
+		return CreateCmd{}, fmt.Errorf("%d sources, %d sizes and %d destinations", n, len(v.Bytes), len(v.Destinations))
 	}
-	c := createCmd{
+	c := CreateCmd{
 		Transfer:     v.Transfer,
 		MaxQueued:    v.MaxQueued,
 		HistoryCount: v.HistoryCount,
@@ -238,15 +238,15 @@ func (v createV2Cmd) expand() (createCmd, error) {
 	return c, nil
 }
 
-// expand turns the entry back into the createCmd it was encoded from.
-func (v createV3Cmd) expand() (createCmd, error) {
+// expand turns the entry back into the CreateCmd it was encoded from.
+func (v createV3Cmd) expand() (CreateCmd, error) {
 	c, err := v.createV2Cmd.expand()
 	if err != nil {
 		return c, err
 	}
 	n := len(v.DirSources)
 	if v.DirDestinations != nil && len(v.DirDestinations) != n {
-		return createCmd{}, fmt.Errorf("%d directory sources and %d destinations", n, len(v.DirDestinations))
+		return CreateCmd{}, fmt.Errorf("%d directory sources and %d destinations", n, len(v.DirDestinations))
 	}
 	c.Transfer.Dirs = nil
 	if n > 0 {
@@ -265,22 +265,22 @@ func (v createV3Cmd) expand() (createCmd, error) {
 	return c, nil
 }
 
-// decodeCreateV3 decodes a KindCreateV3 entry's data into the createCmd it
+// decodeCreateV3 decodes a KindCreateV3 entry's data into the CreateCmd it
 // stands for.
-func decodeCreateV3(data []byte) (createCmd, error) {
+func decodeCreateV3(data []byte) (CreateCmd, error) {
 	var v createV3Cmd
 	if err := json.Unmarshal(data, &v); err != nil {
-		return createCmd{}, err
+		return CreateCmd{}, err
 	}
 	return v.expand()
 }
 
-// decodeCreateV2 decodes a KindCreateV2 entry's data into the createCmd it
+// decodeCreateV2 decodes a KindCreateV2 entry's data into the CreateCmd it
 // stands for.
-func decodeCreateV2(data []byte) (createCmd, error) {
+func decodeCreateV2(data []byte) (CreateCmd, error) {
 	var v createV2Cmd
 	if err := json.Unmarshal(data, &v); err != nil {
-		return createCmd{}, err
+		return CreateCmd{}, err
 	}
 	return v.expand()
 }
