@@ -168,6 +168,7 @@ func Start(opts Options) (*Instance, error) {
 				MaxSourceTransfers:      cfg.MaxSourceTransfers,
 				MaxDestinationTransfers: cfg.MaxDestinationTransfers,
 				MaxQueuedTransfers:      cfg.MaxQueuedTransfers,
+				MaxFilesPerTransfer:     cfg.MaxFilesPerTransfer,
 				RecoveryTimeout:         cfg.TransferRecoveryTimeout,
 				CheckpointBytes:         cfg.CheckpointBytes,
 				CheckpointTime:          cfg.CheckpointTime,

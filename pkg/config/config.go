@@ -60,6 +60,7 @@ type Config struct {
 	MaxSourceTransfers      int           // default 25
 	MaxDestinationTransfers int           // default 25
 	MaxQueuedTransfers      int           // default 1000
+	MaxFilesPerTransfer     int           // default 100000
 	TransferRecoveryTimeout time.Duration // default RecoverForever (< 0: retry forever); 0: fail at once
 	CheckpointBytes         int64         // key checkpointInterval; default 64 MiB, at least 64 KiB
 	CheckpointTime          time.Duration // key checkpointTimeInterval; default 5s
@@ -270,6 +271,7 @@ func (l *checker) load() error {
 		{KeyMaxSourceTransfers, &c.MaxSourceTransfers, 1},
 		{KeyMaxDestinationTransfers, &c.MaxDestinationTransfers, 1},
 		{KeyMaxQueuedTransfers, &c.MaxQueuedTransfers, 1},
+		{KeyMaxFilesPerTransfer, &c.MaxFilesPerTransfer, 1},
 		{KeyTransferHistoryCount, &c.TransferHistoryCount, 0},
 	}
 	for _, i := range ints {

@@ -30,6 +30,7 @@ const (
 	KeyMaxSourceTransfers      = "maxSourceTransfers"
 	KeyMaxDestinationTransfers = "maxDestinationTransfers"
 	KeyMaxQueuedTransfers      = "maxQueuedTransfers"
+	KeyMaxFilesPerTransfer     = "maxFilesPerTransfer"
 	KeyTransferRecoveryTimeout = "transferRecoveryTimeout"
 	KeyCheckpointInterval      = "checkpointInterval"
 	KeyCheckpointTimeInterval  = "checkpointTimeInterval"
@@ -136,6 +137,9 @@ var Keys = []KeyDoc{
 	{Name: KeyMaxQueuedTransfers, Default: "1000",
 		Form: "integer >= 1",
 		Doc:  "Most transfers waiting in the queue; a request beyond it is refused with an error."},
+	{Name: KeyMaxFilesPerTransfer, Default: "100000",
+		Form: "integer >= 1",
+		Doc:  "Most files one transfer request may name (a recursive one counts every file of its tree); a request beyond it is refused with the reason before anything is recorded. Today a transfer's whole file list is one log entry held by every instance (about 300 bytes a file): raise it with that in mind."},
 	{Name: KeyTransferRecoveryTimeout, Default: "-1",
 		Form: "-1 (retry forever), 0 (fail at once) or a duration > 0",
 		Doc:  "How long a transfer in recovery (after a transient error such as an I/O error or a full disk) is retried before it fails. A transfer may override it."},

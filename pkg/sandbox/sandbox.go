@@ -13,6 +13,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -337,13 +338,52 @@ func hasMeta(name string) bool {
 // skipped inside a directory and refused when named. An empty directory
 // yields no files and no error.
 func (s *Sandbox) Expand(p string, recursive bool) ([]File, error) {
+	return s.ExpandWithin(Bounds{}, p, recursive)
+}
+
+// Bounds bound an expansion: Ctx (nil: none) stops a walk whose request
+// has gone away, and MaxFiles ends it, with an error wrapping
+// ErrTooManyFiles, once it has found more files than that (0: no limit;
+// negative: not one file).
+type Bounds struct {
+	Ctx      context.Context
+	MaxFiles int
+}
+
+// ErrTooManyFiles: an expansion found more files than its Bounds allow.
+var ErrTooManyFiles = errors.New("too many files")
+
+// expansion gathers an expansion's files within its bounds.
+type expansion struct {
+	Bounds
+	files []File
+}
+
+func (x *expansion) add(f File) error {
+	if x.MaxFiles != 0 && len(x.files) >= x.MaxFiles {
+		return fmt.Errorf("more than %d files: %w", max(x.MaxFiles, 0), ErrTooManyFiles)
+	}
+	x.files = append(x.files, f)
+	return nil
+}
+
+func (x *expansion) err() error {
+	if x.Ctx == nil {
+		return nil
+	}
+	return x.Ctx.Err()
+}
+
+// ExpandWithin is Expand within bounds.
+func (s *Sandbox) ExpandWithin(b Bounds, p string, recursive bool) ([]File, error) {
 	if err := validate(p); err != nil {
 		return nil, err
 	}
+	x := &expansion{Bounds: b, files: []File{}}
 	lex := s.abs(p)
 	base := filepath.Base(lex)
 	if hasMeta(base) {
-		return s.expandGlob(p, lex, base, recursive)
+		return s.expandGlob(x, p, lex, base, recursive)
 	}
 	r, complete, err := s.resolveAs(p, lex)
 	if err != nil {
@@ -358,23 +398,25 @@ func (s *Sandbox) Expand(p string, recursive bool) ([]File, error) {
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		return []File{{Path: r, Rel: base, Size: fi.Size()}}, nil
+		if err := x.add(File{Path: r, Rel: base, Size: fi.Size()}); err != nil {
+			return nil, err
+		}
+		return x.files, nil
 	case fi.IsDir():
 		if !recursive {
 			return nil, &Error{Path: p, Reason: "is a directory (recursive not set)"}
 		}
-		files := []File{}
-		if err := s.walk(p, r, "", &files); err != nil {
+		if err := s.walk(x, p, r, ""); err != nil {
 			return nil, err
 		}
-		return files, nil
+		return x.files, nil
 	default:
 		return nil, &Error{Path: p, Reason: "is not a regular file or a directory"}
 	}
 }
 
 // expandGlob expands a source whose last element, pattern, has wildcards.
-func (s *Sandbox) expandGlob(p, lex, pattern string, recursive bool) ([]File, error) {
+func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive bool) ([]File, error) {
 	if _, err := filepath.Match(pattern, ""); err != nil {
 		return nil, &Error{Path: p, Reason: fmt.Sprintf("has a malformed wildcard pattern %q", pattern)}
 	}
@@ -390,14 +432,13 @@ func (s *Sandbox) expandGlob(p, lex, pattern string, recursive bool) ([]File, er
 		return nil, &Error{Path: p, Reason: "cannot be read: " + err.Error()}
 	}
 	userDir := filepath.Dir(p)
-	files := []File{}
 	matched, dirs := 0, 0
 	for _, d := range ents {
 		if ok, _ := filepath.Match(pattern, d.Name()); !ok {
 			continue
 		}
 		matched++
-		isDir, err := s.entry(userDir, filepath.Join(dir, d.Name()), d.Name(), d, recursive, true, &files)
+		isDir, err := s.entry(x, userDir, filepath.Join(dir, d.Name()), d.Name(), d, recursive, true)
 		if err != nil {
 			return nil, err
 		}
@@ -411,20 +452,23 @@ func (s *Sandbox) expandGlob(p, lex, pattern string, recursive bool) ([]File, er
 	case dirs == matched && !recursive:
 		return nil, &Error{Path: p, Reason: "matches no file, only directories (recursive not set)"}
 	}
-	return files, nil
+	return x.files, nil
 }
 
 // walk appends the regular files under the physical directory dir (inside
 // the sandbox), in sorted order; rel is dir's Rel, and userBase joined
 // with a Rel names an entry in errors as the user would.
-func (s *Sandbox) walk(userBase, dir, rel string, out *[]File) error {
+func (s *Sandbox) walk(x *expansion, userBase, dir, rel string) error {
+	if err := x.err(); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
 		return &Error{Path: userJoin(userBase, rel), Reason: "cannot be read: " + err.Error()}
 	}
 	for _, d := range ents {
 		r := path.Join(rel, d.Name())
-		if _, err := s.entry(userBase, filepath.Join(dir, d.Name()), r, d, true, false, out); err != nil {
+		if _, err := s.entry(x, userBase, filepath.Join(dir, d.Name()), r, d, true, false); err != nil {
 			return err
 		}
 	}
@@ -442,7 +486,7 @@ func userJoin(user, rel string) string {
 // parent is inside the sandbox; rel is its Rel, userBase joined with rel
 // its name for errors. Directories are walked when recursive (isDir reports
 // them either way); links to directories only when followDirLinks.
-func (s *Sandbox) entry(userBase, full, rel string, d fs.DirEntry, recursive, followDirLinks bool, out *[]File) (isDir bool, err error) {
+func (s *Sandbox) entry(x *expansion, userBase, full, rel string, d fs.DirEntry, recursive, followDirLinks bool) (isDir bool, err error) {
 	user := userJoin(userBase, rel)
 	target := full
 	var fi fs.FileInfo
@@ -478,10 +522,12 @@ func (s *Sandbox) entry(userBase, full, rel string, d fs.DirEntry, recursive, fo
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		*out = append(*out, File{Path: target, Rel: rel, Size: fi.Size()})
+		if err := x.add(File{Path: target, Rel: rel, Size: fi.Size()}); err != nil {
+			return false, err
+		}
 	case fi.IsDir():
 		if recursive {
-			return true, s.walk(userBase, target, rel, out)
+			return true, s.walk(x, userBase, target, rel)
 		}
 		return true, nil
 	}

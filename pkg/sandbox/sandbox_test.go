@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -416,5 +417,48 @@ func TestExpandRefuses(t *testing.T) {
 			}
 			wantRefusal(t, err, c.errPath, c.reason)
 		})
+	}
+}
+
+// An expansion stops at its bounds: more files than allowed (across a
+// walk), or its request's context done.
+func TestExpandWithinBounds(t *testing.T) {
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"tree/a", "tree/b", "tree/sub/c"} {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(p), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb, err := New(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		max  int
+		ok   bool
+		want int
+	}{{0, true, 3}, {3, true, 3}, {2, false, 0}, {-1, false, 0}} {
+		files, err := sb.ExpandWithin(Bounds{MaxFiles: c.max}, "tree", true)
+		if c.ok && (err != nil || len(files) != c.want) {
+			t.Errorf("MaxFiles %d: %d files, %v; want %d", c.max, len(files), err, c.want)
+		}
+		if !c.ok && !errors.Is(err, ErrTooManyFiles) {
+			t.Errorf("MaxFiles %d: %v, want ErrTooManyFiles", c.max, err)
+		}
+	}
+	if _, err := sb.ExpandWithin(Bounds{MaxFiles: -1}, "tree/a", false); !errors.Is(err, ErrTooManyFiles) {
+		t.Errorf("one file with no file allowed: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := sb.ExpandWithin(Bounds{Ctx: ctx}, "tree", true); !errors.Is(err, context.Canceled) {
+		t.Errorf("a walk whose request has gone away: %v, want context.Canceled", err)
 	}
 }

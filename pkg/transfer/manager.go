@@ -41,6 +41,7 @@ type Limits struct {
 	MaxSourceTransfers      int
 	MaxDestinationTransfers int
 	MaxQueuedTransfers      int
+	MaxFilesPerTransfer     int // 0: no limit
 	RecoveryTimeout         time.Duration // negative: retry forever
 	CheckpointBytes         int64
 	CheckpointTime          time.Duration
@@ -380,7 +381,7 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 		}
 		return nil, &RequestError{Reason: fmt.Sprintf("transfer id %s is already used by another request", id)}
 	}
-	t, err := m.plan(id, req)
+	t, err := m.plan(ctx, id, req)
 	if err != nil {
 		return nil, err
 	}
@@ -510,7 +511,7 @@ func normalize(req Request) (Request, error) {
 // by its name, a directory given with --recursive as a directory of its own
 // name (its contents only when the source ends with "/"), wildcard matches
 // by their names.
-func (m *Manager) plan(id string, req Request) (*Transfer, error) {
+func (m *Manager) plan(ctx context.Context, id string, req Request) (*Transfer, error) {
 	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
 	dest, err := m.sb.Resolve(req.Destination)
 	if err != nil {
@@ -524,8 +525,20 @@ func (m *Manager) plan(id string, req Request) (*Transfer, error) {
 	var dirs []Dir
 	resolver := m.sb.NewResolver() // each destination directory resolved once
 	for _, s := range req.Sources {
-		fs, err := m.sb.Expand(s, req.Recursive)
-		if err != nil {
+		// Within the request's context (a client that has gone away
+		// stops the walk) and maxFilesPerTransfer, counted over all the
+		// sources.
+		b := sandbox.Bounds{Ctx: ctx}
+		if limit := m.limits.MaxFilesPerTransfer; limit > 0 {
+			b.MaxFiles = max(limit-len(files), -1) // -1: not one more
+		}
+		fs, err := m.sb.ExpandWithin(b, s, req.Recursive)
+		switch {
+		case errors.Is(err, sandbox.ErrTooManyFiles):
+			return nil, bad("the request names more than %d files (maxFilesPerTransfer=%d): split it, or raise maxFilesPerTransfer", m.limits.MaxFilesPerTransfer, m.limits.MaxFilesPerTransfer)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("plan transfer: %w", ctx.Err())
+		case err != nil:
 			return nil, bad("source %v", err)
 		}
 		prefix := ""

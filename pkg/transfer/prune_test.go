@@ -3,9 +3,11 @@ package transfer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -86,5 +88,40 @@ func TestPruneWaitsForItsFormat(t *testing.T) {
 	var c replicated.CreateCmd
 	if err := json.Unmarshal(log.lastData, &c); err != nil || c.HistoryCount != -1 || c.HistoryAge != 0 {
 		t.Fatalf("a create that prunes: count %d, age %v", c.HistoryCount, c.HistoryAge)
+	}
+}
+
+// A request that names more files than maxFilesPerTransfer, counted over
+// all its sources, is refused with the reason, and nothing is recorded.
+func TestMaxFilesPerTransferRefused(t *testing.T) {
+	r := newRig(t)
+	for _, p := range []string{"in/a/1", "in/a/2", "in/a/3", "in/b/1", "in/b/2", "in/b/3"} {
+		full := filepath.Join(r.root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(p), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &fakeLog{}
+	m := r.manager(log, r.local)
+	m.limits.MaxFilesPerTransfer = 5
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease = &lease
+	m.mu.Unlock()
+	for _, sources := range [][]string{{"in/"}, {"in/a/", "in/b/"}} {
+		_, err := m.Submit(context.Background(), "", Request{Sources: sources, Destination: "out/", Recursive: true})
+		var re *RequestError
+		if !errors.As(err, &re) || !strings.Contains(re.Reason, "more than 5 files (maxFilesPerTransfer=5)") {
+			t.Fatalf("%v: %v, want a refusal naming maxFilesPerTransfer", sources, err)
+		}
+	}
+	if len(log.kinds) != 0 {
+		t.Fatalf("entries committed for refused requests: %v", log.kinds)
+	}
+	if _, err := m.Submit(context.Background(), "", Request{Sources: []string{"in/a/"}, Destination: "out/", Recursive: true}); err != nil {
+		t.Fatalf("3 files within the limit of 5: %v", err)
 	}
 }
