@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"time"
 
@@ -59,13 +60,20 @@ type Event struct {
 	// fault fired while it was in force.
 	Op    faultfs.Op
 	Fired int
+	// Note: what a stop reported that the schedule lets pass (ftstop
+	// telling that the new active lost the lease again).
+	Note string
 }
 
 func (e Event) String() string {
 	if e.Op != "" {
 		return fmt.Sprintf("#%d %s on %s, fired %d times (epoch %d → %d, healthy again after %v)", e.N, e.Kind, e.Op, e.Fired, e.Epoch, e.NewEpoch, e.Took.Round(time.Millisecond))
 	}
-	return fmt.Sprintf("#%d %s %s (epoch %d → %d, healthy again after %v)", e.N, e.Kind, e.Target, e.Epoch, e.NewEpoch, e.Took.Round(time.Millisecond))
+	s := fmt.Sprintf("#%d %s %s (epoch %d → %d, healthy again after %v)", e.N, e.Kind, e.Target, e.Epoch, e.NewEpoch, e.Took.Round(time.Millisecond))
+	if e.Note != "" {
+		s += "; " + e.Note
+	}
+	return s
 }
 
 // Schedule draws faults from a seed.
@@ -188,7 +196,14 @@ func (s *Schedule) Next(n int) (Event, error) {
 		if err != nil {
 			return ev, err
 		}
-		if r.Exit != 0 {
+		switch {
+		case r.Exit != 0 && strings.Contains(r.Stderr, "took the lease") && strings.Contains(r.Stderr, "but lost it"):
+			// The stop was done and handed over, and ftstop said truly
+			// that the new active did not keep the lease (another fault's
+			// instance was still coming back, say): the agent must
+			// recover by itself, which WaitHealthy below checks.
+			ev.Note = strings.TrimSpace(r.Stderr)
+		case r.Exit != 0:
 			return ev, fmt.Errorf("ftstop %v: exit %d: %s", args, r.Exit, r.Stderr)
 		}
 		if err := a.Exited(active, 30*time.Second); err != nil {
