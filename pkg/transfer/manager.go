@@ -41,7 +41,7 @@ type Limits struct {
 	MaxSourceTransfers      int
 	MaxDestinationTransfers int
 	MaxQueuedTransfers      int
-	MaxFilesPerTransfer     int // 0: no limit
+	MaxFilesPerTransfer     int           // 0: no limit
 	RecoveryTimeout         time.Duration // negative: retry forever
 	CheckpointBytes         int64
 	CheckpointTime          time.Duration
