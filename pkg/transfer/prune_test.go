@@ -18,21 +18,9 @@ import (
 // id when its client retries the submission: it is not created twice.
 func TestRetriedSubmissionAfterEndWithHistoryCountZero(t *testing.T) {
 	r := newRig(t)
-	if err := os.MkdirAll(filepath.Join(r.root, "in"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"a.bin", "b.bin"} {
-		if err := os.WriteFile(filepath.Join(r.root, "in", n), []byte("bytes of "+n), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
-	log := &fakeLog{}
-	m := r.manager(log, r.local)
+	r.files(t, "in/a.bin", "in/b.bin")
+	m, lease := r.activeManager(&fakeLog{})
 	m.limits.HistoryCount = 0
-	lease := ha.Lease{Epoch: 1}
-	m.mu.Lock()
-	m.lease = &lease
-	m.mu.Unlock()
 	req := Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"}
 	first, err := m.Submit(context.Background(), "00000000000000aa", req)
 	if err != nil {
@@ -66,18 +54,9 @@ func TestRetriedSubmissionAfterEndWithHistoryCountZero(t *testing.T) {
 // either: the history waits.
 func TestPruneWaitsForItsFormat(t *testing.T) {
 	r := newRig(t)
-	if err := os.MkdirAll(filepath.Join(r.root, "in"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(r.root, "in", "a.bin"), []byte("a"), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	r.files(t, "in/a.bin")
 	log := &fakeLog{formats: replicated.FormatPrune - 1}
-	m := r.manager(log, r.local)
-	lease := ha.Lease{Epoch: 1}
-	m.mu.Lock()
-	m.lease = &lease
-	m.mu.Unlock()
+	m, lease := r.activeManager(log)
 	if _, err := m.Submit(context.Background(), "", Request{Sources: []string{"in/a.bin"}, Destination: "out/a.bin"}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,22 +74,10 @@ func TestPruneWaitsForItsFormat(t *testing.T) {
 // all its sources, is refused with the reason, and nothing is recorded.
 func TestMaxFilesPerTransferRefused(t *testing.T) {
 	r := newRig(t)
-	for _, p := range []string{"in/a/1", "in/a/2", "in/a/3", "in/b/1", "in/b/2", "in/b/3"} {
-		full := filepath.Join(r.root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(p), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.files(t, "in/a/1", "in/a/2", "in/a/3", "in/b/1", "in/b/2", "in/b/3")
 	log := &fakeLog{}
-	m := r.manager(log, r.local)
+	m, _ := r.activeManager(log)
 	m.limits.MaxFilesPerTransfer = 5
-	lease := ha.Lease{Epoch: 1}
-	m.mu.Lock()
-	m.lease = &lease
-	m.mu.Unlock()
 	for _, sources := range [][]string{{"in/"}, {"in/a/", "in/b/"}} {
 		_, err := m.Submit(context.Background(), "", Request{Sources: sources, Destination: "out/", Recursive: true})
 		var re *RequestError
@@ -124,4 +91,30 @@ func TestMaxFilesPerTransferRefused(t *testing.T) {
 	if _, err := m.Submit(context.Background(), "", Request{Sources: []string{"in/a/"}, Destination: "out/", Recursive: true}); err != nil {
 		t.Fatalf("3 files within the limit of 5: %v", err)
 	}
+}
+
+// files writes a small file at each path under the rig's root (its bytes
+// are its path).
+func (r *rig) files(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		full := filepath.Join(r.root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(p), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// activeManager makes a Manager over log that holds the lease at epoch 1,
+// as the active between Run's start and its end.
+func (r *rig) activeManager(log *fakeLog) (*Manager, ha.Lease) {
+	m := r.manager(log, r.local)
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease = &lease
+	m.mu.Unlock()
+	return m, lease
 }

@@ -251,19 +251,7 @@ func TestRemoveSourceOnlyTheFileTransferred(t *testing.T) {
 // started before its share was mounted) is where the files go from then
 // on, not the directory beneath the mount point.
 func TestRootRemountedIsFollowed(t *testing.T) {
-	base, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(base, "share")
-	if err := os.Mkdir(root, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	l, err := NewLocal(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, root := subdirLocal(t, "share")
 	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=1m"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("mount a tmpfs on %s: %v", root, err)
@@ -297,19 +285,7 @@ func TestRootRemountedIsFollowed(t *testing.T) {
 // A root replaced by a symbolic link after the endpoint opened it is not
 // followed: the directory held stays the root.
 func TestRootReplacedByALinkIsNotFollowed(t *testing.T) {
-	base, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(base, "root")
-	if err := os.Mkdir(root, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	l, err := NewLocal(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, root := subdirLocal(t, "root")
 	outDir, secret := outsideTree(t)
 	if err := os.Rename(root, root+".moved"); err != nil {
 		t.Fatal(err)
@@ -328,4 +304,24 @@ func TestRootReplacedByALinkIsNotFollowed(t *testing.T) {
 	if got := readFile(t, filepath.Join(root+".moved", "x.bin.part")); got != "x" {
 		t.Fatalf("the held root holds %q", got)
 	}
+}
+
+// subdirLocal returns a Local rooted at a new directory name in a
+// temporary directory, and the root.
+func subdirLocal(t *testing.T, name string) (*Local, string) {
+	t.Helper()
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, name)
+	if err := os.Mkdir(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, root
 }
