@@ -6,7 +6,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -202,17 +201,7 @@ func TestTransferDifferentMountsKill9(t *testing.T) {
 // ftstop -i midway: the same across a planned failover.
 func TestTransferDifferentMountsFtstopImmediate(t *testing.T) {
 	mountsFailover(t, func(c *harness.Cluster, active string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		r, err := c.Ftstop(ctx, "-i")
-		if err != nil || r.Exit != 0 {
-			t.Fatalf("ftstop -i: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
-		}
-		select {
-		case <-c.Proc(active).Done():
-		case <-time.After(15 * time.Second):
-			t.Fatalf("%s still running after ftstop -i", active)
-		}
+		ftstopImmediate(t, c, active)
 		wait(t, c, 20*time.Second, "a new active", func(v ha.AgentView) bool {
 			return v.Status == ha.StatusActive && v.Active != "" && !slices.Contains([]string{active}, v.Active)
 		})

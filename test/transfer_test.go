@@ -274,20 +274,7 @@ func TestTransferKill9MidwayResumesOnStandby(t *testing.T) {
 // checkpoint and a standby resumes it.
 func TestTransferFtstopImmediateMidwayResumesOnStandby(t *testing.T) {
 	xferBigAcrossFailovers(t, "64M", 64*xferMiB, 1, func(c *harness.Cluster, active string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		r, err := c.Ftstop(ctx, "-i")
-		if err != nil || r.Exit != 0 {
-			t.Fatalf("ftstop -i: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
-		}
-		select {
-		case <-c.Proc(active).Done():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s still running after ftstop -i", active)
-		}
-		if err := c.Proc(active).Err(); err != nil {
-			t.Errorf("%s exited with %v after ftstop -i", active, err)
-		}
+		ftstopImmediate(t, c, active)
 	})
 }
 
@@ -627,4 +614,24 @@ func TestTransferFullQueueRefused(t *testing.T) {
 		t.Fatalf("create after the queue emptied: exit %d %v %s", r.Exit, err, r.Stderr)
 	}
 	xferCheckCompleted(t, c, v, map[string]string{"out/q3.bin": third})
+}
+
+// ftstopImmediate runs ftstop -i, which must succeed, and waits for the
+// active's process to have exited cleanly.
+func ftstopImmediate(t *testing.T, c *harness.Cluster, active string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := c.Ftstop(ctx, "-i")
+	if err != nil || r.Exit != 0 {
+		t.Fatalf("ftstop -i: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	select {
+	case <-c.Proc(active).Done():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s still running after ftstop -i", active)
+	}
+	if err := c.Proc(active).Err(); err != nil {
+		t.Errorf("%s exited with %v after ftstop -i", active, err)
+	}
 }

@@ -225,15 +225,8 @@ func (v createV2Cmd) expand() (CreateCmd, error) {
 		c.Transfer.Files = make([]File, n)
 	}
 	for i := range n {
-		rel := v.Sources[i]
-		if v.Destinations != nil {
-			rel = v.Destinations[i]
-		}
-		c.Transfer.Files[i] = File{
-			Source:      joinRoot(string(v.SourceRoot), v.Sources[i]),
-			Destination: joinRoot(string(v.DestinationRoot), rel),
-			Bytes:       v.Bytes[i],
-		}
+		src, dst := v.pathsAt(v.Sources, v.Destinations, i)
+		c.Transfer.Files[i] = File{Source: src, Destination: dst, Bytes: v.Bytes[i]}
 	}
 	return c, nil
 }
@@ -253,16 +246,21 @@ func (v createV3Cmd) expand() (CreateCmd, error) {
 		c.Transfer.Dirs = make([]Dir, n)
 	}
 	for i := range n {
-		rel := v.DirSources[i]
-		if v.DirDestinations != nil {
-			rel = v.DirDestinations[i]
-		}
-		c.Transfer.Dirs[i] = Dir{
-			Source:      joinRoot(string(v.SourceRoot), v.DirSources[i]),
-			Destination: joinRoot(string(v.DestinationRoot), rel),
-		}
+		src, dst := v.pathsAt(v.DirSources, v.DirDestinations, i)
+		c.Transfer.Dirs[i] = Dir{Source: src, Destination: dst}
 	}
 	return c, nil
+}
+
+// pathsAt returns the absolute source and destination of entry i of a
+// column of relative sources and its column of relative destinations (nil:
+// each the same as its source).
+func (v createV2Cmd) pathsAt(srcs, dsts []string, i int) (src, dst string) {
+	rel := srcs[i]
+	if dsts != nil {
+		rel = dsts[i]
+	}
+	return joinRoot(string(v.SourceRoot), srcs[i]), joinRoot(string(v.DestinationRoot), rel)
 }
 
 // decodeCreateV3 decodes a KindCreateV3 entry's data into the CreateCmd it
