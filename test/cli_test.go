@@ -26,10 +26,17 @@ func TestVersionIsStamped(t *testing.T) {
 	}
 }
 
-// writeProps writes an agent.properties with the given lines in a new directory.
+// writeProps writes an agent.properties with the given lines in a new
+// directory, after the TLS lines of agent A's instances ha1, ha2 and ha9
+// (certificates from harness.SetUpTLS).
 func writeProps(t *testing.T, lines ...string) string {
 	t.Helper()
 	dir := t.TempDir()
+	tls, err := harness.SetUpTLS(dir, "A", []string{"ha1", "ha2", "ha9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines = append(tls.Lines(harness.ClientAdmin), lines...)
 	p := filepath.Join(dir, "agent.properties")
 	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
 		t.Fatal(err)
@@ -146,7 +153,7 @@ func TestFlagsAfterSubcommandAndEnvironment(t *testing.T) {
 	check := func(name string, env []string, args ...string) {
 		t.Helper()
 		cmd := exec.Command(bin.Ftagent, args...)
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(append(os.Environ(), c.ClientEnv()...), env...)
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

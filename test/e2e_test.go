@@ -139,7 +139,7 @@ func TestOneActiveTwoStandbys(t *testing.T) {
 	// Any instance answers, through -x, with the active's view; the human
 	// form names the active and every instance.
 	for _, n := range c.Names {
-		r, err := harness.Run(context.Background(), c.Bin.Ftagent, "show", "-x", c.Addr[n])
+		r, err := c.Run(context.Background(), c.Bin.Ftagent, "show", "-x", c.Addr[n])
 		if err != nil || r.Exit != 0 {
 			t.Fatalf("show -x %s: exit %d %v %s", c.Addr[n], r.Exit, err, r.Stderr)
 		}

@@ -132,9 +132,14 @@ func TestStartWritesAPIDFile(t *testing.T) {
 func TestCommandLineHelpAndLimits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// A client certificate, so that a request gets as far as the agent.
+	tls, err := harness.SetUpTLS(t.TempDir(), "ORDERS", []string{"ha1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) harness.Result {
 		t.Helper()
-		r, err := harness.Run(ctx, bin.Ftagent, args...)
+		r, err := harness.RunEnv(ctx, tls.Env(harness.ClientAdmin), bin.Ftagent, args...)
 		if err != nil {
 			t.Fatal(err)
 		}

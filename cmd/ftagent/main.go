@@ -20,6 +20,7 @@ func main() {
 			showCommand(),
 			devCommand(),
 			transferCommand(),
+			tlsCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -72,6 +72,15 @@ func startCommand() *cli.Command {
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sigs)
+			// SIGHUP re-reads the TLS certificate, key and CA bundle.
+			hups := make(chan os.Signal, 1)
+			signal.Notify(hups, syscall.SIGHUP)
+			defer signal.Stop(hups)
+			go func() {
+				for range hups {
+					in.ReloadTLS()
+				}
+			}()
 			err = in.RunUntilSignalled(sigs)
 			if errors.Is(err, agent.ErrQuorumLost) {
 				// The instance logged why; no second line on stderr.

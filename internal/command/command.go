@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/ftagent/ftagent/pkg/agentclient"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 )
@@ -158,7 +159,11 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 	if p.ConnectAttempts < 1 || p.ReconnectAttempts < 1 || p.PrimaryRetries < 0 {
 		return nil, nil, Usagef("connect and reconnect attempts must be at least 1, primary retries at least 0")
 	}
-	cl, err := client.New(addrs, client.WithPolicy(p))
+	d, err := agentclient.Dialer(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := client.New(addrs, client.WithPolicy(p), client.WithDialer(d.DialContext))
 	if err != nil {
 		return nil, nil, Usagef("%v", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/trust"
 )
 
 // Options says which instance to run.
@@ -55,6 +56,10 @@ type Instance struct {
 	srv       *http.Server
 	transfers *transfer.Manager
 	trail     *audit.Log // nil unless auditLog is set
+	tlsMode   trust.Mode
+	tls       *trust.Store // nil with tlsMode=disabled
+	watchCtx  context.Context
+	stopWatch context.CancelFunc
 
 	stopMu  sync.Mutex
 	stopRes *api.StopResult
@@ -79,7 +84,27 @@ func Start(opts Options) (*Instance, error) {
 	if err := cfg.CheckDataDirectory(self.Name); err != nil {
 		return nil, err
 	}
-	mux, err := netmux.Listen(self.Address)
+	store, err := loadTrust(cfg, self)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{
+		cfg:       cfg,
+		self:      self,
+		log:       log,
+		tlsMode:   trust.Mode(cfg.TLSMode),
+		tls:       store,
+		stopped:   make(chan struct{}),
+		serveDone: make(chan error, 1),
+	}
+	switch in.tlsMode {
+	case trust.Disabled:
+		log.Warn().Msg("tlsMode=disabled: connections are plaintext and anyone who reaches " + self.Address +
+			" controls this agent; for throw-away local trials only")
+	case trust.Optional:
+		log.Warn().Msg("tlsMode=optional: plaintext callers are let in unauthenticated; only for the roll from disabled to required")
+	}
+	mux, err := netmux.Listen(self.Address, netmux.Security{Mode: in.tlsMode, Store: store, Agent: cfg.AgentName, Refused: in.refusedConn})
 	if err != nil {
 		msg := fmt.Sprintf("instance %s cannot listen on %s: %v", self.Name, self.Address, err)
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -88,7 +113,9 @@ func Start(opts Options) (*Instance, error) {
 		return nil, &config.Error{File: cfg.Path, Key: "instances", Msg: msg}
 	}
 
-	peerClient, err := client.New(cfg.Addresses(), client.WithPolicy(peerPolicy()))
+	in.mux = mux
+	peerDialer := &trust.Dialer{Mode: in.tlsMode, Store: store, Check: trust.ExpectInstanceOf(cfg.AgentName)}
+	peerClient, err := client.New(cfg.Addresses(), client.WithPolicy(peerPolicy()), client.WithDialer(peerDialer.DialContext))
 	if err != nil {
 		mux.Close()
 		return nil, err
@@ -116,14 +143,6 @@ func Start(opts Options) (*Instance, error) {
 	var instances []ha.Peer
 	for _, p := range cfg.Instances {
 		instances = append(instances, ha.Peer{Name: p.Name, Address: p.Address, Witness: p.Witness})
-	}
-	in := &Instance{
-		cfg:       cfg,
-		self:      self,
-		log:       log,
-		mux:       mux,
-		stopped:   make(chan struct{}),
-		serveDone: make(chan error, 1),
 	}
 	node, err := ha.New(ha.Config{
 		AgentName:          cfg.AgentName,
@@ -200,6 +219,11 @@ func Start(opts Options) (*Instance, error) {
 		Handler:           in.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,
+		ConnContext:       connContext,
+	}
+	if store != nil {
+		in.watchCtx, in.stopWatch = context.WithCancel(context.Background())
+		go store.Watch(in.watchCtx, tlsWatchInterval, in.reloaded)
 	}
 	go func() { in.serveDone <- in.srv.Serve(mux.API()) }()
 	log.Info().Str("address", self.Address).Bool("witness", self.Witness).
@@ -391,6 +415,9 @@ func (in *Instance) shutdown() {
 		in.log.Error().Err(err).Msg("raft shutdown")
 	}
 	_ = in.mux.Close()
+	if in.stopWatch != nil {
+		in.stopWatch()
+	}
 	_ = in.trail.Close()
 	if err := os.Remove(in.pidFile); err != nil {
 		in.log.Warn().Err(err).Msg("remove the PID file")

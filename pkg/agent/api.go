@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/trust"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -25,21 +27,25 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // handler builds the client API of an instance.
 func (in *Instance) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.PathInstance, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+api.PathInstance, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, in.node.Status())
-	})
-	mux.HandleFunc("GET "+api.PathAgent, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET "+api.PathAgent, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		v, err := in.node.View()
 		if err != nil {
 			in.misdirected(w)
 			return
 		}
 		writeJSON(w, http.StatusOK, v)
-	})
-	mux.HandleFunc("POST "+api.PathStandby, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST "+api.PathStandby, in.guard(needInstance, func(w http.ResponseWriter, r *http.Request) {
 		var s ha.InstanceStatus
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&s); err != nil {
 			writeError(w, http.StatusBadRequest, "bad status: "+err.Error())
+			return
+		}
+		if why := speaksFor(callerFrom(r), s.Name); why != "" {
+			in.forbid(w, r, why)
 			return
 		}
 		if err := in.node.ReportStandby(s); err != nil {
@@ -51,8 +57,8 @@ func (in *Instance) handler() http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST "+api.PathStop, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST "+api.PathStop, in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
 		var req api.StopRequest
 		if err := decodeRequest(w, r, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "bad stop request: "+err.Error())
@@ -63,6 +69,7 @@ func (in *Instance) handler() http.Handler {
 			return
 		}
 		res, err := in.stop(r.Context(), req)
+		in.admin(r, "stop", in.self.Name, err)
 		var qe *QuorumError
 		switch {
 		case errors.As(err, &qe):
@@ -72,24 +79,34 @@ func (in *Instance) handler() http.Handler {
 		default:
 			writeJSON(w, http.StatusOK, res)
 		}
-	})
-	mux.HandleFunc("GET "+api.PathStop, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET "+api.PathStop, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get(api.QueryTarget) == api.TargetActive && !in.node.IsActive() {
 			in.misdirected(w)
 			return
 		}
 		writeJSON(w, http.StatusOK, in.stopProgress())
-	})
-	mux.HandleFunc("GET "+api.PathMembership, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET "+api.PathMembership, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, in.node.Membership())
-	})
-	mux.HandleFunc("POST "+api.PathMembers, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST "+api.PathMembers, in.guard(needAdminOrInstance, func(w http.ResponseWriter, r *http.Request) {
 		var req ha.JoinRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 			writeError(w, http.StatusBadRequest, "bad join request: "+err.Error())
 			return
 		}
+		if c := callerFrom(r); !c.id.Allows(trust.RoleAdmin) || c.id.Kind == trust.KindInstance {
+			// An instance asks for itself only.
+			if why := speaksFor(c, req.Name); why != "" {
+				in.forbid(w, r, why)
+				return
+			}
+		}
 		res, err := in.node.AddMember(r.Context(), req)
+		if !errors.Is(err, ha.ErrNotLeader) {
+			in.admin(r, "members.add", req.Name+"@"+req.Address, err)
+		}
 		switch {
 		case errors.Is(err, ha.ErrNotLeader):
 			in.misdirected(w)
@@ -100,9 +117,18 @@ func (in *Instance) handler() http.Handler {
 		default:
 			writeJSON(w, http.StatusOK, res)
 		}
-	})
+	}))
 	in.transferRoutes(mux)
 	return mux
+}
+
+// speaksFor says why c may not act for instance name ("" when it may): an
+// instance identity speaks only for itself.
+func speaksFor(c caller, name string) string {
+	if c.open || c.id.Kind != trust.KindInstance || c.id.Name == name {
+		return ""
+	}
+	return fmt.Sprintf("%s may speak only for itself, not for instance %q", c.id, name)
 }
 
 // misdirected answers a request that belongs to the active: 421 with a

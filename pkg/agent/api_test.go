@@ -85,8 +85,15 @@ func TestBadRequestsAreRefused(t *testing.T) {
 
 // startInstances starts the named instances of an agent of all in this
 // process, in a temporary directory, and shuts them down at the end of the
-// test. The instances not started are configured, but never answer.
+// test. The instances not started are configured, but never answer. They
+// run without TLS: these tests call the handlers directly, about what the
+// API answers; security_test.go has the instances with TLS and callers.
 func startInstances(t *testing.T, all []string, start ...string) map[string]*Instance {
+	return startInstancesWith(t, all, []string{"tlsMode=disabled"}, start...)
+}
+
+// startInstancesWith is startInstances with more properties lines.
+func startInstancesWith(t *testing.T, all, lines []string, start ...string) map[string]*Instance {
 	t.Helper()
 	dir := t.TempDir()
 	var entries []string
@@ -99,7 +106,7 @@ func startInstances(t *testing.T, all []string, start ...string) map[string]*Ins
 		l.Close()
 	}
 	props := filepath.Join(dir, "agent.properties")
-	body := "agentName=ORDERS\ninstances=" + strings.Join(entries, ",") + "\ndataDirectory=data\n"
+	body := "agentName=ORDERS\ninstances=" + strings.Join(entries, ",") + "\ndataDirectory=data\n" + strings.Join(lines, "\n") + "\n"
 	if err := os.WriteFile(props, []byte(body), 0o640); err != nil {
 		t.Fatal(err)
 	}

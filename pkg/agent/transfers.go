@@ -12,6 +12,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer"
+	"github.com/ftagent/ftagent/pkg/trust"
 )
 
 // transferQuery reads api.QueryFiles and api.QueryWait.
@@ -35,7 +36,7 @@ func transferQuery(r *http.Request) (files string, wait time.Duration, err error
 }
 
 func (in *Instance) transferRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+api.PathTransfers, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+api.PathTransfers, in.guard(needOperator, func(w http.ResponseWriter, r *http.Request) {
 		files, _, qerr := transferQuery(r)
 		if qerr != nil {
 			writeError(w, http.StatusBadRequest, qerr.Error())
@@ -58,7 +59,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
 			return
 		}
-		t, err := in.transfers.Submit(r.Context(), req.ID, req.Request)
+		t, err := in.transfers.SubmitAs(r.Context(), owner(callerFrom(r)), req.ID, req.Request)
 		if err != nil {
 			in.transferError(w, err)
 			return
@@ -68,8 +69,8 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
-	})
-	mux.HandleFunc("GET "+api.PathTransfers, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET "+api.PathTransfers, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
 			in.misdirected(w)
 			return
@@ -80,8 +81,8 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			out = append(out, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
 		}
 		writeJSON(w, http.StatusOK, out)
-	})
-	mux.HandleFunc("GET "+api.PathTransfers+"/{id}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET "+api.PathTransfers+"/{id}", in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
 			in.misdirected(w)
 			return
@@ -97,15 +98,35 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, v.JSONValue())
-	})
-	mux.HandleFunc("POST "+api.PathTransfers+"/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
-		t, err := in.transfers.Cancel(r.Context(), r.PathValue("id"))
+	}))
+	mux.HandleFunc("POST "+api.PathTransfers+"/{id}/cancel", in.guard(needOperator, func(w http.ResponseWriter, r *http.Request) {
+		id, c := r.PathValue("id"), callerFrom(r)
+		if t, ok := in.transfers.Get(id); ok && !c.open && !c.id.Allows(trust.RoleAdmin) && t.Owner != c.id.String() {
+			owner := t.Owner
+			if owner == "" {
+				owner = "nobody known"
+			}
+			in.forbid(w, r, fmt.Sprintf("%s has role %s and may cancel only its own transfers; %s was created by %s (cancelling it needs role admin)",
+				c.id, roleName(c.id.Role), id, owner))
+			return
+		}
+		t, err := in.transfers.Cancel(r.Context(), id)
+		in.admin(r, "cancel", id, err)
 		if err != nil {
 			in.transferError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
-	})
+	}))
+}
+
+// owner is the Owner recorded for a transfer c creates: its identity, ""
+// for an anonymous caller.
+func owner(c caller) string {
+	if c.open {
+		return ""
+	}
+	return c.id.String()
 }
 
 func (in *Instance) transferError(w http.ResponseWriter, err error) {

@@ -26,6 +26,12 @@ const (
 	OpTruncate = "truncate" // Path created or cut to Offset bytes
 	OpRename   = "rename"   // Path's .part renamed to Path
 	OpRemove   = "remove"   // Path removed
+	// OpAdmin is an admin action (Action: stop, members.add,
+	// members.remove, cancel) on Target by Caller, with its Result.
+	OpAdmin = "admin"
+	// OpRefused is a call or connection refused: Caller (or Remote when
+	// no identity was shown) asked for Action and was refused for Result.
+	OpRefused = "refused"
 )
 
 // Record is one line of the trail.
@@ -39,6 +45,24 @@ type Record struct {
 	Path     string `json:"path,omitempty"`
 	Offset   int64  `json:"off,omitempty"`
 	N        int64  `json:"n,omitempty"`
+	// Security records (OpAdmin, OpRefused).
+	Caller string `json:"caller,omitempty"`
+	Remote string `json:"remote,omitempty"`
+	Action string `json:"action,omitempty"`
+	Target string `json:"target,omitempty"`
+	Result string `json:"result,omitempty"`
+}
+
+// Storage reports whether r records a change to transfer storage (a
+// write, truncation, rename, removal, or an endpoint's own operation such
+// as a mkdir), which the lease must cover: anything but a lease and the
+// security records.
+func (r Record) Storage() bool {
+	switch r.Op {
+	case OpLease, OpAdmin, OpRefused:
+		return false
+	}
+	return true
 }
 
 // Log appends records to a file. A nil *Log records nothing.
@@ -80,6 +104,12 @@ func (l *Log) Record(r Record) error {
 // Lease records that this instance became the active under epoch at t.
 func (l *Log) Lease(epoch uint64, t time.Time) error {
 	return l.Record(Record{Checked: t.UnixNano(), Epoch: epoch, Op: OpLease})
+}
+
+// Security records a security record (OpAdmin or OpRefused) at t.
+func (l *Log) Security(t time.Time, r Record) error {
+	r.Checked = t.UnixNano()
+	return l.Record(r)
 }
 
 // Close closes the file.

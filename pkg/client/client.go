@@ -44,6 +44,7 @@ type Client struct {
 	sleep  func(ctx context.Context, d time.Duration) error
 	rnd    func() float64
 	hc     *http.Client
+	dial   func(ctx context.Context, network, address string) (net.Conn, error)
 
 	mu        sync.Mutex
 	current   string // the address that last answered
@@ -73,6 +74,13 @@ func WithRand(f func() float64) Option {
 			c.rnd = f
 		}
 	}
+}
+
+// WithDialer sets how connections to instances are opened (e.g. a
+// trust.Dialer's DialContext, which does TLS itself: the request URLs stay
+// http://, and TLS is the connection's business).
+func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
+	return func(c *Client) { c.dial = dial }
 }
 
 // WithHTTPClient sets the HTTP client. Its Timeout, if any, applies on top of
@@ -107,7 +115,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+		c.hc = defaultHTTPClient(c.dial)
 	}
 	return c, nil
 }
@@ -115,14 +123,17 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 // defaultHTTPClient talks to instances directly (never through an HTTP proxy,
 // whose own error answers would hide a dead instance) and drops idle connections
 // soon, so that a failover does not leave connections to a deposed active around.
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(dial func(ctx context.Context, network, address string) (net.Conn, error)) *http.Client {
+	if dial == nil {
+		dial = (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 15 * time.Second,
+		}).DialContext
+	}
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy: nil,
-			DialContext: (&net.Dialer{
-				Timeout:   5 * time.Second,
-				KeepAlive: 15 * time.Second,
-			}).DialContext,
+			Proxy:                 nil,
+			DialContext:           dial,
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       10 * time.Second,
 			ResponseHeaderTimeout: 0, // the per-attempt context bounds it

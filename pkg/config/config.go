@@ -80,6 +80,14 @@ type Config struct {
 	LogLevel string // default "info"; one of trace, debug, info, warn, error
 	AuditLog string // absolute; "" when off
 
+	// TLS
+	TLSMode           string // TLSRequired (default), TLSOptional or TLSDisabled
+	TLSCertificate    string // absolute, may hold InstancePlaceholder; "" when unset
+	TLSPrivateKey     string // as TLSCertificate
+	TLSCA             string // as TLSCertificate
+	ClientCertificate string // absolute; "" when unset
+	ClientPrivateKey  string // absolute; "" when unset
+
 	Warnings []string // e.g. unknown keys: `agent.properties: unknown key "standbyStatusPublishIntervall" (ignored; did you mean "standbyStatusPublishInterval"?)`
 
 	file string // the path as given to Load, used in messages
@@ -340,6 +348,10 @@ func (l *checker) load() error {
 			v = filepath.Join(c.Dir, v)
 		}
 		c.AuditLog = filepath.Clean(v)
+	}
+
+	if err := l.loadTLS(); err != nil {
+		return err
 	}
 
 	l.groupWarnings()
@@ -891,4 +903,45 @@ func causeOf(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// loadTLS reads tlsMode and the TLS file paths. Whether the files exist
+// and hold what they must is checked when they are used (an instance's
+// start, a command's first connection), not by Load.
+func (l *checker) loadTLS() error {
+	c := l.c
+	c.TLSMode = defaultOf(KeyTLSMode)
+	if v, ok := l.value(KeyTLSMode); ok {
+		switch v {
+		case TLSRequired, TLSOptional, TLSDisabled:
+			c.TLSMode = v
+		default:
+			return l.errorf(KeyTLSMode, "%q is not required, optional or disabled", v)
+		}
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{
+		{KeyTLSCertificate, &c.TLSCertificate}, {KeyTLSPrivateKey, &c.TLSPrivateKey}, {KeyTLSCA, &c.TLSCA},
+		{KeyClientCertificate, &c.ClientCertificate}, {KeyClientPrivateKey, &c.ClientPrivateKey},
+	} {
+		if v, ok := l.value(f.key); ok {
+			if !filepath.IsAbs(v) {
+				v = filepath.Join(c.Dir, v)
+			}
+			*f.dst = filepath.Clean(v)
+		}
+	}
+	if (c.ClientCertificate == "") != (c.ClientPrivateKey == "") {
+		return l.errorf(KeyClientCertificate, "%s and %s go together: set both or neither", KeyClientCertificate, KeyClientPrivateKey)
+	}
+	return nil
+}
+
+// TLSFiles are the instance's TLS file paths, with InstancePlaceholder
+// replaced by its name.
+func (c *Config) TLSFiles(instance string) (cert, key, ca string) {
+	sub := func(p string) string { return strings.ReplaceAll(p, InstancePlaceholder, instance) }
+	return sub(c.TLSCertificate), sub(c.TLSPrivateKey), sub(c.TLSCA)
 }

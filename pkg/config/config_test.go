@@ -334,6 +334,7 @@ transferHistoryAge = 24h
 		MaxBandwidth:                 10 << 20,
 		TransferHistoryCount:         0,
 		TransferHistoryAge:           24 * time.Hour,
+		TLSMode:                      TLSRequired,
 		file:                         c.file,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -902,6 +903,10 @@ func TestKeysTable(t *testing.T) {
 	renamed := map[string]string{
 		"CheckpointBytes": KeyCheckpointInterval,
 		"CheckpointTime":  KeyCheckpointTimeInterval,
+		"TLSMode":         KeyTLSMode,
+		"TLSCertificate":  KeyTLSCertificate,
+		"TLSPrivateKey":   KeyTLSPrivateKey,
+		"TLSCA":           KeyTLSCA,
 	}
 	typ := reflect.TypeOf(Config{})
 	for i := 0; i < typ.NumField(); i++ {

@@ -48,7 +48,25 @@ const (
 
 	KeyLogLevel = "logLevel"
 	KeyAuditLog = "auditLog"
+
+	KeyTLSMode           = "tlsMode"
+	KeyTLSCertificate    = "tlsCertificate"
+	KeyTLSPrivateKey     = "tlsPrivateKey"
+	KeyTLSCA             = "tlsCA"
+	KeyClientCertificate = "clientCertificate"
+	KeyClientPrivateKey  = "clientPrivateKey"
 )
+
+// TLS modes (tlsMode).
+const (
+	TLSRequired = "required"
+	TLSOptional = "optional"
+	TLSDisabled = "disabled"
+)
+
+// InstancePlaceholder in a TLS file path stands for the instance's name,
+// so that one properties file names each instance's own certificate.
+const InstancePlaceholder = "{instance}"
 
 // KeyDoc describes one property of agent.properties.
 type KeyDoc struct {
@@ -186,7 +204,26 @@ var Keys = []KeyDoc{
 		Doc:  "Least severe level that the agent logs."},
 	{Name: KeyAuditLog, Default: "",
 		Form: "path (relative to the properties file's directory); empty: off",
-		Doc:  "File to which the instance appends one JSON line for every lease it takes and every write, truncation, rename and removal it makes in transfer storage, with the lease epoch it acted under. For diagnosis and the fault-injection checker; costs one write per data chunk."},
+		Doc:  "File to which the instance appends one JSON line for every lease it takes and every write, truncation, rename and removal it makes in transfer storage, with the lease epoch it acted under, and for every admin action (stop, membership change, cancel) and every refused call, with the caller's identity. For diagnosis and the fault-injection checker; costs one write per data chunk."},
+
+	{Name: KeyTLSMode, Default: TLSRequired,
+		Form: "required, optional or disabled",
+		Doc:  "required: every connection (raft and API alike) is TLS 1.3 with a certificate signed by tlsCA on both ends; an instance without usable TLS files refuses to start. optional: accepts TLS and plaintext and dials TLS (falling back to plaintext to a peer that does not speak it), only for the roll from disabled to required. disabled: plaintext, no authentication, for throw-away local trials only (a warning at start)."},
+	{Name: KeyTLSCertificate, Default: "",
+		Form: "PEM file path, relative to the properties file's directory; " + InstancePlaceholder + " stands for the instance name",
+		Doc:  "The instance's certificate (naming ftagent://AGENT/instance/NAME; `ftagent tls init` makes them), followed by any intermediates. Required unless tlsMode=disabled. Re-read on SIGHUP and when the file changes."},
+	{Name: KeyTLSPrivateKey, Default: "",
+		Form: "PEM file path, as tlsCertificate",
+		Doc:  "The private key of tlsCertificate. Required unless tlsMode=disabled."},
+	{Name: KeyTLSCA, Default: "",
+		Form: "PEM file path, as tlsCertificate",
+		Doc:  "The CA certificates trusted for peers and clients (a bundle may hold several, e.g. the old and the new CA during a rotation). Required unless tlsMode=disabled."},
+	{Name: KeyClientCertificate, Default: "",
+		Form: "PEM file path, as tlsCertificate",
+		Doc:  "The certificate that ftagent and ftstop commands present (naming ftagent://AGENT/client/NAME with its role, or an instance). Default: tlsCertificate of the instance this host runs. FTAGENT_CLIENT_CERTIFICATE overrides it."},
+	{Name: KeyClientPrivateKey, Default: "",
+		Form: "PEM file path, as tlsCertificate",
+		Doc:  "The private key of clientCertificate. FTAGENT_CLIENT_PRIVATE_KEY overrides it."},
 }
 
 // LookupKey returns the description of a known key.

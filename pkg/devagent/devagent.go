@@ -23,6 +23,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/trust"
 )
 
 // Options of a dev agent.
@@ -82,6 +83,16 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if cfg.TLSMode != config.TLSDisabled && cfg.TLSCertificate == "" {
+		// Its own throw-away CA, so that the tour runs with TLS as a
+		// deployment does (also for a directory of a build before TLS).
+		if err := setUpTLS(dir, props, cfg); err != nil {
+			return err
+		}
+		if cfg, err = config.Load(props); err != nil {
+			return err
+		}
+	}
 	if err := writeSample(filepath.Join(cfg.TransferRoot, "in", "sample.bin")); err != nil {
 		return err
 	}
@@ -112,7 +123,12 @@ func Run(ctx context.Context, opts Options) error {
 		children = append(children, c)
 	}
 
-	cl, err := client.New(cfg.Addresses())
+	d, err := agentclient.Dialer(cfg)
+	if err != nil {
+		stopAll(children, "")
+		return err
+	}
+	cl, err := client.New(cfg.Addresses(), client.WithDialer(d.DialContext))
 	if err != nil {
 		stopAll(children, "")
 		return err
@@ -201,6 +217,35 @@ standbyStatusDiscardTime=15
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// setUpTLS issues dev's certificates in dir/tls from a CA of its own: one
+// per instance, and the admin client "dev" that the commands of the tour
+// present; and adds the properties that name them.
+func setUpTLS(dir, props string, cfg *config.Config) error {
+	var names []string
+	for _, inst := range cfg.Instances {
+		names = append(names, inst.Name)
+	}
+	res, err := trust.Init(trust.InitOptions{Dir: filepath.Join(dir, "tls"), Agent: cfg.AgentName, Instances: names,
+		Clients: []trust.ClientSpec{{Name: "dev", Role: trust.RoleAdmin}}})
+	if err != nil {
+		return fmt.Errorf("set up TLS: %w", err)
+	}
+	f, err := os.OpenFile(props, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	c := res.Clients["dev"]
+	lines := append([]string{"", "# TLS from ftagent dev's own throw-away CA (" + res.CA + "); see ftagent tls init."},
+		res.Properties[:4]...)
+	lines = append(lines, "# The commands of the tour present the admin client certificate dev.",
+		"clientCertificate="+c[0], "clientPrivateKey="+c[1], "")
+	if _, err := f.WriteString(strings.Join(lines, "\n")); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func freePort() (int, error) {

@@ -1,11 +1,20 @@
 // Package netmux shares one TCP listener between raft traffic and the client
 // API. Each instance has exactly one address: raft peers announce themselves
 // with a one-byte header; anything else (an HTTP request line) goes to the API.
-// Later, TLS can wrap the listener here without the two users noticing.
+//
+// With TLS (trust.Required or trust.Optional) the mux does the handshake
+// itself and sniffs the header inside the TLS stream, so raft and the API
+// share the listener as before. Raft connections are accepted only from a
+// certificate that names an instance of this agent; API connections carry
+// their TLS state to the server (see Conn), which decides what the caller
+// may do. In trust.Required a plaintext connection gets a 400 (if it looks
+// like HTTP) and is closed.
 package netmux
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +22,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/ftagent/ftagent/pkg/trust"
 )
 
 // RaftHeader is the first byte of every raft connection. HTTP requests start
@@ -22,14 +33,31 @@ const RaftHeader byte = 0x01
 // sniffTimeout bounds how long a new connection may take to send its first byte.
 const sniffTimeout = 10 * time.Second
 
+// tlsHandshake is the first byte of a TLS connection (a handshake record).
+const tlsHandshake byte = 0x16
+
+// Security says how the mux's connections are secured.
+type Security struct {
+	Mode  trust.Mode
+	Store *trust.Store // required unless Mode is trust.Disabled
+	// Agent is the agent whose instances may speak raft here.
+	Agent string
+	// Refused, if set, is told of every connection refused before it
+	// reached raft or the API: its remote address and why.
+	Refused func(remote, reason string)
+}
+
 // ErrClosed is returned by Accept on a closed listener.
 var ErrClosed = errors.New("listener closed")
 
 // Mux accepts connections on one listener and hands each to the raft stream
 // layer or to the API listener by its first byte.
 type Mux struct {
-	ln  net.Listener
-	api *chanListener
+	ln        net.Listener
+	api       *chanListener
+	sec       Security
+	serverTLS *tls.Config
+	dialer    *trust.Dialer
 
 	mu   sync.Mutex
 	raft *RaftLayer // current raft layer; replaced when raft restarts
@@ -39,12 +67,24 @@ type Mux struct {
 }
 
 // Listen opens the instance's listener on address.
-func Listen(address string) (*Mux, error) {
+func Listen(address string, sec Security) (*Mux, error) {
+	if sec.Mode == "" {
+		sec.Mode = trust.Required
+	}
+	if sec.Mode != trust.Disabled && sec.Store == nil {
+		return nil, errors.New("netmux: TLS needs a certificate store")
+	}
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, err
 	}
-	m := &Mux{ln: ln, done: make(chan struct{})}
+	m := &Mux{ln: ln, sec: sec, done: make(chan struct{})}
+	m.dialer = &trust.Dialer{Mode: sec.Mode, Store: sec.Store, Check: trust.ExpectInstanceOf(sec.Agent)}
+	if sec.Mode != trust.Disabled {
+		// Optional: a client certificate is verified if given; plaintext
+		// and certificate-less callers are let through, for the roll.
+		m.serverTLS = sec.Store.ServerConfig(sec.Mode == trust.Required)
+	}
 	m.api = newChanListener(ln.Addr(), m.done)
 	go m.serve()
 	return m, nil
@@ -60,7 +100,7 @@ func (m *Mux) API() net.Listener { return m.api }
 // connections from now on. Closing a layer (raft does so at shutdown) does not
 // close the mux, so a restarted raft node can take a new one.
 func (m *Mux) NewRaftLayer(advertise string) *RaftLayer {
-	l := &RaftLayer{chanListener: newChanListener(m.ln.Addr(), m.done), advertise: advertise}
+	l := &RaftLayer{chanListener: newChanListener(m.ln.Addr(), m.done), advertise: advertise, dialer: m.dialer}
 	m.mu.Lock()
 	m.raft = l
 	m.mu.Unlock()
@@ -103,41 +143,106 @@ func (m *Mux) serve() {
 	}
 }
 
-func (m *Mux) route(conn net.Conn) {
-	_ = conn.SetReadDeadline(time.Now().Add(sniffTimeout))
-	br := bufio.NewReaderSize(conn, 512)
+func (m *Mux) route(raw net.Conn) {
+	_ = raw.SetReadDeadline(time.Now().Add(sniffTimeout))
+	br := bufio.NewReaderSize(raw, 512)
 	first, err := br.Peek(1)
 	if err != nil {
-		conn.Close()
+		raw.Close()
 		return
 	}
-	_ = conn.SetReadDeadline(time.Time{})
+	conn := &Conn{peekedConn: peekedConn{Conn: raw, r: br}}
+	switch {
+	case first[0] == tlsHandshake && m.sec.Mode != trust.Disabled:
+		tc := tls.Server(&conn.peekedConn, m.serverTLS)
+		_ = raw.SetDeadline(time.Now().Add(trust.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			m.refuse(raw, "TLS handshake: "+err.Error())
+			raw.Close()
+			return
+		}
+		_ = raw.SetDeadline(time.Time{})
+		_ = raw.SetReadDeadline(time.Now().Add(sniffTimeout))
+		state := tc.ConnectionState()
+		tbr := bufio.NewReaderSize(tc, 512)
+		if first, err = tbr.Peek(1); err != nil {
+			tc.Close()
+			return
+		}
+		conn = &Conn{peekedConn: peekedConn{Conn: tc, r: tbr}, state: &state}
+	case m.sec.Mode == trust.Required:
+		m.refuse(raw, "plaintext connection: TLS is required")
+		if first[0] != RaftHeader {
+			_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = raw.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" +
+				"this ftagent instance requires TLS (tlsMode=required): use https and a client certificate\n"))
+		}
+		raw.Close()
+		return
+	}
+	_ = raw.SetReadDeadline(time.Time{})
 	if first[0] == RaftHeader {
-		_, _ = br.Discard(1)
+		if conn.state != nil {
+			id, ok, err := trust.PeerIdentity(*conn.state)
+			switch {
+			case err != nil:
+				m.refuse(raw, "raft: "+err.Error())
+				conn.Close()
+				return
+			case !ok || !id.IsInstanceOf(m.sec.Agent):
+				who := "a connection without a certificate"
+				if ok {
+					who = id.String()
+				}
+				m.refuse(raw, fmt.Sprintf("raft from %s: only instances of agent %s may speak raft here", who, m.sec.Agent))
+				conn.Close()
+				return
+			}
+		}
+		_, _ = conn.r.Discard(1)
 		m.mu.Lock()
 		l := m.raft
 		m.mu.Unlock()
-		if l == nil || !l.deliver(&peekedConn{Conn: conn, r: br}) {
+		if l == nil || !l.deliver(conn) {
 			conn.Close()
 		}
 		return
 	}
-	if !m.api.deliver(&peekedConn{Conn: conn, r: br}) {
+	if !m.api.deliver(conn) {
 		conn.Close()
 	}
 }
+
+func (m *Mux) refuse(conn net.Conn, reason string) {
+	if m.sec.Refused != nil {
+		m.sec.Refused(conn.RemoteAddr().String(), reason)
+	}
+}
+
+// Conn is a connection the mux delivers: its TLS state, nil for a
+// plaintext one.
+type Conn struct {
+	peekedConn
+	state *tls.ConnectionState
+}
+
+// TLS is the connection's TLS state, nil when it is plaintext.
+func (c *Conn) TLS() *tls.ConnectionState { return c.state }
 
 // RaftLayer is a raft.StreamLayer over the mux.
 type RaftLayer struct {
 	*chanListener
 	advertise string
+	dialer    *trust.Dialer
 }
 
 var _ raft.StreamLayer = (*RaftLayer)(nil)
 
 // Dial opens a raft connection to a peer and sends the header byte.
 func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", string(address), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := l.dialer.DialContext(ctx, "tcp", string(address))
 	if err != nil {
 		return nil, err
 	}

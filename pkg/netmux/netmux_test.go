@@ -1,6 +1,8 @@
 package netmux
 
 import (
+	"github.com/ftagent/ftagent/pkg/trust"
+
 	"bufio"
 	"io"
 	"net/http"
@@ -11,7 +13,7 @@ import (
 )
 
 func TestRoutesRaftAndAPIOnOneListener(t *testing.T) {
-	m, err := Listen("127.0.0.1:0")
+	m, err := Listen("127.0.0.1:0", Security{Mode: trust.Disabled})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +73,7 @@ func TestRoutesRaftAndAPIOnOneListener(t *testing.T) {
 }
 
 func TestNewRaftLayerReplacesAClosedOne(t *testing.T) {
-	m, err := Listen("127.0.0.1:0")
+	m, err := Listen("127.0.0.1:0", Security{Mode: trust.Disabled})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestNewRaftLayerReplacesAClosedOne(t *testing.T) {
 }
 
 func TestCloseEndsAccept(t *testing.T) {
-	m, err := Listen("127.0.0.1:0")
+	m, err := Listen("127.0.0.1:0", Security{Mode: trust.Disabled})
 	if err != nil {
 		t.Fatal(err)
 	}

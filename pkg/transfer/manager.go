@@ -365,6 +365,12 @@ func NewID() string {
 // Submit checks a request, expands its sources, and commits it. The transfer
 // is accepted once the create entry has committed.
 func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer, error) {
+	return m.SubmitAs(ctx, "", id, req)
+}
+
+// SubmitAs is Submit for the caller owner (recorded as the transfer's
+// Owner): a retry with the id of another owner's transfer is refused.
+func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (*Transfer, error) {
 	lease, err := m.activeLease()
 	if err != nil {
 		return nil, err
@@ -376,7 +382,7 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 		return nil, err
 	}
 	if t, ok := m.state.Get(id); ok {
-		if replicated.SameRequest(t.Request, req) {
+		if replicated.SameRequest(t.Request, req) && t.Owner == owner {
 			return t, nil
 		}
 		return nil, &RequestError{Reason: fmt.Sprintf("transfer id %s is already used by another request", id)}
@@ -385,6 +391,7 @@ func (m *Manager) Submit(ctx context.Context, id string, req Request) (*Transfer
 	if err != nil {
 		return nil, err
 	}
+	t.Owner = owner
 	// A create prunes nothing (count -1, age 0, which every build applies
 	// alike): the history is pruned by KindPrune entries (pruneHistory),
 	// which keep pending work and recent ids.

@@ -37,6 +37,7 @@ type Agent struct {
 	Audit  string
 
 	Client *client.Client // the ordered address list, as users have it
+	TLS    *harness.TLS
 	probe  *http.Client
 
 	mu    sync.Mutex
@@ -68,22 +69,33 @@ func NewAgentMounts(b *Bench, bin harness.Binaries, dir string, names []string, 
 		addrs = append(addrs, a.Addr[n])
 	}
 	a.Audit = filepath.Join(dir, "audit.jsonl")
-	lines := append([]string{
+	tls, err := harness.SetUpTLS(dir, "CHAOS", names)
+	if err != nil {
+		return nil, err
+	}
+	a.TLS = tls
+	lines := append(append([]string{
 		"agentName=CHAOS",
 		"instances=" + strings.Join(entries, ","),
 		"dataDirectory=data",
 		"auditLog=audit.jsonl",
-	}, extra...)
+	}, tls.Lines(harness.ClientAdmin)...), extra...)
 	a.Props = filepath.Join(dir, "agent.properties")
 	if err := os.WriteFile(a.Props, []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
 		return nil, err
 	}
-	cl, err := client.New(addrs)
+	d, err := tls.Dialer(harness.ClientAdmin)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(addrs, client.WithDialer(d.DialContext))
 	if err != nil {
 		return nil, err
 	}
 	a.Client = cl
-	a.probe = &http.Client{Timeout: 500 * time.Millisecond}
+	if a.probe, err = tls.HTTPClient(harness.ClientAdmin, 500*time.Millisecond); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 

@@ -258,7 +258,7 @@ func checkAudit(o *Outcome, recs []audit.Record, delivered map[string]bool, kill
 	renames := map[string]int{}
 	lastPartEpoch := map[string]uint64{} // final path → epoch of the last change to its .part
 	for _, r := range recs {
-		if r.Op == audit.OpLease {
+		if !r.Storage() {
 			continue
 		}
 		if final, ok := strings.CutSuffix(r.Path, ".part"); ok && (r.Op == audit.OpWrite || r.Op == audit.OpTruncate) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,10 @@ type Options struct {
 	// with their own device number. The test process sees the directory
 	// itself. See InstanceMount.
 	MountPerInstance bool
+	// TLSMode is the tlsMode property: "" (required, with certificates
+	// from a CA of the test's own: see SetUpTLS), or "disabled" (no
+	// certificates), or "optional".
+	TLSMode string
 }
 
 // Cluster is one agent's instances on this machine.
@@ -79,6 +84,11 @@ type Cluster struct {
 	// MountPerInstance: each instance sees Root through its own bindfs
 	// mount (Options.MountPerInstance).
 	MountPerInstance bool
+	// TLS holds the agent's certificates (nil with TLSMode disabled); the
+	// commands present the admin client's certificate.
+	TLS *TLS
+	// HTTP asks the instances directly, as the admin client.
+	HTTP *http.Client
 
 	mu    sync.Mutex
 	procs map[string]*Proc
@@ -138,6 +148,23 @@ func New(bin Binaries, dir string, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 		lines = append(lines, "transferRoot="+c.Root)
+	}
+	c.HTTP = &http.Client{Timeout: 5 * time.Second}
+	if opts.TLSMode != "disabled" {
+		t, err := SetUpTLS(dir, opts.AgentName, opts.Names)
+		if err != nil {
+			return nil, err
+		}
+		c.TLS = t
+		lines = append(lines, t.Lines(ClientAdmin)...)
+		if opts.TLSMode != "" {
+			lines = append(lines, "tlsMode="+opts.TLSMode)
+		}
+		if c.HTTP, err = t.HTTPClient(ClientAdmin, 5*time.Second); err != nil {
+			return nil, err
+		}
+	} else {
+		lines = append(lines, "tlsMode=disabled")
 	}
 	lines = append(lines, opts.Extra...)
 	c.Props = filepath.Join(dir, "agent.properties")
@@ -285,7 +312,15 @@ type Result struct {
 
 // Run runs one of the binaries with args and returns its output and status.
 func Run(ctx context.Context, bin string, args ...string) (Result, error) {
+	return RunEnv(ctx, nil, bin, args...)
+}
+
+// RunEnv is Run with env added to the environment.
+func RunEnv(ctx context.Context, env []string, bin string, args ...string) (Result, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

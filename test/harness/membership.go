@@ -81,7 +81,7 @@ func (c *Cluster) getJSON(ctx context.Context, name, path string, out any) error
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return err
 	}

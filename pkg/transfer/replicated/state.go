@@ -171,6 +171,10 @@ type Transfer struct {
 	// Dirs are the directories a recursive transfer makes (only from
 	// format 4 on: left out when there are none, as before).
 	Dirs []Dir `json:"dirs,omitempty"`
+	// Owner is the identity that created it (trust.Identity's String), ""
+	// without TLS or from builds before it: an operator may cancel the
+	// transfers it owns, an admin any. Earlier builds ignore it.
+	Owner string `json:"owner,omitempty"`
 
 	// Derived from Files (recount), so that applying file events costs
 	// the events, not the transfer's size: how many files have ended, how

@@ -16,6 +16,7 @@ type View struct {
 	BytesResent int64      `json:"bytesResent"`
 	Reason      string     `json:"reason"`
 	Priority    int        `json:"priority"`
+	Owner       string     `json:"owner,omitempty"`
 	Created     time.Time  `json:"created"`
 	Ended       *time.Time `json:"ended,omitempty"`
 	// CurrentFile is the source being copied, when one is.
@@ -63,7 +64,7 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 	v := View{
 		ID: t.ID, State: t.State, Bytes: t.Bytes,
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
-		Priority: t.Request.Priority, Created: t.Created, Ended: t.Ended,
+		Priority: t.Request.Priority, Owner: t.Owner, Created: t.Created, Ended: t.Ended,
 	}
 	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)
