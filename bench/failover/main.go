@@ -48,6 +48,7 @@ var (
 	flagIdle    = flag.Duration("idle", 5*time.Second, "how long the cluster idles before RSS is read")
 	flagTimeout = flag.Duration("timeout", 30*time.Second, "longest wait for a fail-over or for the cluster to settle")
 	flagKeep    = flag.Bool("keep", false, "keep the working directory (binaries, properties, instance logs)")
+	flagTLS     = flag.String("tls", "required", "tlsMode of the instances: required (certificates from a CA of the run's own) or disabled, to measure what TLS costs")
 	flagLog     = flag.String("log-level", "", "instances' --log-level (debug adds raft's election steps to the logs; default: info)")
 )
 
@@ -101,10 +102,11 @@ func run() error {
 		return err
 	}
 	// No Extra lines: every timeout at its default.
-	c, err := harness.New(bin, cdir, harness.Options{})
+	c, err := harness.New(bin, cdir, harness.Options{TLSMode: benchTLSMode()})
 	if err != nil {
 		return err
 	}
+	useTLS(c)
 	defer c.StopAll()
 	for _, n := range c.Names {
 		if _, err := c.Start(n, startArgs()...); err != nil {
@@ -747,4 +749,24 @@ func report(w io.Writer, d reportData) {
 		verdictRSS = "**missed**"
 	}
 	fmt.Fprintf(w, "| **max** | **%s** | **%s** |\n\nRSS target ≤ 50 MiB: %s.\n", mib(maxFresh), mib(maxAfter), verdictRSS)
+}
+
+// benchTLSMode is -tls as harness.Options.TLSMode.
+func benchTLSMode() string {
+	if *flagTLS == "required" {
+		return ""
+	}
+	return *flagTLS
+}
+
+// useTLS makes httpc connect as the cluster's admin client.
+func useTLS(c *harness.Cluster) {
+	if c.TLS == nil {
+		return
+	}
+	d, err := c.TLS.Dialer(harness.ClientAdmin)
+	if err != nil {
+		panic(err)
+	}
+	httpc.Transport.(*http.Transport).DialContext = d.DialContext
 }

@@ -38,6 +38,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,7 @@ var (
 	flagPoll     = flag.Duration("poll", 10*time.Millisecond, "interval of the active's VmRSS polls during a transfer")
 	flagKeep     = flag.Bool("keep", false, "keep the working directory (binaries, properties, data, instance logs)")
 	flagWorkdir  = flag.String("workdir", "", "parent of the working directory (default: the system's temporary directory); it is the disk measured")
+	flagTLS      = flag.String("tls", "required", "tlsMode of the instances: required (certificates from a CA of the run's own) or disabled, to measure what TLS costs")
 	flagTimeout  = flag.Duration("timeout", 5*time.Minute, "longest wait for one transfer")
 )
 
@@ -208,10 +210,11 @@ func run() error {
 	// No Extra lines: every property at its default (checkpointInterval 64M,
 	// checkpointTimeInterval 5s, transferRoot the directory of the
 	// properties, maxBandwidth unlimited).
-	c, err := harness.New(bin, e.dir, harness.Options{})
+	c, err := harness.New(bin, e.dir, harness.Options{TLSMode: benchTLSMode()})
 	if err != nil {
 		return err
 	}
+	useTLS(c)
 	e.c = c
 	defer c.StopAll()
 	if err := c.StartAll(); err != nil {
@@ -516,4 +519,24 @@ func runCommand(ctx context.Context, dir string, argv []string) (stdout []byte, 
 		return out.Bytes(), cpu, fmt.Errorf("%s: %w: %s%s", strings.Join(argv, " "), err, out.String(), errb.String())
 	}
 	return out.Bytes(), cpu, nil
+}
+
+// benchTLSMode is -tls as harness.Options.TLSMode.
+func benchTLSMode() string {
+	if *flagTLS == "required" {
+		return ""
+	}
+	return *flagTLS
+}
+
+// useTLS makes httpc connect as the cluster's admin client.
+func useTLS(c *harness.Cluster) {
+	if c.TLS == nil {
+		return
+	}
+	d, err := c.TLS.Dialer(harness.ClientAdmin)
+	if err != nil {
+		panic(err)
+	}
+	httpc.Transport.(*http.Transport).DialContext = d.DialContext
 }
