@@ -101,6 +101,27 @@ func (in *Instance) handler() http.Handler {
 			writeJSON(w, http.StatusOK, res)
 		}
 	})
+	mux.HandleFunc("GET "+api.PathMembers, func(w http.ResponseWriter, r *http.Request) {
+		m := in.node.Membership()
+		if m.Leader == "" || m.Leader != m.Name {
+			in.misdirected(w)
+			return
+		}
+		writeJSON(w, http.StatusOK, m)
+	})
+	mux.HandleFunc("DELETE "+api.PathMembers+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		res, err := in.node.RemoveMember(r.Context(), r.PathValue("name"))
+		switch {
+		case errors.Is(err, ha.ErrNotLeader):
+			in.misdirected(w)
+		case errors.Is(err, ha.ErrRemoveRefused):
+			writeError(w, http.StatusConflict, err.Error())
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, res)
+		}
+	})
 	in.transferRoutes(mux)
 	return mux
 }
