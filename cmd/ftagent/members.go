@@ -55,7 +55,7 @@ func membersCommand() *cli.Command {
 				Usage:     "remove an instance from the agent's raft group",
 				UsageText: "ftagent members remove [--config FILE | -x HOST:PORT,...] [--json] NAME",
 				Description: "The raft leader removes the instance NAME from the group. It refuses to remove itself\n" +
-					"(stop it first with ftstop, so that another instance leads), a name that is not a member,\n" +
+					"(stop it first with ftstop --instance NAME, so that another instance leads), a name that is not a member,\n" +
 					"and a voter whose removal would leave no voter that can hold the lease, or fewer voters in\n" +
 					"touch with the leader than a majority. The removed instance is not stopped: stop it, take it\n" +
 					"out of the instances property, and delete its data directory before it is started again.",

@@ -300,9 +300,9 @@ type RemoveResult struct {
 // RemoveMember takes an instance out of the agent's raft group, on the
 // leader. The rules, kept simple:
 //
-//   - the leader does not remove itself: stop it first (ftstop, or
-//     ftstop -i when it is the active), or otherwise move the leadership,
-//     and ask the new leader;
+//   - the leader does not remove itself: stop it first (ftstop --instance,
+//     which hands the lease over when it is the active), or otherwise move
+//     the leadership, and ask the new leader;
 //   - the name must be a member of the group;
 //   - removing a voter must leave at least one voter that is not a witness
 //     (as this leader's instances property lists them), and a majority of
@@ -316,8 +316,8 @@ func (n *Node) RemoveMember(ctx context.Context, name string) (RemoveResult, err
 		return RemoveResult{}, ErrNotLeader
 	}
 	if name == n.cfg.Name {
-		return RemoveResult{}, fmt.Errorf("%w: %s is the leader of agent %s's group; stop it first (ftstop, or ftstop -i if it is the active) "+
-			"or transfer the leadership, then remove it through another instance", ErrRemoveRefused, name, n.cfg.AgentName)
+		return RemoveResult{}, fmt.Errorf("%w: %s is the leader of agent %s's group; stop it first (ftstop --instance %s) "+
+			"or transfer the leadership, then remove it through another instance", ErrRemoveRefused, name, n.cfg.AgentName, name)
 	}
 	term := r.CurrentTerm()
 	members := raftMembers(r)

@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +182,18 @@ func TestTrackingTransportOffersWhatItWraps(t *testing.T) {
 	}
 	if _, ok := tr.(raft.WithPeers); !ok {
 		t.Error("wrapping a transport with peers lost Connect")
+	}
+	// The network transport pkg/agent uses offers pre-vote and Close.
+	nt, err := raft.NewTCPTransport("127.0.0.1:0", nil, 1, time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ntr := trackTransport(nt, newReplication())
+	if _, ok := ntr.(raft.WithPreVote); !ok {
+		t.Error("wrapping the network transport lost pre-vote")
+	}
+	if c, ok := ntr.(raft.WithClose); !ok || c.Close() != nil || !nt.IsShutdown() {
+		t.Error("closing the wrapped network transport did not close it")
 	}
 	plain := trackTransport(plainTransport{inmem}, newReplication())
 	if _, ok := plain.(raft.WithPreVote); ok {
