@@ -49,7 +49,8 @@ func TestMembersAddAndRemoveAnInstance(t *testing.T) {
 	}
 	wait(t, c, 30*time.Second, "an active and two standbys", activeWithStandbys(2))
 
-	// ha4 is started to join the running group: it becomes a voter.
+	// ha4 is started to join the running group: it becomes a voter (and its
+	// own configuration says so: it asks nothing more).
 	if _, err := c.Start("ha4", "--join"); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +62,13 @@ func TestMembersAddAndRemoveAnInstance(t *testing.T) {
 		return err == nil && r.Exit == 0 && ok && mb.Voter && m.Leader != ""
 	}) {
 		t.Fatalf("ha4 never became a voter: %+v (exit %d, %v, %s)", m, r.Exit, err, r.Stderr)
+	}
+	if !waitUntil(20*time.Second, func() bool {
+		own, err := c.Membership(context.Background(), "ha4")
+		mb, ok := memberOf(own, "ha4")
+		return err == nil && ok && mb.Voter
+	}) {
+		t.Fatal("ha4's own configuration never listed it as a voter")
 	}
 	if len(m.Members) != 4 {
 		t.Fatalf("members %+v, want four", m.Members)
@@ -85,6 +93,10 @@ func TestMembersAddAndRemoveAnInstance(t *testing.T) {
 		}
 	}
 
+	// As docs/operations.md says: stop it, then remove it.
+	if r, err = c.Ftstop(ctx, "--instance", "ha4"); err != nil || r.Exit != 0 {
+		t.Fatalf("ftstop --instance ha4: exit %d %v\n%s%s", r.Exit, err, r.Stdout, r.Stderr)
+	}
 	r, err = harness.Run(ctx, c.Bin.Ftagent, "members", "remove", "--config", c.Props, "ha4")
 	if err != nil || r.Exit != 0 || !strings.Contains(r.Stdout, "ha4") {
 		t.Fatalf("members remove ha4: exit %d %v\n%s%s", r.Exit, err, r.Stdout, r.Stderr)

@@ -263,7 +263,7 @@ func TestMembersRoutes(t *testing.T) {
 	ins := startInstances(t, []string{"ha1", "ha2", "ha3"}, "ha1", "ha2", "ha3")
 	var leader *Instance
 	var followers []*Instance
-	waitFor(t, "a leader with three voters that the others know", func() bool {
+	waitFor(t, "an active leader with three voters that the others know", func() bool {
 		leader, followers = nil, nil
 		for _, in := range ins {
 			if m := in.node.Membership(); m.Leader == in.self.Name {
@@ -272,7 +272,7 @@ func TestMembersRoutes(t *testing.T) {
 				followers = append(followers, in)
 			}
 		}
-		if leader == nil || len(followers) != 2 {
+		if leader == nil || len(followers) != 2 || !leader.node.IsActive() {
 			return false
 		}
 		voters := 0

@@ -287,6 +287,57 @@ func (n *Node) changeTimeout(ctx context.Context) time.Duration {
 	return timeout
 }
 
+// checkRemoveVoter refuses the removal of voter name when the voters left
+// would be only witnesses, or when fewer than a majority of them are in
+// touch with this leader: itself, and those that acknowledged its
+// replication within the last heartbeat timeout (raft heartbeats ten times
+// as often). A leader elected a moment ago has not heard from everyone yet,
+// so it waits up to two heartbeat timeouts for enough of them before it
+// refuses. A voter that stopped less than a heartbeat timeout ago still
+// counts: stop instances, then wait a moment before removing others.
+func (n *Node) checkRemoveVoter(ctx context.Context, r *raft.Raft, term uint64, members []Member, name string) error {
+	isWitness := func(m string) bool {
+		return slices.ContainsFunc(n.cfg.Instances, func(p Peer) bool { return p.Name == m && p.Witness })
+	}
+	var left []string
+	data := 0
+	for _, m := range members {
+		if m.Voter && m.Name != name {
+			left = append(left, m.Name)
+			if !isWitness(m.Name) {
+				data++
+			}
+		}
+	}
+	if data == 0 {
+		return fmt.Errorf("%w: removing %s would leave only witnesses as voters, and a witness never holds the lease",
+			ErrRemoveRefused, name)
+	}
+	needed := len(left)/2 + 1
+	inTouch := func() int {
+		count := 0
+		recent := time.Now().Add(-n.cfg.HeartbeatTimeout)
+		for _, m := range left {
+			if _, at := n.repl.acked(raft.ServerID(m), term); m == n.cfg.Name || at.After(recent) {
+				count++
+			}
+		}
+		return count
+	}
+	deadline := time.Now().Add(2 * n.cfg.HeartbeatTimeout)
+	for {
+		c := inTouch()
+		switch {
+		case c >= needed:
+			return nil
+		case time.Now().After(deadline) || ctx.Err() != nil || r.State() != raft.Leader:
+			return fmt.Errorf("%w: removing %s would leave %d voters of which only %d are in touch with the leader, "+
+				"fewer than the majority of %d the agent needs; start the others first", ErrRemoveRefused, name, len(left), c, needed)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // ErrRemoveRefused means the leader will not remove the member: it is the
 // leader itself, it is no member, or the group could not go on without it.
 var ErrRemoveRefused = errors.New("remove refused")
@@ -307,7 +358,7 @@ type RemoveResult struct {
 //   - removing a voter must leave at least one voter that is not a witness
 //     (as this leader's instances property lists them), and a majority of
 //     the voters left must be in touch: the leader itself and those that
-//     acknowledged its replication within the last two heartbeat timeouts.
+//     acknowledged its replication within the last heartbeat timeout.
 //
 // A non-voter can always be removed. The removed instance is not stopped.
 func (n *Node) RemoveMember(ctx context.Context, name string) (RemoveResult, error) {
@@ -331,30 +382,8 @@ func (n *Node) RemoveMember(ctx context.Context, name string) (RemoveResult, err
 			ErrRemoveRefused, name, n.cfg.AgentName, strings.Join(names, ", "))
 	}
 	if members[i].Voter {
-		isWitness := func(m string) bool {
-			return slices.ContainsFunc(n.cfg.Instances, func(p Peer) bool { return p.Name == m && p.Witness })
-		}
-		var left, data, inTouch int
-		recent := time.Now().Add(-2 * n.cfg.HeartbeatTimeout)
-		for _, m := range members {
-			if !m.Voter || m.Name == name {
-				continue
-			}
-			left++
-			if !isWitness(m.Name) {
-				data++
-			}
-			if _, at := n.repl.acked(raft.ServerID(m.Name), term); m.Name == n.cfg.Name || at.After(recent) {
-				inTouch++
-			}
-		}
-		switch needed := left/2 + 1; {
-		case data == 0:
-			return RemoveResult{}, fmt.Errorf("%w: removing %s would leave only witnesses as voters, and a witness never holds the lease",
-				ErrRemoveRefused, name)
-		case inTouch < needed:
-			return RemoveResult{}, fmt.Errorf("%w: removing %s would leave %d voters of which only %d are in touch with the leader, "+
-				"fewer than the majority of %d the agent needs; start the others first", ErrRemoveRefused, name, left, inTouch, needed)
+		if err := n.checkRemoveVoter(ctx, r, term, members, name); err != nil {
+			return RemoveResult{}, err
 		}
 	}
 	f := r.RemoveServer(raft.ServerID(name), 0, n.changeTimeout(ctx))
