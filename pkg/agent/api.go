@@ -118,6 +118,30 @@ func (in *Instance) handler() http.Handler {
 			writeJSON(w, http.StatusOK, res)
 		}
 	}))
+	mux.HandleFunc("GET "+api.PathMembers, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
+		m := in.node.Membership()
+		if m.Leader == "" || m.Leader != m.Name {
+			in.misdirected(w)
+			return
+		}
+		writeJSON(w, http.StatusOK, m)
+	}))
+	mux.HandleFunc("DELETE "+api.PathMembers+"/{name}", in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
+		res, err := in.node.RemoveMember(r.Context(), r.PathValue("name"))
+		if !errors.Is(err, ha.ErrNotLeader) {
+			in.admin(r, "members.remove", r.PathValue("name"), err)
+		}
+		switch {
+		case errors.Is(err, ha.ErrNotLeader):
+			in.misdirected(w)
+		case errors.Is(err, ha.ErrRemoveRefused):
+			writeError(w, http.StatusConflict, err.Error())
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, res)
+		}
+	}))
 	in.transferRoutes(mux)
 	return mux
 }

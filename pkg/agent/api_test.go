@@ -262,3 +262,75 @@ func TestNoActive(t *testing.T) {
 		}
 	}
 }
+
+// The raft leader lists the group and removes members; another instance
+// points to it. The leader refuses to remove itself or a name that is no
+// member (409 with the reason).
+func TestMembersRoutes(t *testing.T) {
+	ins := startInstances(t, []string{"ha1", "ha2", "ha3"}, "ha1", "ha2", "ha3")
+	var leader *Instance
+	var followers []*Instance
+	waitFor(t, "an active leader with three voters that the others know", func() bool {
+		leader, followers = nil, nil
+		for _, in := range ins {
+			if m := in.node.Membership(); m.Leader == in.self.Name {
+				leader = in
+			} else {
+				followers = append(followers, in)
+			}
+		}
+		if leader == nil || len(followers) != 2 || !leader.node.IsActive() {
+			return false
+		}
+		voters := 0
+		for _, m := range leader.node.Membership().Members {
+			if m.Voter {
+				voters++
+			}
+		}
+		for _, f := range followers {
+			if f.node.Status().LeaderAddress != leader.self.Address {
+				return false
+			}
+		}
+		return voters == 3
+	})
+	gone := followers[0].self.Name
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, api.PathMembers},
+		{http.MethodDelete, api.MemberPath(gone)},
+	} {
+		rec := serve(followers[1].srv.Handler, c.method, c.path, "")
+		if rec.Code != http.StatusMisdirectedRequest || rec.Header().Get(client.ActiveHeader) != leader.self.Address {
+			t.Errorf("%s %s on a follower: %d %q; want 421 pointing to %s", c.method, c.path, rec.Code, rec.Body, leader.self.Address)
+		}
+	}
+	h := leader.srv.Handler
+	var m ha.Membership
+	if rec := serve(h, http.MethodGet, api.PathMembers, ""); rec.Code != http.StatusOK ||
+		json.Unmarshal(rec.Body.Bytes(), &m) != nil || len(m.Members) != 3 || m.Leader != leader.self.Name {
+		t.Fatalf("GET %s on the leader: %d %s", api.PathMembers, rec.Code, rec.Body)
+	}
+	for _, c := range []struct{ name, want string }{
+		{leader.self.Name, "is the leader"},
+		{"ha9", "not a member"},
+	} {
+		rec := serve(h, http.MethodDelete, api.MemberPath(c.name), "")
+		if rec.Code != http.StatusConflict || !strings.Contains(reason(rec), c.want) {
+			t.Errorf("DELETE %s: %d %q; want 409 with %q", c.name, rec.Code, rec.Body, c.want)
+		}
+	}
+	var res ha.RemoveResult
+	rec := serve(h, http.MethodDelete, api.MemberPath(gone), "")
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &res) != nil {
+		t.Fatalf("DELETE %s: %d %s", gone, rec.Code, rec.Body)
+	}
+	for _, mb := range res.Members {
+		if mb.Name == gone {
+			t.Fatalf("%s still a member after its removal: %+v", gone, res)
+		}
+	}
+	if len(res.Members) != 2 {
+		t.Fatalf("members after removing %s: %+v", gone, res.Members)
+	}
+}

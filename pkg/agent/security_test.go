@@ -159,6 +159,8 @@ func TestTLSIdentitiesAndRoles(t *testing.T) {
 		{"monitor stops", client("dash"), http.MethodPost, api.PathStop, `{}`, 403, "needs role admin"},
 		{"operator stops", client("batch"), http.MethodPost, api.PathStop, `{}`, 403, "needs role admin"},
 		{"operator adds a member", client("batch"), http.MethodPost, api.PathMembers, `{"agent":"ORDERS","name":"evil","address":"127.0.0.1:1"}`, 403, "needs role admin"},
+		{"operator removes a member", client("batch"), http.MethodDelete, api.PathMembers + "/ha2", "", 403, "needs role admin"},
+		{"monitor lists members", client("dash"), http.MethodGet, api.PathMembers, "", 200, ""},
 		{"operator publishes a standby status", client("batch"), http.MethodPost, api.PathStandby, `{"name":"ha2"}`, 403, "only its instances"},
 		{"admin publishes a standby status", client("ops"), http.MethodPost, api.PathStandby, `{"name":"ha2"}`, 403, "only its instances"},
 		{"instance speaks for another", as(t, p.orders.Instances["ha2"][0], p.orders.Instances["ha2"][1]), http.MethodPost, api.PathMembers,

@@ -1,6 +1,6 @@
 // Package agentclient is the client side of an agent's API: typed calls
 // (create, follow, list and cancel transfers; the agent's view; stop an
-// instance) over pkg/client, which carries every request with its failover
+// instance; list the raft group's members and remove one) over pkg/client, which carries every request with its failover
 // and retry policy. The wire types are pkg/api's; the server is pkg/agent,
 // which this package does not import. The commands (cmd/ftagent, cmd/ftstop),
 // the dev agent, the tests and the benchmarks talk to an agent through it.

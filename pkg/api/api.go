@@ -35,9 +35,15 @@ const (
 	PathAgent   = "/v1/agent"   // GET: the agent as the leader sees it (ha.AgentView)
 	PathStandby = "/v1/standby" // POST: a standby publishes its status (ha.InstanceStatus); 204
 	// PathMembers is POST: add the instance of an ha.JoinRequest to the
-	// group (ha.JoinResult).
+	// group (ha.JoinResult); and GET: the group as the leader has it
+	// (ha.Membership). MemberPath names one member.
 	PathMembers = "/v1/members"
 )
+
+// MemberPath is DELETE: remove the named instance from the agent's raft
+// group (ha.RemoveResult); the leader answers. A refusal (the leader itself,
+// no such member, the group could not go on) is 409.
+func MemberPath(name string) string { return PathMembers + "/" + url.PathEscape(name) }
 
 // Paths the active answers.
 const (

@@ -88,9 +88,11 @@ type JoinRequest struct {
 	Witness bool   `json:"witness,omitempty"`
 	// LastApplied is the joiner's last applied log index, and CatchUpIndex
 	// the index the leader gave it when it was added as a non-voter (0 at
-	// first). The leader makes it a voter once LastApplied reaches
-	// CatchUpIndex, so that a new instance catching up on a long history does
-	// not hold up the commits of the others.
+	// first). Joiners still send both, and older builds' leaders decided by
+	// them; a leader of this build ignores them: it makes a non-voter a
+	// voter once the non-voter has acknowledged, to this leader's own
+	// transport, every entry up to the catch-up index the leader recorded
+	// (see replication). What a joiner says of itself proves nothing.
 	LastApplied  uint64 `json:"lastApplied"`
 	CatchUpIndex uint64 `json:"catchUpIndex"`
 }
@@ -192,6 +194,14 @@ func (n *Node) membersWith(r *raft.Raft) []Peer {
 // as a non-voter, and made a voter once it has caught up. Requests are
 // idempotent; the joiner repeats them until its own configuration lists it
 // as a voter.
+//
+// Catching up is judged from this leader's own replication, never from the
+// request: the leader records the index of the configuration entry that
+// added the non-voter (or, for a non-voter an earlier leader added, the end
+// of its log when first asked), and promotes the non-voter only once the
+// non-voter has acknowledged every entry up to that index to this leader.
+// A request for a made-up instance at an address where nothing answers
+// raft therefore never makes a voter, however often it is repeated.
 func (n *Node) AddMember(ctx context.Context, req JoinRequest) (JoinResult, error) {
 	r := n.r()
 	if r == nil || r.State() != raft.Leader {
@@ -203,10 +213,8 @@ func (n *Node) AddMember(ctx context.Context, req JoinRequest) (JoinResult, erro
 	case req.Name == "" || req.Address == "":
 		return JoinResult{}, fmt.Errorf("%w: a join request needs the instance's name and address", ErrJoinRefused)
 	}
-	timeout := 4 * n.cfg.ElectionTimeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = time.Until(dl)
-	}
+	term := r.CurrentTerm()
+	timeout := n.changeTimeout(ctx)
 	var self *Member
 	members := raftMembers(r)
 	for i, m := range members {
@@ -223,8 +231,7 @@ func (n *Node) AddMember(ctx context.Context, req JoinRequest) (JoinResult, erro
 	}
 	res := JoinResult{}
 	log := n.log.With().Str("member", req.Name).Str("address", req.Address).Logger()
-	switch {
-	case self == nil:
+	if self == nil {
 		if !slices.ContainsFunc(n.cfg.Instances, func(p Peer) bool { return p.Name == req.Name }) {
 			log.Warn().Msg("adding an instance that this instance's instances property does not list; add it there for the next start")
 		}
@@ -232,31 +239,168 @@ func (n *Node) AddMember(ctx context.Context, req JoinRequest) (JoinResult, erro
 		if err := f.Error(); err != nil {
 			return JoinResult{}, fmt.Errorf("add %s as a non-voter: %w", req.Name, err)
 		}
+		n.repl.setTarget(req.Name, term, f.Index())
 		log.Info().Uint64("catchUpIndex", f.Index()).Msg("instance added to the group as a non-voter; it becomes a voter once it has caught up")
 		res.CatchUpIndex = f.Index()
-		res.Message = fmt.Sprintf("%s added as a non-voter; it becomes a voter once it has applied entry %d", req.Name, f.Index())
-	case self.Voter:
+		res.Message = fmt.Sprintf("%s added as a non-voter; it becomes a voter once it has replicated entry %d", req.Name, f.Index())
+		res.Members = raftMembers(r)
+		return res, nil
+	}
+	if self.Voter {
 		res.Voter = true
 		res.Message = fmt.Sprintf("%s is a voting member", req.Name)
-	case req.CatchUpIndex == 0:
-		// A non-voter that lost its catch-up index (it restarted): give it
-		// the current end of the log to reach.
-		res.CatchUpIndex = r.LastIndex()
-		res.Message = fmt.Sprintf("%s is a non-voter; it becomes a voter once it has applied entry %d", req.Name, res.CatchUpIndex)
-	case req.LastApplied < req.CatchUpIndex:
-		res.CatchUpIndex = req.CatchUpIndex
-		res.Message = fmt.Sprintf("%s is catching up: applied %d of %d", req.Name, req.LastApplied, req.CatchUpIndex)
-	default:
-		f := r.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(req.Address), 0, timeout)
-		if err := f.Error(); err != nil {
-			return JoinResult{}, fmt.Errorf("make %s a voter: %w", req.Name, err)
-		}
-		log.Info().Msg("instance caught up: it is now a voting member of the group")
-		res.Voter = true
-		res.Message = fmt.Sprintf("%s is now a voting member", req.Name)
+		res.Members = raftMembers(r)
+		return res, nil
 	}
+	target, ok := n.repl.target(req.Name, term)
+	if !ok {
+		// Added by an earlier leader, or before this one restarted: the
+		// end of this leader's log is what it must reach now.
+		target = r.LastIndex()
+		n.repl.setTarget(req.Name, term, target)
+	}
+	res.CatchUpIndex = target
+	acked, _ := n.repl.acked(raft.ServerID(req.Name), term)
+	if acked < target {
+		res.Message = fmt.Sprintf("%s is catching up: it has replicated %d of %d entries", req.Name, acked, target)
+		res.Members = raftMembers(r)
+		return res, nil
+	}
+	f := r.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(req.Address), 0, timeout)
+	if err := f.Error(); err != nil {
+		return JoinResult{}, fmt.Errorf("make %s a voter: %w", req.Name, err)
+	}
+	log.Info().Uint64("replicated", acked).Msg("instance caught up: it is now a voting member of the group")
+	res.Voter = true
+	res.Message = fmt.Sprintf("%s is now a voting member", req.Name)
 	res.Members = raftMembers(r)
 	return res, nil
+}
+
+// changeTimeout bounds a configuration change: 4 election timeouts, or less
+// if ctx ends sooner.
+func (n *Node) changeTimeout(ctx context.Context) time.Duration {
+	timeout := 4 * n.cfg.ElectionTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	return timeout
+}
+
+// checkRemoveVoter refuses the removal of voter name when the voters left
+// would be only witnesses, or when fewer than a majority of them are in
+// touch with this leader: itself, and those that acknowledged its
+// replication within the last heartbeat timeout (raft heartbeats ten times
+// as often). A leader elected a moment ago has not heard from everyone yet,
+// so it waits up to two heartbeat timeouts for enough of them before it
+// refuses. A voter that stopped less than a heartbeat timeout ago still
+// counts: stop instances, then wait a moment before removing others.
+func (n *Node) checkRemoveVoter(ctx context.Context, r *raft.Raft, term uint64, members []Member, name string) error {
+	isWitness := func(m string) bool {
+		return slices.ContainsFunc(n.cfg.Instances, func(p Peer) bool { return p.Name == m && p.Witness })
+	}
+	var left []string
+	data := 0
+	for _, m := range members {
+		if m.Voter && m.Name != name {
+			left = append(left, m.Name)
+			if !isWitness(m.Name) {
+				data++
+			}
+		}
+	}
+	if data == 0 {
+		return fmt.Errorf("%w: removing %s would leave only witnesses as voters, and a witness never holds the lease",
+			ErrRemoveRefused, name)
+	}
+	needed := len(left)/2 + 1
+	inTouch := func() int {
+		count := 0
+		recent := time.Now().Add(-n.cfg.HeartbeatTimeout)
+		for _, m := range left {
+			if _, at := n.repl.acked(raft.ServerID(m), term); m == n.cfg.Name || at.After(recent) {
+				count++
+			}
+		}
+		return count
+	}
+	deadline := time.Now().Add(2 * n.cfg.HeartbeatTimeout)
+	for {
+		c := inTouch()
+		switch {
+		case c >= needed:
+			return nil
+		case time.Now().After(deadline) || ctx.Err() != nil || r.State() != raft.Leader:
+			return fmt.Errorf("%w: removing %s would leave %d voters of which only %d are in touch with the leader, "+
+				"fewer than the majority of %d the agent needs; start the others first", ErrRemoveRefused, name, len(left), c, needed)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ErrRemoveRefused means the leader will not remove the member: it is the
+// leader itself, it is no member, or the group could not go on without it.
+var ErrRemoveRefused = errors.New("remove refused")
+
+// RemoveResult is the leader's answer to a removal.
+type RemoveResult struct {
+	Members []Member `json:"members"`
+	Message string   `json:"message"`
+}
+
+// RemoveMember takes an instance out of the agent's raft group, on the
+// leader. The rules, kept simple:
+//
+//   - the leader does not remove itself: stop it first (ftstop --instance,
+//     which hands the lease over when it is the active), or otherwise move
+//     the leadership, and ask the new leader;
+//   - the name must be a member of the group;
+//   - removing a voter must leave at least one voter that is not a witness
+//     (as this leader's instances property lists them), and a majority of
+//     the voters left must be in touch: the leader itself and those that
+//     acknowledged its replication within the last heartbeat timeout.
+//
+// A non-voter can always be removed. The removed instance is not stopped.
+func (n *Node) RemoveMember(ctx context.Context, name string) (RemoveResult, error) {
+	r := n.r()
+	if r == nil || r.State() != raft.Leader {
+		return RemoveResult{}, ErrNotLeader
+	}
+	if name == n.cfg.Name {
+		return RemoveResult{}, fmt.Errorf("%w: %s is the leader of agent %s's group; stop it first (ftstop --instance %s) "+
+			"or transfer the leadership, then remove it through another instance", ErrRemoveRefused, name, n.cfg.AgentName, name)
+	}
+	term := r.CurrentTerm()
+	members := raftMembers(r)
+	i := slices.IndexFunc(members, func(m Member) bool { return m.Name == name })
+	if i < 0 {
+		var names []string
+		for _, m := range members {
+			names = append(names, m.Name)
+		}
+		return RemoveResult{}, fmt.Errorf("%w: %s is not a member of agent %s's group (members: %s)",
+			ErrRemoveRefused, name, n.cfg.AgentName, strings.Join(names, ", "))
+	}
+	if members[i].Voter {
+		if err := n.checkRemoveVoter(ctx, r, term, members, name); err != nil {
+			return RemoveResult{}, err
+		}
+	}
+	f := r.RemoveServer(raft.ServerID(name), 0, n.changeTimeout(ctx))
+	if err := f.Error(); err != nil {
+		return RemoveResult{}, fmt.Errorf("remove %s: %w", name, err)
+	}
+	n.repl.forget(name)
+	kind := "non-voter"
+	if members[i].Voter {
+		kind = "voter"
+	}
+	n.log.Info().Str("member", name).Str("address", members[i].Address).Bool("voter", members[i].Voter).
+		Msg("instance removed from the agent's raft group")
+	return RemoveResult{
+		Members: raftMembers(r),
+		Message: fmt.Sprintf("%s (%s, %s) removed from agent %s's group", name, members[i].Address, kind, n.cfg.AgentName),
+	}, nil
 }
 
 // warnConfigurationDiffers logs, once at start, how the instances property
@@ -270,7 +414,7 @@ func (n *Node) warnConfigurationDiffers() {
 	n.log.Warn().Str("differences", diff).
 		Msg("the instances property differs from the agent's raft group, which is what counts: " +
 			"instances listed but not members join when they are started; members that are not listed stay members " +
-			"(removing instances is not supported)")
+			"until they are removed (ftagent members remove NAME)")
 }
 
 // membershipDiff describes how configured instances differ from raft

@@ -123,7 +123,10 @@ type Node struct {
 	leaderSeen chan struct{} // raft observed a leader change
 	shutdownCh chan struct{}
 	quorumLost chan struct{} // closed by watchQuorum (quorumLossAction=exit)
-	wg         sync.WaitGroup
+	// repl is what this node saw of its replication as leader, through the
+	// transport it wraps (replication.go).
+	repl *replication
+	wg   sync.WaitGroup
 
 	mu       sync.Mutex
 	raft     *raft.Raft
@@ -173,6 +176,7 @@ func New(cfg Config) (*Node, error) {
 		handoffErr: make(chan error, 1),
 		hurry:      make(chan struct{}),
 		standbys:   make(map[string]standbyEntry),
+		repl:       newReplication(),
 	}
 	n.state.log = n.log // a refused log entry is logged where it happens
 	if _, ok := cfg.Peers.(MembershipPeers); cfg.Join != JoinBootstrap && !ok {
@@ -264,6 +268,7 @@ func (n *Node) startRaft() error {
 		closeStores()
 		return fmt.Errorf("raft transport: %w", err)
 	}
+	trans = trackTransport(trans, n.repl)
 
 	has, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
