@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"testing"
 	"time"
 
@@ -198,7 +197,11 @@ func FuzzFSMApply(f *testing.F) {
 			t.Fatalf("encode %+v: %v", c, err)
 		}
 		b3 := fuzzBuild(t)
-		if r3 := b3.Apply(fuzzIndex, again); result(r3) != result(r1) {
+		// Errors may be worded apart: json.Marshal writes "<", ">" and "&"
+		// as \u escapes, which time.Time's UnmarshalJSON does not read as
+		// the characters (a time that holds them is refused either way).
+		r3 := b3.Apply(fuzzIndex, again)
+		if e1, e3 := asError(r1), asError(r3); (e1 != nil) != (e3 != nil) || e1 == nil && result(r3) != result(r1) {
 			t.Fatalf("entry re-encoded as %s: %s, not %s", again, result(r3), result(r1))
 		}
 		if s := snapshotOf(t, b3); !bytes.Equal(snap, s) {
@@ -302,8 +305,13 @@ func roundTrip[T any](t *testing.T, data []byte) {
 	if err != nil {
 		t.Fatalf("%T %+v decoded from %q does not encode: %v", v, v, data, err)
 	}
+	// Compared as encoded: a time read from "+00:00" is in time.Local on
+	// a machine at UTC, the same instant written back as "Z" in time.UTC.
 	var v2 T
-	if err := json.Unmarshal(b, &v2); err != nil || !reflect.DeepEqual(v, v2) {
-		t.Fatalf("%T %+v encodes to %s, which decodes to %+v, %v", v, v, b, v2, err)
+	if err := json.Unmarshal(b, &v2); err != nil {
+		t.Fatalf("%T %+v encodes to %s, which does not decode: %v", v, v, b, err)
+	}
+	if b2, err := json.Marshal(v2); err != nil || !bytes.Equal(b, b2) {
+		t.Fatalf("%T %+v encodes to %s, which decodes to %+v, encoded %s, %v", v, v, b, v2, b2, err)
 	}
 }
