@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,17 @@ func fuzzBaseEntries(tb testing.TB) [][]byte {
 	}
 }
 
+var (
+	baseOnce    sync.Once
+	baseEncoded [][]byte
+)
+
+// baseEntries are fuzzBaseEntries, encoded once.
+func baseEntries(tb testing.TB) [][]byte {
+	baseOnce.Do(func() { baseEncoded = fuzzBaseEntries(tb) })
+	return baseEncoded
+}
+
 func mustCompactV3(tb testing.TB, c replicated.CreateCmd) any {
 	v, ok := replicated.CompactCreateV3(c)
 	if !ok {
@@ -55,7 +67,7 @@ func mustCompactV3(tb testing.TB, c replicated.CreateCmd) any {
 // state, with the base entries applied.
 func fuzzBuild(tb testing.TB) *ha.Build {
 	b := ha.NewBuild(0, replicated.NewState(), zerolog.Nop())
-	for i, e := range fuzzBaseEntries(tb) {
+	for i, e := range baseEntries(tb) {
 		if r := b.Apply(uint64(i+1), e); r != nil {
 			if _, ok := r.(*transfer.Transfer); !ok {
 				tb.Fatalf("base entry %d: %v", i, r)
@@ -149,8 +161,8 @@ func FuzzFSMApply(f *testing.F) {
 	} {
 		f.Add(e)
 	}
+	before := withoutFormat(f, snapshotOf(f, fuzzBuild(f)))
 	f.Fuzz(func(t *testing.T, entry []byte) {
-		before := withoutFormat(t, snapshotOf(t, fuzzBuild(t)))
 		b1, b2 := fuzzBuild(t), fuzzBuild(t)
 		r1, r2 := b1.Apply(fuzzIndex, entry), b2.Apply(fuzzIndex, entry)
 		if a, b := result(r1), result(r2); a != b {

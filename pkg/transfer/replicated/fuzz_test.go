@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -45,7 +46,7 @@ const fuzzBaseIndex = 100
 // its source still to delete; "gone", ended with its sources deleted.
 func fuzzBase(tb testing.TB) *State {
 	s := NewState()
-	for i, e := range fuzzBaseEntries() {
+	for i, e := range baseEntries() {
 		if r := s.Apply(e.kind, 2, e.data, uint64(i+1)); r != nil {
 			if _, ok := r.(*Transfer); !ok {
 				tb.Fatalf("base entry %d (%s): %v", i, e.kind, r)
@@ -79,6 +80,9 @@ func fuzzTransfer(id string, names ...string) Transfer {
 }
 
 const sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// baseEntries are fuzzBaseEntries, encoded once.
+var baseEntries = sync.OnceValue(fuzzBaseEntries)
 
 func fuzzBaseEntries() []fuzzEntry {
 	run := fuzzTransfer("run", "a", "b\xff", "c%d")
@@ -264,10 +268,9 @@ func FuzzApply(f *testing.F) {
 	f.Add(kindIndex(KindCreate), uint64(2), []byte(`{"transfer":{"id":"x","files":[{"source":"\u0000%G0","destination":"/a"}]}}`))
 	f.Add(kindIndex(KindFilesV2), uint64(2), []byte(`{"id":"run","done":[0],"sha256":"AAAA"}`))
 	f.Add(kindIndex(KindCreateV2), uint64(2), []byte(`{"transfer":{"id":"x"},"sources":["a","b"],"bytes":[1]}`))
+	before := mustSnapshot(f, fuzzBase(f))
 	f.Fuzz(func(t *testing.T, k uint8, epoch uint64, data []byte) {
 		kind := fuzzKind(k)
-		base := fuzzBase(t)
-		before := mustSnapshot(t, base)
 
 		s1, s2 := fuzzBase(t), fuzzBase(t)
 		r1 := s1.Apply(kind, epoch, data, fuzzBaseIndex)
