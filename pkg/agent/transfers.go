@@ -35,6 +35,26 @@ func transferQuery(r *http.Request) (files string, wait time.Duration, err error
 	return files, wait, nil
 }
 
+// decodeCreateTransfer reads the body of POST api.PathTransfers, an
+// api.CreateTransferRequest: its request is kept raw for
+// transfer.DecodeRequest, which refuses unknown fields (transfer.Request's
+// UnmarshalJSON is lenient, for log entries).
+func decodeCreateTransfer(w http.ResponseWriter, r *http.Request) (api.CreateTransferRequest, error) {
+	var body struct {
+		ID      string          `json:"id"`
+		Request json.RawMessage `json:"request"`
+	}
+	if err := decodeRequest(w, r, &body); err != nil {
+		return api.CreateTransferRequest{}, err
+	}
+	req := api.CreateTransferRequest{ID: body.ID}
+	var err error
+	if req.Request, err = transfer.DecodeRequest(body.Request); err != nil {
+		return api.CreateTransferRequest{}, err
+	}
+	return req, nil
+}
+
 func (in *Instance) transferRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+api.PathTransfers, in.guard(needOperator, func(w http.ResponseWriter, r *http.Request) {
 		files, _, qerr := transferQuery(r)
@@ -42,20 +62,8 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, qerr.Error())
 			return
 		}
-		// api.CreateTransferRequest, its request kept raw for
-		// transfer.DecodeRequest, which refuses unknown fields
-		// (transfer.Request's UnmarshalJSON is lenient, for log entries).
-		var body struct {
-			ID      string          `json:"id"`
-			Request json.RawMessage `json:"request"`
-		}
-		if err := decodeRequest(w, r, &body); err != nil {
-			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
-			return
-		}
-		req := api.CreateTransferRequest{ID: body.ID}
-		var err error
-		if req.Request, err = transfer.DecodeRequest(body.Request); err != nil {
+		req, err := decodeCreateTransfer(w, r)
+		if err != nil {
 			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
 			return
 		}

@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -154,6 +155,24 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, &Error{File: display, Msg: "cannot read: " + msg, err: err}
 	}
+	return parse(data, display, abs)
+}
+
+// Parse validates the contents of a properties file, data, as Load does the
+// file's: path names the file in errors and warnings, and relative paths
+// resolve against its directory (made absolute first). Load is Parse of the
+// file it reads.
+func Parse(data []byte, path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot resolve path: " + err.Error(), err: err}
+	}
+	return parse(data, path, abs)
+}
+
+// parse is Load once the file is read: display is the path as given, abs
+// the absolute one.
+func parse(data []byte, display, abs string) (*Config, error) {
 	// Values are taken literally: ${...} is not expanded (see checkExpansion).
 	loader := &properties.Loader{Encoding: properties.UTF8, DisableExpansion: true}
 	props, err := loader.LoadBytes(data)
@@ -325,7 +344,11 @@ func (l *checker) load() error {
 			return l.errorf(KeyQuorumLossAction, "%q is not retry or exit", v)
 		}
 	}
-	if least := 2 * (c.RaftHeartbeatTimeout + c.RaftElectionTimeout); c.QuorumLossAction == QuorumLossExit && c.QuorumLossTimeout < least {
+	least := time.Duration(math.MaxInt64) // 2 × (heartbeat + election) if it does not overflow
+	if c.RaftHeartbeatTimeout <= math.MaxInt64/2-c.RaftElectionTimeout {
+		least = 2 * (c.RaftHeartbeatTimeout + c.RaftElectionTimeout)
+	}
+	if c.QuorumLossAction == QuorumLossExit && c.QuorumLossTimeout < least {
 		return l.errorf(KeyQuorumLossTimeout, "%s is too short; it must be at least 2 × (%s + %s) = %s, or an ordinary election could end the instance",
 			formatDuration(c.QuorumLossTimeout), KeyRaftHeartbeatTimeout, KeyRaftElectionTimeout, formatDuration(least))
 	}

@@ -20,7 +20,8 @@ type StateMachine interface {
 	// Snapshot returns the state machine's state; it runs under pkg/ha's lock,
 	// so it must be quick (serialise, do not do I/O).
 	Snapshot() ([]byte, error)
-	// Restore replaces the state with a snapshot's.
+	// Restore replaces the state with a snapshot's. The JSON null stands
+	// for the empty state: that of a snapshot without the state machine's.
 	Restore(data []byte) error
 }
 
@@ -197,8 +198,15 @@ func (s *state) restore(b []byte) error {
 	}
 	// The application's state first: a restore that fails leaves the
 	// lease and the format as they were, not half a state.
-	if s.app != nil && len(d.App) > 0 {
-		if err := s.app.Restore(d.App); err != nil {
+	// A snapshot without the application's state (taken with no state
+	// machine) restores it empty: a restore replaces the whole state, it
+	// never keeps what was there before.
+	if s.app != nil {
+		app := d.App
+		if len(app) == 0 {
+			app = json.RawMessage("null")
+		}
+		if err := s.app.Restore(app); err != nil {
 			return fmt.Errorf("restore state machine: %w", err)
 		}
 	}

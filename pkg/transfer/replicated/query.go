@@ -93,7 +93,7 @@ func (s *State) PruneCandidates(now time.Time, count int, age, keep time.Duratio
 			ended = append(ended, t)
 		}
 	}
-	sort.Slice(ended, func(i, j int) bool { return ended[i].Seq < ended[j].Seq })
+	sort.Slice(ended, func(i, j int) bool { return seqBefore(ended[i], ended[j]) })
 	var ids []string
 	for k, t := range ended {
 		over := count >= 0 && len(ended)-k > count

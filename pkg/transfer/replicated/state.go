@@ -103,10 +103,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		if err2 := json.Unmarshal(b, &secs); err2 != nil {
 			return fmt.Errorf("a duration is a string such as \"90s\" or a number of seconds: %s", b)
 		}
-		if secs > float64(math.MaxInt64)/float64(time.Second) || secs < float64(math.MinInt64)/float64(time.Second) {
+		// float64(math.MaxInt64) is 2⁶³, itself out of range: a number of
+		// seconds that rounds to it must not wrap around to a negative
+		// duration (which means "retry forever").
+		ns := secs * float64(time.Second)
+		if ns >= math.MaxInt64 || ns < math.MinInt64 {
 			return fmt.Errorf("duration of %s seconds is out of range", b)
 		}
-		*d = Duration(secs * float64(time.Second))
+		*d = Duration(ns)
 		return nil
 	}
 	v, err := time.ParseDuration(s)
@@ -497,7 +501,7 @@ func (s *State) prune(now time.Time, count int, age time.Duration) {
 	if count < 0 || len(ended) <= count {
 		return
 	}
-	sort.Slice(ended, func(i, j int) bool { return ended[i].Seq < ended[j].Seq })
+	sort.Slice(ended, func(i, j int) bool { return seqBefore(ended[i], ended[j]) })
 	for _, t := range ended[:len(ended)-count] {
 		delete(s.transfers, t.ID)
 	}
@@ -747,7 +751,7 @@ func (s *State) List() []*Transfer {
 	for _, t := range s.transfers {
 		out = append(out, t.clone())
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	sort.Slice(out, func(i, j int) bool { return seqBefore(out[i], out[j]) })
 	return out
 }
 
@@ -782,8 +786,16 @@ func (s *State) Snapshot() ([]byte, error) {
 		}
 		snap.Transfers = append(snap.Transfers, t.escaped())
 	}
-	sort.Slice(snap.Transfers, func(i, j int) bool { return snap.Transfers[i].Seq < snap.Transfers[j].Seq })
+	sort.Slice(snap.Transfers, func(i, j int) bool { return seqBefore((*Transfer)(snap.Transfers[i]), (*Transfer)(snap.Transfers[j])) })
 	return json.Marshal(snap)
+}
+
+// seqBefore orders transfers by creation (Seq, the log index of their
+// create), then by ID: a snapshot not written by this package may hold
+// equal Seqs, and the order must still be the same on every instance (the
+// snapshot's bytes, the history a create prunes).
+func seqBefore(a, b *Transfer) bool {
+	return a.Seq < b.Seq || a.Seq == b.Seq && a.ID < b.ID
 }
 
 // Restore replaces the state with a snapshot's.
@@ -793,7 +805,10 @@ func (s *State) Restore(b []byte) error {
 		return fmt.Errorf("decode transfer snapshot: %w", err)
 	}
 	m := make(map[string]*Transfer, len(snap.Transfers))
-	for _, tj := range snap.Transfers {
+	for i, tj := range snap.Transfers {
+		if tj == nil {
+			return fmt.Errorf("decode transfer snapshot: transfer %d is null", i)
+		}
 		if err := tj.unescape(); err != nil {
 			return fmt.Errorf("decode transfer snapshot: %w", err)
 		}
