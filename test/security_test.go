@@ -598,6 +598,36 @@ func TestSecurityStartWithMissingTLSFiles(t *testing.T) {
 		}
 	}
 
+	// A command given a client certificate in the environment but not its
+	// key (which agent.properties' clientPrivateKey, another client's,
+	// cannot match), or a missing file there, says so in one line naming
+	// the variable, as exit 2.
+	monitorCert, monitorKey := c.TLS.ClientFiles(harness.ClientMonitor)
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"FTAGENT_CLIENT_CERTIFICATE=" + monitorCert, "FTAGENT_TLS_CA=" + c.TLS.Res.CA}, []string{"show", "--config", c.Props},
+			"environment: FTAGENT_CLIENT_PRIVATE_KEY: not set"},
+		{[]string{"FTAGENT_CLIENT_CERTIFICATE=" + monitorCert, "FTAGENT_TLS_CA=" + c.TLS.Res.CA}, []string{"show", "-x", c.Addr["solo"]},
+			"environment: FTAGENT_CLIENT_PRIVATE_KEY: not set"},
+		{[]string{"FTAGENT_CLIENT_CERTIFICATE=" + missing, "FTAGENT_CLIENT_PRIVATE_KEY=" + monitorKey}, []string{"show", "--config", c.Props},
+			"environment: FTAGENT_CLIENT_CERTIFICATE: " + missing + ": cannot read"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		r, err := harness.RunEnv(ctx, tc.env, c.Bin.Ftagent, tc.args...)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%v with %v: exit %d: %s", tc.args, tc.env, r.Exit, strings.TrimSpace(r.Stderr))
+		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+		if r.Exit != 2 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+			t.Errorf("%v with %v: exit %d, stderr %q; want exit 2 and one line with %q", tc.args, tc.env, r.Exit, r.Stderr, tc.want)
+		}
+	}
+
 	// tlsMode=disabled: no certificate needed, and a warning.
 	d := newCluster(t, harness.Options{Names: []string{"solo"}, TLSMode: "disabled"})
 	if _, err := d.Start("solo"); err != nil {
