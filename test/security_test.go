@@ -325,9 +325,13 @@ func TestSecurityRefusalsRealProcesses(t *testing.T) {
 		default:
 		}
 	}
-	v2 := wait(t, c, 30*time.Second, "one active and two standbys", activeWithStandbys(2))
-	if v2.Active != active || v2.Epoch != v.Epoch {
-		t.Errorf("after the refused calls the active is %s at epoch %d; was %s at %d", v2.Active, v2.Epoch, active, v.Epoch)
+	// (The active may have changed on a loaded machine; a stop would have
+	// ended its process, and would be audited.)
+	wait(t, c, 60*time.Second, "one active and two standbys", activeWithStandbys(2))
+	for _, rec := range secAudit(t, c) {
+		if rec.Op == audit.OpAdmin {
+			t.Errorf("an admin action after the refused calls: %+v", rec)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -443,7 +447,7 @@ func TestSecurityRolesThroughTheCLI(t *testing.T) {
 	}
 
 	// Monitor: show works; ftstop and transfer create need more.
-	if r := as(harness.ClientMonitor, c.Bin.Ftagent, "show", "--config", c.Props); r.Exit != 0 || !strings.Contains(r.Stdout, v.Active) {
+	if r := as(harness.ClientMonitor, c.Bin.Ftagent, "show", "--config", c.Props); r.Exit != 0 || !strings.Contains(r.Stdout, "Active:") {
 		t.Errorf("show as monitor: exit %d, stdout %q, stderr %q", r.Exit, r.Stdout, r.Stderr)
 	}
 	secOneLine(t, "ftstop as monitor", as(harness.ClientMonitor, c.Bin.Ftstop, "--config", c.Props), "needs role admin")
@@ -485,10 +489,21 @@ func TestSecurityRolesThroughTheCLI(t *testing.T) {
 	}
 
 	// Nothing the refused commands asked for happened.
-	v2 := wait(t, c, 30*time.Second, "one active and two standbys", activeWithStandbys(2))
-	if v2.Active != v.Active || v2.Epoch != v.Epoch {
-		t.Fatalf("after the refused ftstops the active is %s at epoch %d; was %s at %d", v2.Active, v2.Epoch, v.Active, v.Epoch)
+	// (The active may have changed on a loaded machine; a stop would have
+	// ended its process, and would be audited.)
+	for _, n := range c.Names {
+		select {
+		case <-c.Proc(n).Done():
+			t.Fatalf("%s exited after the refused ftstops: %v", n, c.Proc(n).Err())
+		default:
+		}
 	}
+	for _, rec := range secAudit(t, c) {
+		if rec.Op == audit.OpAdmin && rec.Action == "stop" {
+			t.Errorf("a stop after the refused ftstops: %+v", rec)
+		}
+	}
+	v = wait(t, c, 60*time.Second, "one active and two standbys", activeWithStandbys(2))
 
 	// The admin stops the active, which hands over.
 	r := as(harness.ClientAdmin, c.Bin.Ftstop, "--config", c.Props, "-i")
