@@ -46,11 +46,11 @@ func Dialer(cfg *config.Config) (*trust.Dialer, error) {
 	}
 	keys := trust.Keys{Certificate: config.KeyClientCertificate, PrivateKey: config.KeyClientPrivateKey, CA: config.KeyTLSCA}
 	if v := strings.TrimSpace(os.Getenv(EnvTLSMode)); v != "" {
-		mode, file = v, "environment"
+		mode = v
 		switch v {
 		case config.TLSRequired, config.TLSOptional, config.TLSDisabled:
 		default:
-			return nil, &config.Error{File: file, Key: EnvTLSMode, Msg: "\"" + v + "\" is not required, optional or disabled"}
+			return nil, &config.Error{File: "environment", Key: EnvTLSMode, Msg: "\"" + v + "\" is not required, optional or disabled"}
 		}
 	}
 	if v := os.Getenv(EnvClientCertificate); v != "" {
@@ -64,6 +64,15 @@ func Dialer(cfg *config.Config) (*trust.Dialer, error) {
 	}
 	if mode == config.TLSDisabled {
 		return &trust.Dialer{Mode: trust.Disabled}, nil
+	}
+	// A certificate and its key come together: one from the environment
+	// and the other from agent.properties never match.
+	if (keys.Certificate == EnvClientCertificate) != (keys.PrivateKey == EnvClientPrivateKey) {
+		set, unset := EnvClientCertificate, EnvClientPrivateKey
+		if keys.PrivateKey == EnvClientPrivateKey {
+			set, unset = unset, set
+		}
+		return nil, &config.Error{File: "environment", Key: unset, Msg: "not set, but " + set + " is: set both (the certificate and its key), or neither"}
 	}
 	if cert == "" && cfg != nil && cfg.TLSCertificate != "" {
 		return nil, &config.Error{File: file, Key: config.KeyClientCertificate,
@@ -90,6 +99,10 @@ func trustError(file string, err error) error {
 	msg := fe.Msg
 	if fe.Path != "" {
 		msg = fe.Path + ": " + msg
+	}
+	if strings.HasPrefix(fe.Key, "FTAGENT_") {
+		// The file was named by a variable, not by agent.properties.
+		file = "environment"
 	}
 	return &config.Error{File: file, Key: fe.Key, Msg: msg}
 }
