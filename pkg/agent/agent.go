@@ -60,6 +60,12 @@ type Instance struct {
 	tls       *trust.Store // nil with tlsMode=disabled
 	watchCtx  context.Context
 	stopWatch context.CancelFunc
+	// refusedMu guards the rate limit of refused connections' records
+	// (refusedConn).
+	refusedMu      sync.Mutex
+	refusedTokens  float64
+	refusedAt      time.Time
+	refusedDropped int
 
 	stopMu  sync.Mutex
 	stopRes *api.StopResult
@@ -89,13 +95,15 @@ func Start(opts Options) (*Instance, error) {
 		return nil, err
 	}
 	in := &Instance{
-		cfg:       cfg,
-		self:      self,
-		log:       log,
-		tlsMode:   trust.Mode(cfg.TLSMode),
-		tls:       store,
-		stopped:   make(chan struct{}),
-		serveDone: make(chan error, 1),
+		cfg:           cfg,
+		self:          self,
+		log:           log,
+		tlsMode:       trust.Mode(cfg.TLSMode),
+		refusedTokens: refusedBurst,
+		refusedAt:     time.Now(),
+		tls:           store,
+		stopped:       make(chan struct{}),
+		serveDone:     make(chan error, 1),
 	}
 	switch in.tlsMode {
 	case trust.Disabled:

@@ -196,12 +196,38 @@ func (in *Instance) refused(r *http.Request, c caller, why string) {
 // refusedConn audits a connection the listener refused before any
 // request (a failed handshake, plaintext where TLS is required, raft from
 // another identity than an instance).
+// Anyone who reaches the port can make refused connections, so their
+// records are rate-limited: at most refusedBurst at once, refusedPerSecond
+// a second on average; the next record written says how many were left
+// out.
 func (in *Instance) refusedConn(remote, why string) {
-	if err := in.trail.Security(time.Now(), audit.Record{Op: audit.OpRefused, Remote: remote, Action: "connect", Result: why}); err != nil {
+	now := time.Now()
+	in.refusedMu.Lock()
+	in.refusedTokens = min(refusedBurst, in.refusedTokens+now.Sub(in.refusedAt).Seconds()*refusedPerSecond)
+	in.refusedAt = now
+	if in.refusedTokens < 1 {
+		in.refusedDropped++
+		in.refusedMu.Unlock()
+		return
+	}
+	in.refusedTokens--
+	dropped := in.refusedDropped
+	in.refusedDropped = 0
+	in.refusedMu.Unlock()
+	if dropped > 0 {
+		why = fmt.Sprintf("%s (and %d more refused connections not recorded: over %d a second)", why, dropped, refusedPerSecond)
+	}
+	if err := in.trail.Security(now, audit.Record{Op: audit.OpRefused, Remote: remote, Action: "connect", Result: why}); err != nil {
 		in.log.Error().Err(err).Msg("cannot write the audit log")
 	}
 	in.log.Warn().Str("remote", remote).Str("reason", why).Msg("connection refused")
 }
+
+// Rate of the records of refused connections.
+const (
+	refusedPerSecond = 20
+	refusedBurst     = 100
+)
 
 // admin audits an admin action carried out (or attempted) for r's caller.
 func (in *Instance) admin(r *http.Request, action, target string, err error) {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/netmux"
@@ -292,4 +294,32 @@ func mustStore(t *testing.T, cert, key, ca string) *trust.Store {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// Refused connections are recorded at a bounded rate: a flood of them does
+// not grow the audit log without bound, and the next record says how many
+// were left out.
+func TestRefusedConnectionsAreRateLimited(t *testing.T) {
+	dir := t.TempDir()
+	trail, err := audit.Open(filepath.Join(dir, "audit.jsonl"), "ha1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Instance{trail: trail, refusedTokens: refusedBurst, refusedAt: time.Now(), log: zerolog.Nop()}
+	for i := 0; i < 10*refusedBurst; i++ {
+		in.refusedConn("127.0.0.2:1", "plaintext connection: TLS is required")
+	}
+	recs, err := audit.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(recs); n < refusedBurst || n > refusedBurst+refusedPerSecond {
+		t.Fatalf("%d refusals recorded of %d at once; want about %d", n, 10*refusedBurst, refusedBurst)
+	}
+	time.Sleep(time.Second / refusedPerSecond * 2)
+	in.refusedConn("127.0.0.2:1", "plaintext connection: TLS is required")
+	recs, _ = audit.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if last := recs[len(recs)-1].Result; !strings.Contains(last, "more refused connections not recorded") {
+		t.Fatalf("the record after the flood says %q; want the count left out", last)
+	}
 }
