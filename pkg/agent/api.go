@@ -40,8 +40,8 @@ func (in *Instance) handler() http.Handler {
 	}))
 	mux.HandleFunc("POST "+api.PathStandby, in.guard(needInstance, func(w http.ResponseWriter, r *http.Request) {
 		var s ha.InstanceStatus
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&s); err != nil {
-			writeError(w, http.StatusBadRequest, "bad status: "+err.Error())
+		if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+			bodyError(w, "bad status", err)
 			return
 		}
 		if why := speaksFor(callerFrom(r), s.Name); why != "" {
@@ -60,10 +60,13 @@ func (in *Instance) handler() http.Handler {
 	}))
 	mux.HandleFunc("POST "+api.PathStop, in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
 		var req api.StopRequest
-		if err := decodeRequest(w, r, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "bad stop request: "+err.Error())
+		if err := decodeRequest(r, &req); err != nil {
+			bodyError(w, "bad stop request", err)
 			return
 		}
+		// A normal stop waits for the drain and the hand-over: answer
+		// when it is done, however long that takes within its bounds.
+		extendDeadlines(w, in.stopBudget())
 		if r.URL.Query().Get(api.QueryTarget) == api.TargetActive && !in.node.IsActive() {
 			in.misdirected(w)
 			return
@@ -92,8 +95,8 @@ func (in *Instance) handler() http.Handler {
 	}))
 	mux.HandleFunc("POST "+api.PathMembers, in.guard(needAdminOrInstance, func(w http.ResponseWriter, r *http.Request) {
 		var req ha.JoinRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "bad join request: "+err.Error())
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			bodyError(w, "bad join request", err)
 			return
 		}
 		if c := callerFrom(r); !c.id.Allows(trust.RoleAdmin) || c.id.Kind == trust.KindInstance {
@@ -119,7 +122,7 @@ func (in *Instance) handler() http.Handler {
 		}
 	}))
 	in.transferRoutes(mux)
-	return mux
+	return limitBodies(mux)
 }
 
 // speaksFor says why c may not act for instance name ("" when it may): an
@@ -182,9 +185,10 @@ func peerPolicy() client.Policy {
 // v does not have: a misspelt option ("overwite") must not silently mean
 // its default, and an option this build does not know must not be ignored.
 // (Bodies that other instances send, such as standby status, may carry
-// fields of a newer build and are read leniently.)
-func decodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+// fields of a newer build and are read leniently.) The body is bounded by
+// limitBodies.
+func decodeRequest(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err

@@ -49,8 +49,8 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			ID      string          `json:"id"`
 			Request json.RawMessage `json:"request"`
 		}
-		if err := decodeRequest(w, r, &body); err != nil {
-			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
+		if err := decodeRequest(r, &body); err != nil {
+			bodyError(w, "bad transfer request", err)
 			return
 		}
 		req := api.CreateTransferRequest{ID: body.ID}
@@ -91,6 +91,11 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
+		}
+		if wait > 0 {
+			// The answer comes after up to wait: give it the time of an
+			// ordinary request on top.
+			extendDeadlines(w, wait+writeTimeout)
 		}
 		v, ok := in.transfers.WaitView(r.Context(), r.PathValue("id"), in.cfg.TransferRoot, files, wait)
 		if !ok {
