@@ -106,6 +106,14 @@ func (in *Instance) handler() http.Handler {
 				return
 			}
 		}
+		// Adding a member waits for raft, up to 4 election timeouts
+		// (pkg/ha), which may be configured longer than a request's
+		// ordinary time.
+		var election time.Duration
+		if in.cfg != nil {
+			election = in.cfg.RaftElectionTimeout
+		}
+		extendDeadlines(w, 4*election+writeTimeout)
 		res, err := in.node.AddMember(r.Context(), req)
 		if !errors.Is(err, ha.ErrNotLeader) {
 			in.admin(r, "members.add", req.Name+"@"+req.Address, err)
