@@ -60,7 +60,7 @@ func (in *Instance) handler() http.Handler {
 	}))
 	mux.HandleFunc("POST "+api.PathStop, in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
 		var req api.StopRequest
-		if err := decodeRequest(r, &req); err != nil {
+		if err := decodeRequest(w, r, &req); err != nil {
 			bodyError(w, "bad stop request", err)
 			return
 		}
@@ -193,10 +193,10 @@ func peerPolicy() client.Policy {
 // v does not have: a misspelt option ("overwite") must not silently mean
 // its default, and an option this build does not know must not be ignored.
 // (Bodies that other instances send, such as standby status, may carry
-// fields of a newer build and are read leniently.) The body is bounded by
-// limitBodies.
-func decodeRequest(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+// fields of a newer build and are read leniently.) The body is bounded
+// (limitBodies bounds it too, on every route).
+func decodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err

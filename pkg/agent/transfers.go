@@ -49,7 +49,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			ID      string          `json:"id"`
 			Request json.RawMessage `json:"request"`
 		}
-		if err := decodeRequest(r, &body); err != nil {
+		if err := decodeRequest(w, r, &body); err != nil {
 			bodyError(w, "bad transfer request", err)
 			return
 		}
