@@ -225,7 +225,11 @@ func Start(opts Options) (*Instance, error) {
 	in.transfers = mgr
 	in.srv = &http.Server{
 		Handler:           in.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          nil,
 		ConnContext:       connContext,
 	}

@@ -40,8 +40,8 @@ func (in *Instance) handler() http.Handler {
 	}))
 	mux.HandleFunc("POST "+api.PathStandby, in.guard(needInstance, func(w http.ResponseWriter, r *http.Request) {
 		var s ha.InstanceStatus
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&s); err != nil {
-			writeError(w, http.StatusBadRequest, "bad status: "+err.Error())
+		if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+			bodyError(w, "bad status", err)
 			return
 		}
 		if why := speaksFor(callerFrom(r), s.Name); why != "" {
@@ -61,9 +61,12 @@ func (in *Instance) handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathStop, in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
 		var req api.StopRequest
 		if err := decodeRequest(w, r, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "bad stop request: "+err.Error())
+			bodyError(w, "bad stop request", err)
 			return
 		}
+		// A normal stop waits for the drain and the hand-over: answer
+		// when it is done, however long that takes within its bounds.
+		extendDeadlines(w, in.stopBudget())
 		if r.URL.Query().Get(api.QueryTarget) == api.TargetActive && !in.node.IsActive() {
 			in.misdirected(w)
 			return
@@ -92,8 +95,8 @@ func (in *Instance) handler() http.Handler {
 	}))
 	mux.HandleFunc("POST "+api.PathMembers, in.guard(needAdminOrInstance, func(w http.ResponseWriter, r *http.Request) {
 		var req ha.JoinRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "bad join request: "+err.Error())
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			bodyError(w, "bad join request", err)
 			return
 		}
 		if c := callerFrom(r); !c.id.Allows(trust.RoleAdmin) || c.id.Kind == trust.KindInstance {
@@ -103,6 +106,10 @@ func (in *Instance) handler() http.Handler {
 				return
 			}
 		}
+		// Adding a member waits for raft, up to 4 election timeouts
+		// (pkg/ha), which may be configured longer than a request's
+		// ordinary time.
+		extendDeadlines(w, 4*in.electionTimeout()+writeTimeout)
 		res, err := in.node.AddMember(r.Context(), req)
 		if !errors.Is(err, ha.ErrNotLeader) {
 			in.admin(r, "members.add", req.Name+"@"+req.Address, err)
@@ -127,6 +134,8 @@ func (in *Instance) handler() http.Handler {
 		writeJSON(w, http.StatusOK, m)
 	}))
 	mux.HandleFunc("DELETE "+api.PathMembers+"/{name}", in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
+		// Like a join, a removal may wait for raft a few election timeouts.
+		extendDeadlines(w, 4*in.electionTimeout()+writeTimeout)
 		res, err := in.node.RemoveMember(r.Context(), r.PathValue("name"))
 		if !errors.Is(err, ha.ErrNotLeader) {
 			in.admin(r, "members.remove", r.PathValue("name"), err)
@@ -143,7 +152,16 @@ func (in *Instance) handler() http.Handler {
 		}
 	}))
 	in.transferRoutes(mux)
-	return mux
+	return limitBodies(mux)
+}
+
+// electionTimeout is raftElectionTimeout (0 for an instance without a
+// configuration, in handler tests).
+func (in *Instance) electionTimeout() time.Duration {
+	if in.cfg == nil {
+		return 0
+	}
+	return in.cfg.RaftElectionTimeout
 }
 
 // speaksFor says why c may not act for instance name ("" when it may): an
@@ -206,9 +224,10 @@ func peerPolicy() client.Policy {
 // v does not have: a misspelt option ("overwite") must not silently mean
 // its default, and an option this build does not know must not be ignored.
 // (Bodies that other instances send, such as standby status, may carry
-// fields of a newer build and are read leniently.)
+// fields of a newer build and are read leniently.) The body is bounded
+// (limitBodies bounds it too, on every route).
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err

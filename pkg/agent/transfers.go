@@ -64,7 +64,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 		}
 		req, err := decodeCreateTransfer(w, r)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad transfer request: "+err.Error())
+			bodyError(w, "bad transfer request", err)
 			return
 		}
 		t, err := in.transfers.SubmitAs(r.Context(), owner(callerFrom(r)), req.ID, req.Request)
@@ -99,6 +99,11 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
+		}
+		if wait > 0 {
+			// The answer comes after up to wait: give it the time of an
+			// ordinary request on top.
+			extendDeadlines(w, wait+writeTimeout)
 		}
 		v, ok := in.transfers.WaitView(r.Context(), r.PathValue("id"), in.cfg.TransferRoot, files, wait)
 		if !ok {

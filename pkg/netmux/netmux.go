@@ -9,6 +9,14 @@
 // their TLS state to the server (see Conn), which decides what the caller
 // may do. In trust.Required a plaintext connection gets a 400 (if it looks
 // like HTTP) and is closed.
+//
+// Every stage before a connection reaches raft or the API is bounded in
+// time: its first byte (sniffTimeout), the TLS handshake
+// (trust.HandshakeTimeout), and the first byte inside TLS (sniffTimeout);
+// the API server bounds the rest (its ReadHeaderTimeout and others). The
+// connections of one remote address are bounded in number (see
+// DefaultMaxConnsPerPeer), so that a slow or hostile client cannot take
+// the listener from the others.
 package netmux
 
 import (
@@ -45,6 +53,10 @@ type Security struct {
 	// Refused, if set, is told of every connection refused before it
 	// reached raft or the API: its remote address and why.
 	Refused func(remote, reason string)
+	// MaxConnsPerPeer bounds the connections one remote IP address may
+	// have open (see DefaultMaxConnsPerPeer, the default when 0); negative:
+	// no bound.
+	MaxConnsPerPeer int
 }
 
 // ErrClosed is returned by Accept on a closed listener.
@@ -58,6 +70,7 @@ type Mux struct {
 	sec       Security
 	serverTLS *tls.Config
 	dialer    *trust.Dialer
+	limit     *peerLimit
 
 	mu   sync.Mutex
 	raft *RaftLayer // current raft layer; replaced when raft restarts
@@ -78,7 +91,7 @@ func Listen(address string, sec Security) (*Mux, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mux{ln: ln, sec: sec, done: make(chan struct{})}
+	m := &Mux{ln: ln, sec: sec, done: make(chan struct{}), limit: newPeerLimit(sec.MaxConnsPerPeer)}
 	m.dialer = &trust.Dialer{Mode: sec.Mode, Store: sec.Store, Check: trust.ExpectInstanceOf(sec.Agent)}
 	if sec.Mode != trust.Disabled {
 		// Optional: a client certificate is verified if given; plaintext
@@ -139,7 +152,17 @@ func (m *Mux) serve() {
 			continue
 		}
 		delay = 0
-		go m.route(conn)
+		// Counted before any work is done for it (the TLS handshake is the
+		// costly part): over its peer's bound it is closed at once.
+		counted, why := m.limit.admit(conn)
+		if counted == nil {
+			if why != "" {
+				m.refuse(conn, why)
+			}
+			conn.Close()
+			continue
+		}
+		go m.route(counted)
 	}
 }
 
