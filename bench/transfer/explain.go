@@ -22,6 +22,7 @@ import (
 
 	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
@@ -671,7 +672,7 @@ type nopSM struct{}
 // every kind, it must be registered before a node proposes it.
 const benchNoop = "bench.noop"
 
-func init() { ha.RegisterKind(benchNoop, 1) }
+func init() { replog.RegisterKind(benchNoop, 1) }
 
 func (nopSM) Apply(string, uint64, []byte, uint64) any { return nil }
 func (nopSM) Snapshot() ([]byte, error)                { return []byte("{}"), nil }

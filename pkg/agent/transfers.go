@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ftagent/ftagent/pkg/api"
-	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/pkg/trust"
 )
@@ -148,7 +148,7 @@ func (in *Instance) transferError(w http.ResponseWriter, err error) {
 	case errors.As(err, &re):
 		writeError(w, http.StatusBadRequest, re.Reason)
 	case errors.Is(err, transfer.ErrNotActive), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, ha.ErrStaleEpoch):
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, replog.ErrStaleEpoch):
 		// Leadership moved under the request: the client tries the active.
 		in.misdirected(w)
 	case errors.Is(err, transfer.ErrStopping):

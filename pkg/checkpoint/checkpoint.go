@@ -2,7 +2,9 @@
 // offset, saved SHA-256 state, lease epoch, source identity — and the rules that
 // decide whether a new checkpoint may replace the last one.
 //
-// It is a leaf: it knows nothing of raft or of the rest of ftagent. The replicated
+// It knows nothing of raft; of the rest of ftagent it imports only the leaf
+// pkg/replog, whose ErrStaleEpoch it returns for a checkpoint of an older lease
+// epoch (the one error for anything written under an older lease). The replicated
 // state calls Check before it records a checkpoint; the copy loop uses NewHash,
 // SaveHash and Resume to carry the SHA-256 of a file across a failover without
 // reading again any byte before the checkpoint (DESIGN.md, invariants 1 and 3).
@@ -11,6 +13,8 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ftagent/ftagent/pkg/replog"
 )
 
 // Checkpoint says: the first Offset bytes of the destination's .part file are on
@@ -23,7 +27,6 @@ type Checkpoint struct {
 }
 
 var (
-	ErrStaleEpoch    = errors.New("checkpoint from a stale lease epoch")
 	ErrBackwards     = errors.New("checkpoint moves the offset backwards")
 	ErrSourceChanged = errors.New("source changed")
 	ErrBeyondSize    = errors.New("checkpoint offset beyond the source size")
@@ -34,7 +37,7 @@ var (
 // wraps one of the sentinels (errors.Is) and states the numbers:
 //
 //   - next.Offset < 0: an error (no sentinel; the record is malformed);
-//   - next.Epoch < prev.Epoch: ErrStaleEpoch;
+//   - next.Epoch < prev.Epoch: replog.ErrStaleEpoch;
 //   - next.Offset < prev.Offset: ErrBackwards (an equal offset is allowed, e.g. a
 //     resume re-recording its start under a new epoch);
 //   - prev has an offset > 0 or a non-zero Source, and next.Source differs:
@@ -48,7 +51,7 @@ func Check(prev, next Checkpoint) error {
 		return fmt.Errorf("checkpoint offset %d is negative", next.Offset)
 	}
 	if next.Epoch < prev.Epoch {
-		return fmt.Errorf("%w: epoch %d, last checkpoint has epoch %d", ErrStaleEpoch, next.Epoch, prev.Epoch)
+		return fmt.Errorf("%w: checkpoint epoch %d, last checkpoint has epoch %d", replog.ErrStaleEpoch, next.Epoch, prev.Epoch)
 	}
 	if next.Offset < prev.Offset {
 		return fmt.Errorf("%w: offset %d, last checkpoint is at %d", ErrBackwards, next.Offset, prev.Offset)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ftagent/ftagent/pkg/replog"
 )
 
 func TestCheck(t *testing.T) {
@@ -38,10 +40,10 @@ func TestCheck(t *testing.T) {
 		{"equal offset, newer epoch (resume re-records its start)", at(100, 1, src), at(100, 2, src), nil, ""},
 		{"to the end of the file", at(100, 1, src), at(1000, 1, src), nil, ""},
 
-		{"stale epoch", at(100, 2, src), at(200, 1, src), ErrStaleEpoch, "epoch 1, last checkpoint has epoch 2"},
-		{"stale epoch, equal offset", at(100, 5, src), at(100, 4, src), ErrStaleEpoch, "epoch 4"},
-		{"stale epoch wins over backwards", at(100, 2, src), at(50, 1, src), ErrStaleEpoch, ""},
-		{"stale epoch against a fresh prev with epoch", Checkpoint{Epoch: 3}, at(0, 2, src), ErrStaleEpoch, ""},
+		{"stale epoch", at(100, 2, src), at(200, 1, src), replog.ErrStaleEpoch, "epoch 1, last checkpoint has epoch 2"},
+		{"stale epoch, equal offset", at(100, 5, src), at(100, 4, src), replog.ErrStaleEpoch, "epoch 4"},
+		{"stale epoch wins over backwards", at(100, 2, src), at(50, 1, src), replog.ErrStaleEpoch, ""},
+		{"stale epoch against a fresh prev with epoch", Checkpoint{Epoch: 3}, at(0, 2, src), replog.ErrStaleEpoch, ""},
 
 		{"backwards, same epoch", at(200, 1, src), at(100, 1, src), ErrBackwards, "offset 100, last checkpoint is at 200"},
 		{"backwards, newer epoch", at(200, 1, src), at(199, 2, src), ErrBackwards, "offset 199"},
@@ -73,7 +75,7 @@ func TestCheck(t *testing.T) {
 			case err == nil:
 				t.Fatalf("Check accepted; want an error (%v)", tt.want)
 			case tt.want == errNegative:
-				for _, s := range []error{ErrStaleEpoch, ErrBackwards, ErrSourceChanged, ErrBeyondSize} {
+				for _, s := range []error{replog.ErrStaleEpoch, ErrBackwards, ErrSourceChanged, ErrBeyondSize} {
 					if errors.Is(err, s) {
 						t.Fatalf("Check = %v; a negative offset is not %v", err, s)
 					}

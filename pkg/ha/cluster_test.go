@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 )
@@ -677,8 +678,8 @@ func TestDeposedActiveIsFenced(t *testing.T) {
 	}
 	// A write proposed under the old epoch is refused by the replicated
 	// state even when the current leader proposes it.
-	if _, err := c.node(next).Apply("test.write", oldEpoch, nil, time.Second); !errors.Is(err, ErrStaleEpoch) {
-		t.Fatalf("write under stale epoch %d: got %v, want ErrStaleEpoch", oldEpoch, err)
+	if _, err := c.node(next).Apply("test.write", oldEpoch, nil, time.Second); !errors.Is(err, replog.ErrStaleEpoch) {
+		t.Fatalf("write under stale epoch %d: got %v, want replog.ErrStaleEpoch", oldEpoch, err)
 	}
 	if _, err := c.node(next).Apply("test.write", newEpoch, nil, time.Second); err != nil {
 		t.Fatalf("write under the current epoch: %v", err)

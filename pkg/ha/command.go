@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/ftagent/ftagent/pkg/replog"
 )
 
 // FormatVersion is the highest format of replicated commands and snapshots
 // this build reads. A build reads every format up to its own and refuses a
 // newer one loudly rather than guess at it (see RefusalError).
 //
-// An entry's envelope carries the format of its kind (see RegisterKind), not
+// An entry's envelope carries the format of its kind (see replog.RegisterKind), not
 // this build's: a newer build writes the kinds an older one knows in their old
 // format, so that the older build keeps reading them during a rolling upgrade.
 // A change to a kind's data that an older build would misread is a new kind,
@@ -25,7 +27,7 @@ import (
 const FormatVersion = 5
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
-// own are handed to the StateMachine.
+// own are handed to the replog.StateMachine.
 const KindLease = "ha.lease"
 
 // Command is the envelope of every raft log entry ftagent writes. Epoch is the
@@ -48,10 +50,6 @@ type Lease struct {
 }
 
 var (
-	// ErrStaleEpoch is the result of a command written under an older lease.
-	ErrStaleEpoch = errors.New("stale lease epoch")
-	// ErrUnknownKind is the result of a command kind no one registered.
-	ErrUnknownKind = errors.New("unknown command kind")
 	// ErrNewerFormat is the result of a command from a newer build.
 	ErrNewerFormat = errors.New("command format newer than this build understands")
 	// ErrMalformedCommand is the result of a log entry that is not a command
@@ -69,7 +67,7 @@ func encodeCommand(kind string, epoch uint64, data any) ([]byte, error) {
 		}
 		raw = b
 	}
-	format, ok := KindFormat(kind)
+	format, ok := replog.KindFormat(kind)
 	if !ok {
 		format = 1 // refused when applied: Node.Apply never proposes it
 	}

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 )
@@ -12,7 +13,7 @@ type Build struct{ s *state }
 
 // NewBuild returns the state of a build that reads formats ≤ reads (0: this
 // build's FormatVersion), logging to log.
-func NewBuild(reads int, sm StateMachine, log zerolog.Logger) *Build {
+func NewBuild(reads int, sm replog.StateMachine, log zerolog.Logger) *Build {
 	return &Build{s: &state{app: sm, reads: reads, log: log}}
 }
 

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/rs/zerolog"
@@ -70,7 +71,7 @@ type Config struct {
 	Logger  zerolog.Logger
 
 	// StateMachine receives every command kind pkg/ha does not own.
-	StateMachine StateMachine
+	StateMachine replog.StateMachine
 	// OnActive runs the active's work while this instance holds the lease. It
 	// starts after the lease entry committed and must return promptly once ctx
 	// is cancelled (lease lost or handed over): the node waits for it.
@@ -462,7 +463,7 @@ func (n *Node) VerifyLease(epoch uint64) error {
 		return fmt.Errorf("verify lease: %w", err)
 	}
 	if l := n.Lease(); l.Epoch != epoch || l.Holder != n.cfg.Name {
-		return fmt.Errorf("%w: lease is at epoch %d held by %s, not %d", ErrStaleEpoch, l.Epoch, l.Holder, epoch)
+		return fmt.Errorf("%w: lease is at epoch %d held by %s, not %d", replog.ErrStaleEpoch, l.Epoch, l.Holder, epoch)
 	}
 	return nil
 }

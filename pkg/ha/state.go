@@ -6,31 +6,16 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/rs/zerolog"
 )
-
-// StateMachine is the replicated state a user of pkg/ha plugs in (the
-// transfers, in pkg/transfer). Apply must be deterministic and change nothing
-// outside the state machine; pkg/ha has already checked the epoch. Every kind
-// it applies must be registered with RegisterKind.
-type StateMachine interface {
-	// Apply applies one command of a kind the state machine owns and returns
-	// the result handed back to the proposer (an error value for a refusal).
-	Apply(kind string, epoch uint64, data []byte, index uint64) any
-	// Snapshot returns the state machine's state; it runs under pkg/ha's lock,
-	// so it must be quick (serialise, do not do I/O).
-	Snapshot() ([]byte, error)
-	// Restore replaces the state with a snapshot's. The JSON null stands
-	// for the empty state: that of a snapshot without the state machine's.
-	Restore(data []byte) error
-}
 
 // state is the whole replicated state: the lease, plus the plugged-in state
 // machine. It is the only thing the raft log changes.
 type state struct {
 	mu    sync.RWMutex
 	lease Lease
-	app   StateMachine
+	app   replog.StateMachine
 	log   zerolog.Logger // the node's; the zero value logs nothing
 
 	// reads is the highest format this build reads; 0 means FormatVersion.
@@ -123,8 +108,8 @@ func (s *state) apply(index uint64, b []byte) any {
 	if c.Format > s.knows() {
 		return s.refuseLocked(&RefusalError{Index: index, Kind: c.Kind, Format: c.Format, Knows: s.knows(), Err: ErrNewerFormat})
 	}
-	if _, ok := KindFormat(c.Kind); !ok {
-		return s.refuseLocked(&RefusalError{Index: index, Kind: c.Kind, Format: c.Format, Knows: s.knows(), Err: ErrUnknownKind})
+	if _, ok := replog.KindFormat(c.Kind); !ok {
+		return s.refuseLocked(&RefusalError{Index: index, Kind: c.Kind, Format: c.Format, Knows: s.knows(), Err: replog.ErrUnknownKind})
 	}
 	if c.Format > s.format {
 		s.format = c.Format
@@ -138,16 +123,16 @@ func (s *state) apply(index uint64, b []byte) any {
 		// Epochs only grow: a lease entry that does not raise the epoch is a
 		// proposer that raced another and lost.
 		if l.Epoch <= s.lease.Epoch {
-			return fmt.Errorf("%w: lease epoch %d is not above current %d", ErrStaleEpoch, l.Epoch, s.lease.Epoch)
+			return fmt.Errorf("%w: lease epoch %d is not above current %d", replog.ErrStaleEpoch, l.Epoch, s.lease.Epoch)
 		}
 		s.lease = l
 		return nil
 	default:
 		if c.Epoch < s.lease.Epoch {
-			return fmt.Errorf("%w: %s written under epoch %d, lease is at %d", ErrStaleEpoch, c.Kind, c.Epoch, s.lease.Epoch)
+			return fmt.Errorf("%w: %s written under epoch %d, lease is at %d", replog.ErrStaleEpoch, c.Kind, c.Epoch, s.lease.Epoch)
 		}
 		if s.app == nil {
-			return fmt.Errorf("%w: %q (no state machine)", ErrUnknownKind, c.Kind)
+			return fmt.Errorf("%w: %q (no state machine)", replog.ErrUnknownKind, c.Kind)
 		}
 		return s.app.Apply(c.Kind, c.Epoch, c.Data, index)
 	}

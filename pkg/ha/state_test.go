@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ftagent/ftagent/pkg/replog"
 )
 
 type recordingSM struct {
@@ -35,10 +37,10 @@ func TestStateLeaseEpochsOnlyGrow(t *testing.T) {
 		wantErr error
 	}{
 		{1, nil},
-		{1, ErrStaleEpoch}, // a racing proposer with the same epoch loses
+		{1, replog.ErrStaleEpoch}, // a racing proposer with the same epoch loses
 		{3, nil},
-		{2, ErrStaleEpoch},
-		{0, ErrStaleEpoch},
+		{2, replog.ErrStaleEpoch},
+		{0, replog.ErrStaleEpoch},
 		{4, nil},
 	}
 	for i, st := range steps {
@@ -57,8 +59,8 @@ func TestStateRefusesStaleCommandEpoch(t *testing.T) {
 	sm := &recordingSM{}
 	s := &state{app: sm}
 	s.apply(1, mustEncode(t, KindLease, 5, Lease{Epoch: 5, Holder: "a"}))
-	if res := s.apply(2, mustEncode(t, "test.write", 4, nil)); !errors.Is(res.(error), ErrStaleEpoch) {
-		t.Fatalf("stale command: got %v, want ErrStaleEpoch", res)
+	if res := s.apply(2, mustEncode(t, "test.write", 4, nil)); !errors.Is(res.(error), replog.ErrStaleEpoch) {
+		t.Fatalf("stale command: got %v, want replog.ErrStaleEpoch", res)
 	}
 	if res := s.apply(3, mustEncode(t, "test.write", 5, nil)); res != nil {
 		t.Fatalf("current-epoch command refused: %v", res)

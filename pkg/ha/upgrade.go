@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/hashicorp/raft"
 )
 
@@ -104,9 +105,9 @@ func (n *Node) formatAgreement(v int) error {
 // registered, this instance has not failed, and every instance reads the
 // kind's format.
 func (n *Node) mayPropose(kind string) error {
-	format, ok := KindFormat(kind)
+	format, ok := replog.KindFormat(kind)
 	if !ok {
-		return fmt.Errorf("%w: %q is not registered", ErrUnknownKind, kind)
+		return fmt.Errorf("%w: %q is not registered", replog.ErrUnknownKind, kind)
 	}
 	if r := n.state.refusal(); r != nil {
 		return fmt.Errorf("this instance has failed: %w", r)

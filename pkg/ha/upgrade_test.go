@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 )
@@ -20,8 +21,8 @@ import (
 // format, test.v2 a kind that a newer build (one that reads format 2)
 // introduced.
 func init() {
-	RegisterKind("test.write", 1)
-	RegisterKind("test.v2", 2)
+	replog.RegisterKind("test.write", 1)
+	replog.RegisterKind("test.v2", 2)
 }
 
 // syncBuffer is a log sink the test reads while nodes write to it.
@@ -76,7 +77,7 @@ func TestFSMRefusesUnreadableEntryAndAppliesNothingAfter(t *testing.T) {
 		wantReason string
 	}{
 		{"newer format", newer, "test.write", FormatVersion + 1, ErrNewerFormat, "newer than this build"},
-		{"unknown kind", mustEncode(t, "no.such.kind", 1, nil), "no.such.kind", 1, ErrUnknownKind, "unknown command kind"},
+		{"unknown kind", mustEncode(t, "no.such.kind", 1, nil), "no.such.kind", 1, replog.ErrUnknownKind, "unknown command kind"},
 		{"not a command", []byte("not json"), "", 0, ErrMalformedCommand, "malformed"},
 	}
 	for _, tc := range cases {
@@ -310,8 +311,8 @@ func TestRollingUpgradeGateAndRefusal(t *testing.T) {
 	if _, err := a.Apply("test.v2", epoch, nil, time.Second); !errors.Is(err, ErrFormatNotAgreed) {
 		t.Fatalf("test.v2 before every instance reads format 2: %v, want ErrFormatNotAgreed", err)
 	}
-	if _, err := a.Apply("no.such.kind", epoch, nil, time.Second); !errors.Is(err, ErrUnknownKind) {
-		t.Fatalf("unregistered kind: %v, want ErrUnknownKind", err)
+	if _, err := a.Apply("no.such.kind", epoch, nil, time.Second); !errors.Is(err, replog.ErrUnknownKind) {
+		t.Fatalf("unregistered kind: %v, want replog.ErrUnknownKind", err)
 	}
 	if got := a.r().LastIndex(); got != last {
 		t.Fatalf("refused proposals reached the log: last index %d, was %d", got, last)

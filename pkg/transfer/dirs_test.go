@@ -15,15 +15,29 @@ import (
 	"unicode/utf8"
 
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 func TestCreateV3IsRegisteredAtFormat4(t *testing.T) {
-	if f, ok := ha.KindFormat(KindCreateV3); !ok || f != 4 {
+	if f, ok := replog.KindFormat(KindCreateV3); !ok || f != 4 {
 		t.Fatalf("%s registered at format %d (%v), want 4", KindCreateV3, f, ok)
 	}
 	if ha.FormatVersion < 4 {
 		t.Fatalf("ha.FormatVersion %d: this build must read the format of %s", ha.FormatVersion, KindCreateV3)
+	}
+}
+
+// TestFormatVersionReadsEveryTransferKind: this build reads the format of
+// every transfer kind it registers (pkg/replog), else it would refuse its
+// own entries.
+func TestFormatVersionReadsEveryTransferKind(t *testing.T) {
+	for _, k := range append(slices.Clone(replicated.Kinds), KindCreateV2, KindFilesV2, KindCreateV3, KindPrune) {
+		f, ok := replog.KindFormat(k)
+		if !ok || f > ha.FormatVersion {
+			t.Errorf("%s registered at format %d (%v); ha.FormatVersion is %d", k, f, ok, ha.FormatVersion)
+		}
 	}
 }
 

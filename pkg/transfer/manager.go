@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
@@ -432,7 +433,7 @@ func (m *Manager) recordFiles(epoch uint64, c replicated.FilesCmd) error {
 // (only the empty ones are then missing, as with those builds).
 func (m *Manager) create(lease ha.Lease, c replicated.CreateCmd) (string, any, error) {
 	if len(c.Transfer.Dirs) > 0 || !replicated.PlainNames(&c.Transfer) {
-		format, _ := ha.KindFormat(KindCreateV3)
+		format, _ := replog.KindFormat(KindCreateV3)
 		if m.raft.FormatAgreed(format) {
 			v, ok := replicated.CompactCreateV3(c)
 			if !ok {
@@ -457,7 +458,7 @@ func (m *Manager) create(lease ha.Lease, c replicated.CreateCmd) (string, any, e
 // format (replicated/kinds.go) and compact gives the entry in that kind;
 // else as kind, with data, which every build reads. It returns the kind committed.
 func (m *Manager) applyNewest(epoch uint64, newKind string, compact func() (any, bool), kind string, data any) (string, any, error) {
-	if format, _ := ha.KindFormat(newKind); m.raft.FormatAgreed(format) {
+	if format, _ := replog.KindFormat(newKind); m.raft.FormatAgreed(format) {
 		if v, ok := compact(); ok {
 			res, err := m.raft.Apply(newKind, epoch, v, applyTimeout)
 			// An instance of an older build may have joined since

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
 	"github.com/ftagent/ftagent/pkg/transfer/replicated"
@@ -65,7 +66,7 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 	}
 	// As ha.Node.Apply: a kind of a format not every instance reads is
 	// refused before anything is proposed.
-	if f, ok := ha.KindFormat(kind); ok && !l.agreedLocked(f) {
+	if f, ok := replog.KindFormat(kind); ok && !l.agreedLocked(f) {
 		return nil, fmt.Errorf("propose %s: %w", kind, ha.ErrFormatNotAgreed)
 	}
 	l.entries++

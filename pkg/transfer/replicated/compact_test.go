@@ -8,18 +8,15 @@ import (
 	"testing"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
-	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 )
 
 func TestCreateV2IsRegisteredAtFormat2(t *testing.T) {
-	if f, ok := ha.KindFormat(KindCreateV2); !ok || f != 2 {
+	if f, ok := replog.KindFormat(KindCreateV2); !ok || f != 2 {
 		t.Fatalf("%s registered at format %d (%v), want 2", KindCreateV2, f, ok)
 	}
-	if ha.FormatVersion < 2 {
-		t.Fatalf("ha.FormatVersion %d: this build must read the format of %s", ha.FormatVersion, KindCreateV2)
-	}
 	for _, k := range Kinds {
-		if f, _ := ha.KindFormat(k); f != 1 {
+		if f, _ := replog.KindFormat(k); f != 1 {
 			t.Errorf("%s registered at format %d, want 1", k, f)
 		}
 	}

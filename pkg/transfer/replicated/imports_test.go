@@ -19,13 +19,22 @@ var pure = []string{
 	"time", // values and formatting; Now only in the active's commands
 	"unicode", "unicode/utf8",
 	"github.com/ftagent/ftagent/pkg/checkpoint", // the record and Check
-	"github.com/ftagent/ftagent/pkg/ha",         // StateMachine, RegisterKind, ErrUnknownKind
+	"github.com/ftagent/ftagent/pkg/replog",     // StateMachine, RegisterKind, ErrUnknownKind
+}
+
+// refused are packages this package must never reach, not even through
+// another: pkg/ha owns the raft node, and raft does I/O (its network, its
+// stores, its timers). The log's contract is pkg/replog, a leaf.
+var refused = []string{
+	"github.com/ftagent/ftagent/pkg/ha",
+	"github.com/hashicorp/raft",
 }
 
 // TestImportsNoIO keeps "Apply has no side effects" by construction: the
 // package imports only pure packages, and none of the project's packages
 // that read or write files (the endpoint, the copy loop, the sandbox, the
-// Manager) reaches it, not even through another package.
+// Manager) reaches it, not even through another package; nor do pkg/ha and
+// raft.
 func TestImportsNoIO(t *testing.T) {
 	p, err := build.ImportDir(".", 0)
 	if err != nil {
@@ -34,6 +43,15 @@ func TestImportsNoIO(t *testing.T) {
 	for _, imp := range p.Imports {
 		if !slices.Contains(pure, imp) {
 			t.Errorf("imports %s, which is not in the list of pure packages (imports_test.go)", imp)
+		}
+	}
+	// The package's own tests keep to the contract too: a test of its
+	// entries against pkg/ha belongs to pkg/ha's tests (package ha_test).
+	for _, imp := range p.TestImports {
+		for _, r := range refused {
+			if imp == r || strings.HasPrefix(imp, r+"/") {
+				t.Errorf("a test file imports %s, which is refused here: the log's contract is pkg/replog", imp)
+			}
 		}
 	}
 
@@ -46,8 +64,13 @@ func TestImportsNoIO(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	const module = "github.com/ftagent/ftagent/"
-	allowed := []string{module + "pkg/checkpoint", module + "pkg/ha", module + "pkg/transfer/replicated"}
+	allowed := []string{module + "pkg/checkpoint", module + "pkg/replog", module + "pkg/transfer/replicated"}
 	for dep := range strings.FieldsSeq(string(out)) {
+		for _, r := range refused {
+			if dep == r || strings.HasPrefix(dep, r+"/") {
+				t.Errorf("depends on %s (go list -deps), which is refused here: the log's contract is pkg/replog", dep)
+			}
+		}
 		if strings.HasPrefix(dep, module) && !slices.Contains(allowed, dep) {
 			t.Errorf("depends on %s (go list -deps): only %v may be reached", dep, allowed)
 		}

@@ -1,20 +1,22 @@
 package replicated
 
-import "github.com/ftagent/ftagent/pkg/ha"
+import "github.com/ftagent/ftagent/pkg/replog"
 
 // The transfer kinds are in every build's first command format, but for
 // KindCreateV2, which format 2 added, KindFilesV2, format 3, KindCreateV3,
-// format 4, and KindPrune, format 5. A kind added later, or one whose data changes in a way older builds would misread, is
-// registered at the format that introduced it (see ha.RegisterKind): the
-// active then proposes it only once every instance reads that format.
+// format 4, and KindPrune, format 5. A kind added later, or one whose data
+// changes in a way older builds would misread, is registered at the format
+// that introduced it (see replog.RegisterKind): the active then proposes it
+// only once every instance reads that format (pkg/ha's FormatVersion is
+// raised to it).
 func init() {
 	for _, k := range Kinds {
-		ha.RegisterKind(k, 1)
+		replog.RegisterKind(k, 1)
 	}
-	ha.RegisterKind(KindCreateV2, formatCreateV2)
-	ha.RegisterKind(KindFilesV2, formatFilesV2)
-	ha.RegisterKind(KindCreateV3, formatDirs)
-	ha.RegisterKind(KindPrune, FormatPrune)
+	replog.RegisterKind(KindCreateV2, formatCreateV2)
+	replog.RegisterKind(KindFilesV2, formatFilesV2)
+	replog.RegisterKind(KindCreateV3, formatDirs)
+	replog.RegisterKind(KindPrune, FormatPrune)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.

@@ -20,7 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
-	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/replog"
 )
 
 // Transfer states.
@@ -345,7 +345,7 @@ type ReasonCmd struct {
 
 // State is the replicated state of the agent's transfers. Its Apply is
 // deterministic and touches nothing outside it; it implements
-// ha.StateMachine.
+// replog.StateMachine.
 type State struct {
 	mu        sync.RWMutex
 	transfers map[string]*Transfer
@@ -410,7 +410,7 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 		}
 		return s.endOrRecover(kind, c)
 	}
-	return fmt.Errorf("%w: %q is not a transfer command", ha.ErrUnknownKind, kind)
+	return fmt.Errorf("%w: %q is not a transfer command", replog.ErrUnknownKind, kind)
 }
 
 func (s *State) create(c CreateCmd, index uint64) any {
