@@ -479,6 +479,9 @@ func TestTLSRotationDuringTransfers(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s still running after ftstop --instance", standby)
 	}
+	wait(t, c, 30*time.Second, standby+" gone from the standbys", func(v ha.AgentView) bool {
+		return !slices.Contains(v.Standbys, standby)
+	})
 	if _, err := c.Start(standby); err != nil {
 		t.Fatal(err)
 	}
@@ -581,6 +584,9 @@ func TestPlaintextToRequiredRollDuringTransfers(t *testing.T) {
 					t.Fatalf("%s still running after ftstop --instance", n)
 				}
 			}
+			wait(t, c, 30*time.Second, n+" gone from the standbys", func(v ha.AgentView) bool {
+				return v.Status == ha.StatusActive && !slices.Contains(v.Standbys, n)
+			})
 			if _, err := c.Start(n); err != nil {
 				t.Fatal(err)
 			}
