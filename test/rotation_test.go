@@ -11,7 +11,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -159,6 +161,48 @@ func rotGet(conn net.Conn) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// rotKeepAlive is an API connection kept open across requests.
+type rotKeepAlive struct {
+	conn *tls.Conn
+	br   *bufio.Reader
+}
+
+// rotOpen opens a kept-alive connection to addr presenting cert; its
+// first request must succeed.
+func rotOpen(t *testing.T, addr string, cert tls.Certificate) *rotKeepAlive {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotRecord(raw.LocalAddr().String())
+	k := &rotKeepAlive{conn: tls.Client(raw, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true})}
+	k.br = bufio.NewReader(k.conn)
+	t.Cleanup(func() { k.conn.Close() })
+	_ = k.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(k.conn, "GET %s HTTP/1.1\r\nHost: ftagent\r\n\r\n", api.PathInstance); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(k.br, nil)
+	if err != nil {
+		t.Fatalf("a kept-alive connection to %s: %v", addr, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("a kept-alive connection to %s: status %d, close %v", addr, resp.StatusCode, resp.Close)
+	}
+	return k
+}
+
+// closedWithin waits up to d for the server to close the connection; it
+// returns what a read got.
+func (k *rotKeepAlive) closedWithin(d time.Duration) error {
+	_ = k.conn.SetReadDeadline(time.Now().Add(d))
+	_, err := k.br.ReadByte()
+	return err
 }
 
 // rotRefusedCert: the instance refused the probe's certificate (a TLS
@@ -433,7 +477,12 @@ func TestTLSRotationDuringTransfers(t *testing.T) {
 	t.Logf("roll 2 (certificates) done %v after create", time.Since(began).Round(time.Millisecond))
 
 	// Roll 3: tlsCA = the new CA alone. A client of the old CA is refused,
-	// one of the new CA let in.
+	// one of the new CA let in; a connection of the old CA's client open
+	// since before (HTTP keep-alive) is closed.
+	kept := map[string]*rotKeepAlive{}
+	for _, n := range order {
+		kept[n] = rotOpen(t, c.Addr[n], oldAdmin)
+	}
 	for _, n := range order {
 		rotInstall(t, caFile(n), newCA, 0o644)
 		hup(n)
@@ -441,6 +490,9 @@ func TestTLSRotationDuringTransfers(t *testing.T) {
 			rotRefusedCert)
 		if p := rotProbeTLS(c.Addr[n], newAdmin); p.err != nil || p.status != http.StatusOK || p.leaf.CheckSignatureFrom(newRoot) != nil {
 			t.Fatalf("%s with the new CA alone: status %d %v", n, p.status, p.err)
+		}
+		if err := kept[n].closedWithin(10 * time.Second); !errors.Is(err, io.EOF) {
+			t.Errorf("%s with the new CA alone: the kept-alive connection of a client of the old CA got %v, want it closed (EOF)", n, err)
 		}
 	}
 	cli.Lock()

@@ -60,6 +60,11 @@ type Instance struct {
 	tls       *trust.Store // nil with tlsMode=disabled
 	watchCtx  context.Context
 	stopWatch context.CancelFunc
+	// idleMu guards idle: the API connections with a client certificate
+	// that wait for their next request (keep-alive), so that a re-read
+	// CA bundle can close those whose certificate it no longer trusts.
+	idleMu sync.Mutex
+	idle   map[*netmux.Conn]struct{}
 
 	stopMu  sync.Mutex
 	stopRes *api.StopResult
@@ -220,6 +225,7 @@ func Start(opts Options) (*Instance, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          nil,
 		ConnContext:       connContext,
+		ConnState:         in.connState,
 	}
 	if store != nil {
 		in.watchCtx, in.stopWatch = context.WithCancel(context.Background())
