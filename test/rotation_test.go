@@ -658,9 +658,14 @@ func TestPlaintextToRequiredRollDuringTransfers(t *testing.T) {
 
 	roll("optional")
 	// Every instance runs optional: plaintext and TLS both get in.
+	admin := rotKeyPair(t, tl.Res.Clients[harness.ClientAdmin])
+	root := rotCACert(t, tl.Res.CA)
 	for _, n := range c.Names {
 		if p := rotProbePlain(c.Addr[n]); p.err != nil || p.status != http.StatusOK {
 			t.Errorf("%s (optional) refused plaintext: status %d %v", n, p.status, p.err)
+		}
+		if p := rotProbeTLS(c.Addr[n], admin); p.err != nil || p.status != http.StatusOK || p.leaf.CheckSignatureFrom(root) != nil {
+			t.Errorf("%s (optional) with the admin client's certificate: status %d %v", n, p.status, p.err)
 		}
 	}
 	t.Logf("roll 1 (optional) done %v after create", time.Since(began).Round(time.Millisecond))
@@ -677,8 +682,6 @@ func TestPlaintextToRequiredRollDuringTransfers(t *testing.T) {
 
 	// Required everywhere: plaintext refused (400), TLS with a client
 	// certificate let in, by an instance's certificate of this agent.
-	admin := rotKeyPair(t, tl.Res.Clients[harness.ClientAdmin])
-	root := rotCACert(t, tl.Res.CA)
 	for _, n := range c.Names {
 		if p := rotProbePlain(c.Addr[n]); p.status != http.StatusBadRequest {
 			t.Errorf("%s (required) answered plaintext with status %d %v, want 400", n, p.status, p.err)
