@@ -66,6 +66,11 @@ type Instance struct {
 	refusedTokens  float64
 	refusedAt      time.Time
 	refusedDropped int
+	// idleMu guards idle: the API connections with a client certificate
+	// that wait for their next request (keep-alive), so that a re-read
+	// CA bundle can close those whose certificate it no longer trusts.
+	idleMu sync.Mutex
+	idle   map[*netmux.Conn]struct{}
 
 	stopMu  sync.Mutex
 	stopRes *api.StopResult
@@ -232,6 +237,7 @@ func Start(opts Options) (*Instance, error) {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          nil,
 		ConnContext:       connContext,
+		ConnState:         in.connState,
 	}
 	if store != nil {
 		in.watchCtx, in.stopWatch = context.WithCancel(context.Background())

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -265,4 +266,59 @@ func (in *Instance) reloaded(err error) {
 		return
 	}
 	in.log.Info().Time("notAfter", in.tls.NotAfter()).Msg("TLS certificate and CA bundle re-read")
+	// A kept-alive API connection outlives the handshake that let it in:
+	// those whose certificate the new bundle does not trust are closed
+	// now (between requests), so that a certificate withdrawn by rotating
+	// the CA stops working on the connections already open too. Their
+	// clients connect again, with the certificate they now have.
+	in.idleMu.Lock()
+	var untrusted []*netmux.Conn
+	for c := range in.idle {
+		if !in.trusted(c) {
+			untrusted = append(untrusted, c)
+		}
+	}
+	in.idleMu.Unlock()
+	for _, c := range untrusted {
+		in.closeUntrusted(c)
+	}
+}
+
+// connState keeps track of the API connections with a client certificate
+// that are idle, and closes one that goes idle with a certificate the CA
+// bundle in use no longer trusts (it was re-read during its request).
+func (in *Instance) connState(nc net.Conn, st http.ConnState) {
+	c, ok := nc.(*netmux.Conn)
+	if !ok || in.tls == nil || c.TLS() == nil || len(c.TLS().PeerCertificates) == 0 {
+		return
+	}
+	in.idleMu.Lock()
+	if st == http.StateIdle {
+		if in.idle == nil {
+			in.idle = map[*netmux.Conn]struct{}{}
+		}
+		in.idle[c] = struct{}{}
+	} else {
+		delete(in.idle, c)
+	}
+	in.idleMu.Unlock()
+	if st == http.StateIdle && !in.trusted(c) {
+		in.closeUntrusted(c)
+	}
+}
+
+// trusted says whether the CA bundle in use trusts c's client certificate.
+func (in *Instance) trusted(c *netmux.Conn) bool {
+	_, err := in.tls.Verify(c.TLS().PeerCertificates, x509.ExtKeyUsageClientAuth)
+	return err == nil
+}
+
+func (in *Instance) closeUntrusted(c *netmux.Conn) {
+	who := "?"
+	if id, _, err := trust.PeerIdentity(*c.TLS()); err == nil {
+		who = id.String()
+	}
+	in.log.Info().Str("caller", who).Str("remote", c.RemoteAddr().String()).
+		Msg("API connection closed: the CA bundle re-read no longer trusts its client certificate")
+	_ = c.Close()
 }

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -321,5 +323,64 @@ func TestRefusedConnectionsAreRateLimited(t *testing.T) {
 	recs, _ = audit.ReadFile(filepath.Join(dir, "audit.jsonl"))
 	if last := recs[len(recs)-1].Result; !strings.Contains(last, "more refused connections not recorded") {
 		t.Fatalf("the record after the flood says %q; want the count left out", last)
+	}
+}
+
+// A re-read CA bundle closes the kept-alive API connections whose client
+// certificate it no longer trusts, and keeps those it still trusts.
+func TestReloadClosesConnectionsItNoLongerTrusts(t *testing.T) {
+	p := newPKI(t)
+	ins := startInstancesWith(t, []string{"ha1"}, p.orders.Properties, "ha1")
+	in := ins["ha1"]
+	ops := p.orders.Clients["ops"]
+	kp, err := tls.LoadX509KeyPair(ops[0], ops[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", in.self.Address, &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, Certificates: []tls.Certificate{kp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	get := func() (int, error) {
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: ftagent\r\n\r\n", api.PathInstance); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get(); err != nil || code != http.StatusOK {
+		t.Fatalf("GET on a new connection: %d %v", code, err)
+	}
+	ourCA, _ := os.ReadFile(p.orders.CA)
+	otherCA, _ := os.ReadFile(p.foreign.CA)
+	reload := func(bundle []byte) {
+		t.Helper()
+		if err := os.WriteFile(p.orders.CA, bundle, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.tls.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		in.reloaded(nil)
+	}
+
+	// Still trusted (a bundle with another CA): the connection stays.
+	reload(append(append([]byte{}, ourCA...), otherCA...))
+	if code, err := get(); err != nil || code != http.StatusOK {
+		t.Fatalf("GET on the kept connection after a re-read that still trusts it: %d %v", code, err)
+	}
+	// No longer trusted: closed, without another answer.
+	reload(otherCA)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("the kept connection after a re-read that no longer trusts it: read %v, want it closed", err)
 	}
 }
