@@ -102,11 +102,13 @@ func run() error {
 		return err
 	}
 	// No Extra lines: every timeout at its default.
-	c, err := harness.New(bin, cdir, harness.Options{TLSMode: benchTLSMode()})
+	c, err := harness.New(bin, cdir, harness.Options{TLSMode: harness.TLSModeOption(*flagTLS)})
 	if err != nil {
 		return err
 	}
-	useTLS(c)
+	if err := c.DialAsAdmin(httpc.Transport.(*http.Transport)); err != nil {
+		return err
+	}
 	defer c.StopAll()
 	for _, n := range c.Names {
 		if _, err := c.Start(n, startArgs()...); err != nil {
@@ -749,24 +751,4 @@ func report(w io.Writer, d reportData) {
 		verdictRSS = "**missed**"
 	}
 	fmt.Fprintf(w, "| **max** | **%s** | **%s** |\n\nRSS target ≤ 50 MiB: %s.\n", mib(maxFresh), mib(maxAfter), verdictRSS)
-}
-
-// benchTLSMode is -tls as harness.Options.TLSMode.
-func benchTLSMode() string {
-	if *flagTLS == "required" {
-		return ""
-	}
-	return *flagTLS
-}
-
-// useTLS makes httpc connect as the cluster's admin client.
-func useTLS(c *harness.Cluster) {
-	if c.TLS == nil {
-		return
-	}
-	d, err := c.TLS.Dialer(harness.ClientAdmin)
-	if err != nil {
-		panic(err)
-	}
-	httpc.Transport.(*http.Transport).DialContext = d.DialContext
 }

@@ -210,11 +210,13 @@ func run() error {
 	// No Extra lines: every property at its default (checkpointInterval 64M,
 	// checkpointTimeInterval 5s, transferRoot the directory of the
 	// properties, maxBandwidth unlimited).
-	c, err := harness.New(bin, e.dir, harness.Options{TLSMode: benchTLSMode()})
+	c, err := harness.New(bin, e.dir, harness.Options{TLSMode: harness.TLSModeOption(*flagTLS)})
 	if err != nil {
 		return err
 	}
-	useTLS(c)
+	if err := c.DialAsAdmin(httpc.Transport.(*http.Transport)); err != nil {
+		return err
+	}
 	e.c = c
 	defer c.StopAll()
 	if err := c.StartAll(); err != nil {
@@ -519,24 +521,4 @@ func runCommand(ctx context.Context, dir string, argv []string) (stdout []byte, 
 		return out.Bytes(), cpu, fmt.Errorf("%s: %w: %s%s", strings.Join(argv, " "), err, out.String(), errb.String())
 	}
 	return out.Bytes(), cpu, nil
-}
-
-// benchTLSMode is -tls as harness.Options.TLSMode.
-func benchTLSMode() string {
-	if *flagTLS == "required" {
-		return ""
-	}
-	return *flagTLS
-}
-
-// useTLS makes httpc connect as the cluster's admin client.
-func useTLS(c *harness.Cluster) {
-	if c.TLS == nil {
-		return
-	}
-	d, err := c.TLS.Dialer(harness.ClientAdmin)
-	if err != nil {
-		panic(err)
-	}
-	httpc.Transport.(*http.Transport).DialContext = d.DialContext
 }

@@ -96,3 +96,26 @@ func (t *TLS) HTTPClient(client string, timeout time.Duration) (*http.Client, er
 	}
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, IdleConnTimeout: 10 * time.Second}}, nil
 }
+
+// TLSModeOption is a tlsMode value as Options.TLSMode: required, the
+// default, is "".
+func TLSModeOption(mode string) string {
+	if mode == "required" {
+		return ""
+	}
+	return mode
+}
+
+// DialAsAdmin makes t connect to the instances as the cluster's admin
+// client (it leaves t as it is without TLS).
+func (c *Cluster) DialAsAdmin(t *http.Transport) error {
+	if c.TLS == nil {
+		return nil
+	}
+	d, err := c.TLS.Dialer(ClientAdmin)
+	if err != nil {
+		return err
+	}
+	t.DialContext = d.DialContext
+	return nil
+}
