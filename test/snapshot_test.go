@@ -81,7 +81,7 @@ func TestRestartFromSnapshotKeepsTransfers(t *testing.T) {
 	// if needed the next one, until it holds the lease. Each stopped
 	// instance starts again before the next stop, or the next one would
 	// leave too few for a majority (and be refused).
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 4; i++ {
 		v, _, err := c.Show(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -89,6 +89,10 @@ func TestRestartFromSnapshotKeepsTransfers(t *testing.T) {
 		if v.Active == restarted {
 			break
 		}
+		// The hand-over goes to the most caught-up standby: let the
+		// restarted one catch up with the active first, or the other
+		// standby, ahead of it, is chosen every time.
+		caughtUp(t, c, restarted, v.Active)
 		if r, err := c.Ftstop(context.Background(), "-i"); err != nil || r.Exit != 0 {
 			t.Fatalf("ftstop -i: %v %s", err, r.Stderr)
 		}
@@ -110,5 +114,23 @@ func TestRestartFromSnapshotKeepsTransfers(t *testing.T) {
 		if a.ID != b.ID || a.State != b.State || a.Bytes != b.Bytes || len(a.Files) != len(b.Files) || a.Files[0].SHA256 != b.Files[0].SHA256 {
 			t.Fatalf("transfer %d differs after restore:\n before %+v\n after  %+v", i, b, a)
 		}
+	}
+}
+
+// caughtUp waits until instance name has applied as much of the log as the
+// active has.
+func caughtUp(t *testing.T, c *harness.Cluster, name, active string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err1 := c.InstanceStatus(context.Background(), name)
+		a, err2 := c.InstanceStatus(context.Background(), active)
+		if err1 == nil && err2 == nil && s.LastApplied >= a.LastApplied {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not catch up with the active %s: applied %d of %d (%v, %v)", name, active, s.LastApplied, a.LastApplied, err1, err2)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
