@@ -27,27 +27,13 @@ func loadTrust(cfg *config.Config, self config.Instance) (*trust.Store, error) {
 	store, err := trust.Load(trust.Files{Certificate: cert, PrivateKey: key, CA: ca},
 		trust.Keys{Certificate: config.KeyTLSCertificate, PrivateKey: config.KeyTLSPrivateKey, CA: config.KeyTLSCA})
 	if err != nil {
-		return nil, fileError(cfg, err)
+		return nil, config.FileError(cfg.Path, err)
 	}
 	if want := trust.Instance(cfg.AgentName, self.Name); store.Self() != want {
 		return nil, &config.Error{File: cfg.Path, Key: config.KeyTLSCertificate,
 			Msg: fmt.Sprintf("%s names %s, not this instance (%s)", cert, store.Self(), want)}
 	}
 	return store, nil
-}
-
-// fileError is a certificate store's error as a *config.Error naming the
-// key at fault.
-func fileError(cfg *config.Config, err error) error {
-	var fe *trust.FileError
-	if !errors.As(err, &fe) {
-		return &config.Error{File: cfg.Path, Msg: err.Error()}
-	}
-	msg := fe.Msg
-	if fe.Path != "" {
-		msg = fe.Path + ": " + msg
-	}
-	return &config.Error{File: cfg.Path, Key: fe.Key, Msg: msg}
 }
 
 // connKey is the context key of a request's connection TLS state.
@@ -262,7 +248,7 @@ func (in *Instance) ReloadTLS() {
 // reloaded logs the outcome of a re-read of the TLS files.
 func (in *Instance) reloaded(err error) {
 	if err != nil {
-		in.log.Error().Err(fileError(in.cfg, err)).Msg("TLS files changed but cannot be used: keeping the previous certificate and CA bundle")
+		in.log.Error().Err(config.FileError(in.cfg.Path, err)).Msg("TLS files changed but cannot be used: keeping the previous certificate and CA bundle")
 		return
 	}
 	in.log.Info().Time("notAfter", in.tls.NotAfter()).Msg("TLS certificate and CA bundle re-read")

@@ -1,7 +1,6 @@
 package agentclient
 
 import (
-	"errors"
 	"os"
 	"strings"
 
@@ -30,28 +29,23 @@ func Dialer(cfg *config.Config) (*trust.Dialer, error) {
 	if cfg != nil {
 		file = cfg.Path
 		mode = cfg.TLSMode
-		cert, key = cfg.ClientCertificate, cfg.ClientPrivateKey
-		if cert == "" {
-			// The instance's own certificate, on one of its hosts.
-			if self, err := cfg.Select(""); err == nil {
-				cert, key, _ = cfg.TLSFiles(self.Name)
+		cert, key, ca = cfg.ClientCertificate, cfg.ClientPrivateKey, cfg.TLSCA
+		// On one of the instances' hosts: its own certificate, and its CA
+		// bundle when that is named per instance.
+		if self, err := cfg.Select(""); err == nil {
+			icert, ikey, ica := cfg.TLSFiles(self.Name)
+			if cert == "" {
+				cert, key = icert, ikey
 			}
-		}
-		ca = cfg.TLSCA
-		if strings.Contains(ca, config.InstancePlaceholder) {
-			if self, err := cfg.Select(""); err == nil {
-				_, _, ca = cfg.TLSFiles(self.Name)
-			}
+			ca = ica
 		}
 	}
 	keys := trust.Keys{Certificate: config.KeyClientCertificate, PrivateKey: config.KeyClientPrivateKey, CA: config.KeyTLSCA}
 	if v := strings.TrimSpace(os.Getenv(EnvTLSMode)); v != "" {
-		mode = v
-		switch v {
-		case config.TLSRequired, config.TLSOptional, config.TLSDisabled:
-		default:
-			return nil, &config.Error{File: "environment", Key: EnvTLSMode, Msg: "\"" + v + "\" is not required, optional or disabled"}
+		if err := config.CheckTLSMode(v); err != nil {
+			return nil, &config.Error{File: "environment", Key: EnvTLSMode, Msg: err.Error()}
 		}
+		mode = v
 	}
 	if v := os.Getenv(EnvClientCertificate); v != "" {
 		cert, keys.Certificate = v, EnvClientCertificate
@@ -80,29 +74,11 @@ func Dialer(cfg *config.Config) (*trust.Dialer, error) {
 	}
 	store, err := trust.Load(trust.Files{Certificate: cert, PrivateKey: key, CA: ca}, keys)
 	if err != nil {
-		return nil, trustError(file, err)
+		return nil, config.FileError(file, err)
 	}
 	agent := store.Self().Agent
 	if cfg != nil {
 		agent = cfg.AgentName
 	}
 	return &trust.Dialer{Mode: trust.Mode(mode), Store: store, Check: trust.ExpectInstanceOf(agent)}, nil
-}
-
-// trustError is a certificate store's error as a *config.Error naming the
-// key at fault.
-func trustError(file string, err error) error {
-	var fe *trust.FileError
-	if !errors.As(err, &fe) {
-		return &config.Error{File: file, Msg: err.Error()}
-	}
-	msg := fe.Msg
-	if fe.Path != "" {
-		msg = fe.Path + ": " + msg
-	}
-	if strings.HasPrefix(fe.Key, "FTAGENT_") {
-		// The file was named by a variable, not by agent.properties.
-		file = "environment"
-	}
-	return &config.Error{File: file, Key: fe.Key, Msg: msg}
 }

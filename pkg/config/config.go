@@ -935,12 +935,10 @@ func (l *checker) loadTLS() error {
 	c := l.c
 	c.TLSMode = defaultOf(KeyTLSMode)
 	if v, ok := l.value(KeyTLSMode); ok {
-		switch v {
-		case TLSRequired, TLSOptional, TLSDisabled:
-			c.TLSMode = v
-		default:
-			return l.errorf(KeyTLSMode, "%q is not required, optional or disabled", v)
+		if err := CheckTLSMode(v); err != nil {
+			return l.errorf(KeyTLSMode, "%v", err)
 		}
+		c.TLSMode = v
 	}
 	for _, f := range []struct {
 		key string
@@ -967,4 +965,39 @@ func (l *checker) loadTLS() error {
 func (c *Config) TLSFiles(instance string) (cert, key, ca string) {
 	sub := func(p string) string { return strings.ReplaceAll(p, InstancePlaceholder, instance) }
 	return sub(c.TLSCertificate), sub(c.TLSPrivateKey), sub(c.TLSCA)
+}
+
+// CheckTLSMode says why v is not a tlsMode, nil when it is one.
+func CheckTLSMode(v string) error {
+	switch v {
+	case TLSRequired, TLSOptional, TLSDisabled:
+		return nil
+	}
+	return fmt.Errorf("%q is not required, optional or disabled", v)
+}
+
+// fileKeyError is an error about a file that a property (or an
+// environment variable) names, such as pkg/trust's FileError.
+type fileKeyError interface {
+	error
+	FileKey() (key, path, reason string)
+}
+
+// FileError is err, an error about a file that key names (a fileKeyError),
+// as an *Error of file naming that key; other errors as an *Error of file.
+// A key that is an environment variable (FTAGENT_...) is reported as of
+// the environment rather than of file.
+func FileError(file string, err error) error {
+	var fe fileKeyError
+	if !errors.As(err, &fe) {
+		return &Error{File: file, Msg: err.Error(), err: err}
+	}
+	key, path, msg := fe.FileKey()
+	if path != "" {
+		msg = path + ": " + msg
+	}
+	if strings.HasPrefix(key, "FTAGENT_") {
+		file = "environment"
+	}
+	return &Error{File: file, Key: key, Msg: msg, err: err}
 }

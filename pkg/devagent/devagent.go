@@ -238,7 +238,7 @@ func setUpTLS(dir, props string, cfg *config.Config) error {
 	}
 	c := res.Clients["dev"]
 	lines := append([]string{"", "# TLS from ftagent dev's own throw-away CA (" + res.CA + "); see ftagent tls init."},
-		res.Properties[:4]...)
+		res.Files...)
 	lines = append(lines, "# The commands of the tour present the admin client certificate dev.",
 		"clientCertificate="+c[0], "clientPrivateKey="+c[1], "")
 	if _, err := f.WriteString(strings.Join(lines, "\n")); err != nil {

@@ -67,7 +67,11 @@ type InitResult struct {
 	NewCA     bool   // the CA was made now (else an existing one signed)
 	Instances map[string][2]string
 	Clients   map[string][2]string
-	// Properties are the agent.properties lines that use the files.
+	// Files are the agent.properties lines that name the instances'
+	// files (tlsCertificate, tlsPrivateKey, tlsCA).
+	Files []string
+	// Properties are the lines to paste: tlsMode=required, Files, and for
+	// each client, commented, the lines that name its files.
 	Properties []string
 }
 
@@ -149,12 +153,12 @@ func Init(opts InitOptions) (*InitResult, error) {
 			return nil, err
 		}
 	}
-	res.Properties = []string{
-		"tlsMode=required",
+	res.Files = []string{
 		"tlsCertificate=" + filepath.Join(agentDir, instPlace+".pem"),
 		"tlsPrivateKey=" + filepath.Join(agentDir, instPlace+".key"),
 		"tlsCA=" + res.CA,
 	}
+	res.Properties = append([]string{"tlsMode=required"}, res.Files...)
 	for _, c := range opts.Clients {
 		p := res.Clients[c.Name]
 		res.Properties = append(res.Properties,

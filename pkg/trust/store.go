@@ -37,6 +37,10 @@ func (e *FileError) Error() string {
 	return fmt.Sprintf("%s=%s: %s", e.Key, e.Path, e.Msg)
 }
 
+// FileKey is the property, the path and the reason, for pkg/config's
+// FileError.
+func (e *FileError) FileKey() (key, path, reason string) { return e.Key, e.Path, e.Msg }
+
 // Keys name the properties of a Files, for errors.
 type Keys struct {
 	Certificate, PrivateKey, CA string

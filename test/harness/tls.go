@@ -43,9 +43,8 @@ func SetUpTLS(dir, agent string, instances []string) (*TLS, error) {
 // commands presenting client's certificate.
 func (t *TLS) Lines(client string) []string {
 	c := t.Res.Clients[client]
-	// Properties[0] is tlsMode=required, the default: left out so that a
-	// test may set the mode.
-	return append(append([]string{}, t.Res.Properties[1:4]...), "clientCertificate="+c[0], "clientPrivateKey="+c[1])
+	// No tlsMode line: required is the default, and a test may set another.
+	return append(append([]string{}, t.Res.Files...), "clientCertificate="+c[0], "clientPrivateKey="+c[1])
 }
 
 // ClientFiles are client's certificate and key.
