@@ -115,7 +115,7 @@ func Start(opts Options) (*Instance, error) {
 		log.Warn().Msg("tlsMode=disabled: connections are plaintext and anyone who reaches " + self.Address +
 			" controls this agent; for throw-away local trials only")
 	case trust.Optional:
-		log.Warn().Msg("tlsMode=optional: plaintext callers are let in unauthenticated; only for the roll from disabled to required")
+		log.Warn().Msg("tlsMode=optional: plaintext callers, and TLS callers without a client certificate, are let in unauthenticated; only for the roll from disabled to required")
 	}
 	mux, err := netmux.Listen(self.Address, netmux.Security{Mode: in.tlsMode, Store: store, Agent: cfg.AgentName, Refused: in.refusedConn})
 	if err != nil {
