@@ -23,8 +23,9 @@ import (
 // format 3 transfer.files.v2, a compact entry of file events; format 4
 // transfer.create.v3, a create with directories, or with file names that are
 // not UTF-8 (escaped); format 5 transfer.prune, which forgets ended
-// transfers by name.
-const FormatVersion = 5
+// transfers by name; format 6 transfer.create.open and transfer.append, which
+// create a transfer of many files in several bounded entries.
+const FormatVersion = 6
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
 // own are handed to the replog.StateMachine.

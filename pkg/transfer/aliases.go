@@ -44,6 +44,8 @@ const (
 	KindFilesV2    = replicated.KindFilesV2
 	KindCreateV3   = replicated.KindCreateV3
 	KindPrune      = replicated.KindPrune
+	KindCreateOpen = replicated.KindCreateOpen
+	KindAppend     = replicated.KindAppend
 )
 
 // File event kinds.

@@ -33,7 +33,7 @@ func TestCreateV3IsRegisteredAtFormat4(t *testing.T) {
 // every transfer kind it registers (pkg/replog), else it would refuse its
 // own entries.
 func TestFormatVersionReadsEveryTransferKind(t *testing.T) {
-	for _, k := range append(slices.Clone(replicated.Kinds), KindCreateV2, KindFilesV2, KindCreateV3, KindPrune) {
+	for _, k := range append(slices.Clone(replicated.Kinds), KindCreateV2, KindFilesV2, KindCreateV3, KindPrune, KindCreateOpen, KindAppend) {
 		f, ok := replog.KindFormat(k)
 		if !ok || f > ha.FormatVersion {
 			t.Errorf("%s registered at format %d (%v); ha.FormatVersion is %d", k, f, ok, ha.FormatVersion)

@@ -87,8 +87,12 @@ type Manager struct {
 	// cancelling holds transfers whose run Cancel is stopping: the
 	// scheduler does not start them meanwhile.
 	cancelling map[string]int
-	wake       chan struct{}
-	idle       *sync.Cond // signalled when a job ends
+	// creating counts the requests this manager is creating in several
+	// entries, by transfer id (create.go): open transfers it is not
+	// creating are orphans.
+	creating map[string]int
+	wake     chan struct{}
+	idle     *sync.Cond // signalled when a job ends
 }
 
 type job struct {
@@ -117,6 +121,7 @@ func NewManager(limits Limits, state *State, raft Log, ep endpoint.Endpoint, sb 
 		jobs:       map[string]*job{},
 		noCleanup:  map[string]bool{},
 		cancelling: map[string]int{},
+		creating:   map[string]int{},
 		wake:       make(chan struct{}, 1),
 	}
 	m.idle = sync.NewCond(&m.mu)
@@ -178,7 +183,12 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 		limit = d // source and destination are the same agent here
 	}
 	var todo []*Transfer
-	for _, t := range m.state.Pending() { // without their files
+	pending := m.state.Pending() // without their files
+	m.discardOrphans(lease, pending)
+	for _, t := range pending {
+		if t.Open {
+			continue // being created (or discarded just now)
+		}
 		if !Terminal(t.State) || !m.skipCleanup(t.ID) {
 			todo = append(todo, t)
 		}
@@ -383,10 +393,15 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 		return nil, err
 	}
 	if t, ok := m.state.Get(id); ok {
-		if replicated.SameRequest(t.Request, req) && t.Owner == owner {
+		same := replicated.SameRequest(t.Request, req) && t.Owner == owner
+		switch {
+		case !same:
+			return nil, &RequestError{Reason: fmt.Sprintf("transfer id %s is already used by another request", id)}
+		case !t.Open || Terminal(t.State):
 			return t, nil
 		}
-		return nil, &RequestError{Reason: fmt.Sprintf("transfer id %s is already used by another request", id)}
+		// A creation in several entries that was interrupted: this retry
+		// creates it anew (replicated/open.go).
 	}
 	t, err := m.plan(ctx, id, req)
 	if err != nil {
@@ -402,7 +417,16 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 		HistoryCount: -1,
 		HistoryAge:   0,
 	}
-	kind, res, err := m.create(lease, c)
+	var kind string
+	var res any
+	if parts := splitCreate(t.Files, t.Dirs); len(parts) > 1 && m.raft.FormatAgreed(replicated.FormatOpen) {
+		kind = KindCreateOpen
+		res, err = m.createInParts(ctx, lease, c, parts)
+	} else {
+		// One entry: a plan within one entry's bounds, or one of an
+		// agent in a rolling upgrade from a build that reads no appends.
+		kind, res, err = m.create(lease, c)
+	}
 	if err != nil {
 		if errors.Is(err, ErrQueueFull) || errors.Is(err, ErrAlreadyExists) {
 			return nil, &RequestError{Reason: err.Error()}
@@ -413,7 +437,7 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 	if !ok {
 		return nil, fmt.Errorf("create transfer %s: unexpected result %T", id, res)
 	}
-	m.log.Info().Str("transfer", id).Str("kind", kind).Int("files", len(created.Files)).Int64("bytes", created.Bytes).Msg("transfer accepted")
+	m.log.Info().Str("transfer", id).Str("kind", kind).Int("files", created.FileCount()).Int64("bytes", created.Bytes).Msg("transfer accepted")
 	m.poke()
 	return created, nil
 }

@@ -52,6 +52,9 @@ type fakeLog struct {
 	kinds  []string // the kinds committed, in order (see kindLabel)
 	// lastData is the data of the last entry committed.
 	lastData []byte
+	// afterEntry, when set, is called (without the lock) after entry n
+	// (counted from 1) committed.
+	afterEntry func(n int)
 }
 
 func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (any, error) {
@@ -59,6 +62,14 @@ func (l *fakeLog) Apply(kind string, epoch uint64, data any, _ time.Duration) (a
 	if err != nil {
 		return nil, err
 	}
+	res, err := l.apply(kind, epoch, b)
+	if l.afterEntry != nil && err == nil {
+		l.afterEntry(len(l.kinds))
+	}
+	return res, err
+}
+
+func (l *fakeLog) apply(kind string, epoch uint64, b []byte) (any, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.crashed {

@@ -23,7 +23,7 @@ import (
 // fuzzKinds are the kinds FuzzApply's kind argument picks from (modulo its
 // length); the last is a kind the state does not own.
 var fuzzKinds = []string{KindCreate, KindCreateV2, KindCreateV3, KindStart, KindFiles, KindFilesV2,
-	KindRecovering, KindFail, KindCancel, KindPrune, "transfer.bogus"}
+	KindRecovering, KindFail, KindCancel, KindPrune, KindCreateOpen, KindAppend, "transfer.bogus"}
 
 func fuzzKind(k uint8) string { return fuzzKinds[int(k)%len(fuzzKinds)] }
 
@@ -99,8 +99,21 @@ func fuzzBaseEntries() []fuzzEntry {
 		{KindCreate, encodeJSON(CreateCmd{Transfer: fuzzTransfer("gone", "g"), HistoryCount: -1})},
 		{KindFiles, encodeJSON(FilesCmd{ID: "gone", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventStart},
 			{Index: 0, Kind: EventDone, SHA256: sha}, {Index: 0, Kind: EventSourceDeleted}}})},
+		{KindCreateOpen, encodeJSON(fuzzOpen())}, // at index fuzzOpenSeq
 	}
 }
+
+// fuzzOpen is the first entry of a transfer created in several entries,
+// open in fuzzBase at index fuzzOpenSeq.
+func fuzzOpen() createV3Cmd {
+	v, ok := CompactCreateV3(CreateCmd{Transfer: fuzzTransfer("open", "o1", "o2"), MaxQueued: 10, HistoryCount: -1})
+	if !ok {
+		panic("compact encoder refused the open transfer")
+	}
+	return v
+}
+
+const fuzzOpenSeq = 9
 
 // fuzzApplySeeds are real entries of every kind, against fuzzBase's
 // transfers.
@@ -114,7 +127,13 @@ func fuzzApplySeeds() []fuzzEntry {
 	f2, okf := CompactFiles(FilesCmd{ID: "run", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventCheckpoint,
 		Checkpoint: checkpoint.Checkpoint{Offset: 10, Source: checkpoint.Source{Size: 10, ModTime: 1, Inode: 7}}},
 		{Index: 1, Kind: EventStart}, {Index: 2, Kind: EventStart}, {Index: 0, Kind: EventDone, SHA256: sha}, {Index: 1, Kind: EventDone, SHA256: sha}}})
-	if !ok2 || !ok3 || !okf {
+	more := fuzzTransfer("open", "o3", "o\xfe4")
+	more.Dirs = []Dir{{Source: "/r/in/open/d", Destination: "/r/out/d"}}
+	ap, oka := CompactAppend(AppendCmd{ID: "open", Seq: fuzzOpenSeq, Files: more.Files, Dirs: more.Dirs})
+	seal, oks := CompactAppend(AppendCmd{ID: "open", Seq: fuzzOpenSeq, Seal: true})
+	discard, okd := CompactAppend(AppendCmd{ID: "open", Seq: fuzzOpenSeq, Discard: true})
+	stale, okst := CompactAppend(AppendCmd{ID: "open", Seq: 1, Files: more.Files})
+	if !ok2 || !ok3 || !okf || !oka || !oks || !okd || !okst {
 		panic("compact encoders refused the seeds")
 	}
 	clash := fuzzTransfer("queued", "x", "y")
@@ -127,6 +146,11 @@ func fuzzApplySeeds() []fuzzEntry {
 		{KindCreate, encodeJSON(CreateCmd{Transfer: Transfer{ID: "empty", Created: t0}})},
 		{KindCreateV2, encodeJSON(c2)},
 		{KindCreateV3, encodeJSON(c3)},
+		{KindCreateOpen, encodeJSON(fuzzOpen())}, // a retry: replaces the open one
+		{KindAppend, encodeJSON(ap)},
+		{KindAppend, encodeJSON(seal)},
+		{KindAppend, encodeJSON(discard)},
+		{KindAppend, encodeJSON(stale)},
 		{KindStart, encodeJSON(StartCmd{ID: "queued", Time: t0})},
 		{KindStart, encodeJSON(StartCmd{ID: "run", Time: t0})},
 		{KindFiles, encodeJSON(FilesCmd{ID: "run", Time: t0.Add(time.Minute), Events: []FileEvent{
@@ -188,6 +212,7 @@ func checkCounts(tb testing.TB, s *State) {
 // the plain commands they stand for). False if data does not decode.
 func reencoded(kind string, data []byte) (string, []byte, bool) {
 	var v any
+	var ok bool
 	switch kind {
 	case KindCreate:
 		var c CreateCmd
@@ -205,6 +230,22 @@ func reencoded(kind string, data []byte) (string, []byte, bool) {
 			return "", nil, false
 		}
 		kind, v = KindCreate, c
+	case KindCreateOpen: // no plain kind: the compact one, encoded anew
+		c, err := decodeCreateV3(data)
+		if err != nil {
+			return "", nil, false
+		}
+		if v, ok = CompactCreateV3(c); !ok {
+			return "", nil, false
+		}
+	case KindAppend:
+		c, err := DecodeAppend(data)
+		if err != nil {
+			return "", nil, false
+		}
+		if v, ok = CompactAppend(c); !ok {
+			return "", nil, false
+		}
 	case KindStart:
 		var c StartCmd
 		if json.Unmarshal(data, &c) != nil {

@@ -4,8 +4,9 @@ import "github.com/ftagent/ftagent/pkg/replog"
 
 // The transfer kinds are in every build's first command format, but for
 // KindCreateV2, which format 2 added, KindFilesV2, format 3, KindCreateV3,
-// format 4, and KindPrune, format 5. A kind added later, or one whose data
-// changes in a way older builds would misread, is registered at the format
+// format 4, KindPrune, format 5, and KindCreateOpen and KindAppend, format
+// 6. A kind added later, or one whose data changes in a way older builds
+// would misread, is registered at the format
 // that introduced it (see replog.RegisterKind): the active then proposes it
 // only once every instance reads that format (pkg/ha's FormatVersion is
 // raised to it).
@@ -17,6 +18,8 @@ func init() {
 	replog.RegisterKind(KindFilesV2, formatFilesV2)
 	replog.RegisterKind(KindCreateV3, formatDirs)
 	replog.RegisterKind(KindPrune, FormatPrune)
+	replog.RegisterKind(KindCreateOpen, FormatOpen)
+	replog.RegisterKind(KindAppend, FormatOpen)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.
@@ -33,3 +36,8 @@ const formatDirs = 4
 // instance reads it, history is pruned by explicit entries and creates
 // prune nothing themselves.
 const FormatPrune = 5
+
+// FormatOpen is the command format that introduced KindCreateOpen and
+// KindAppend: once every instance reads it, a request of many files is
+// created in several bounded entries (open.go).
+const FormatOpen = 6

@@ -59,6 +59,11 @@ const (
 	// KindPrune forgets ended transfers named by the active (PruneCmd),
 	// of command format 5.
 	KindPrune = "transfer.prune"
+	// KindCreateOpen creates a transfer open for more files (a createV3Cmd
+	// with its first chunk), and KindAppend adds the next chunks, seals
+	// or discards it (open.go), of command format 6.
+	KindCreateOpen = "transfer.create.open"
+	KindAppend     = "transfer.append"
 )
 
 // Kinds lists the kinds of the first command format, for the log's
@@ -179,6 +184,9 @@ type Transfer struct {
 	// without TLS or from builds before it: an operator may cancel the
 	// transfers it owns, an admin any. Earlier builds ignore it.
 	Owner string `json:"owner,omitempty"`
+	// Open: the transfer is being created in several entries (open.go)
+	// and does not run until the last one seals it.
+	Open bool `json:"open,omitempty"`
 
 	// Derived from Files (recount), so that applying file events costs
 	// the events, not the transfer's size: how many files have ended, how
@@ -366,19 +374,25 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 		if err := json.Unmarshal(data, &c); err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
-		return s.create(c, index)
+		return s.create(c, index, false)
 	case KindCreateV2:
 		c, err := decodeCreateV2(data)
 		if err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
-		return s.create(c, index)
-	case KindCreateV3:
+		return s.create(c, index, false)
+	case KindCreateV3, KindCreateOpen:
 		c, err := decodeCreateV3(data)
 		if err != nil {
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
-		return s.create(c, index)
+		return s.create(c, index, kind == KindCreateOpen)
+	case KindAppend:
+		c, err := DecodeAppend(data)
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.appendTo(c)
 	case KindStart:
 		var c StartCmd
 		if err := json.Unmarshal(data, &c); err != nil {
@@ -413,15 +427,20 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 	return fmt.Errorf("%w: %q is not a transfer command", replog.ErrUnknownKind, kind)
 }
 
-func (s *State) create(c CreateCmd, index uint64) any {
+func (s *State) create(c CreateCmd, index uint64, open bool) any {
 	t := c.Transfer
 	if old, ok := s.transfers[t.ID]; ok {
 		// A client retrying a submission after a failover: the same
-		// request is the same transfer, anything else is a clash.
-		if SameRequest(old.Request, t.Request) {
+		// request is the same transfer, anything else is a clash. But a
+		// creation in several entries that has not been sealed was never
+		// answered: the retry creates it anew (open.go).
+		switch {
+		case !SameRequest(old.Request, t.Request):
+			return fmt.Errorf("%w: %s", ErrAlreadyExists, t.ID)
+		case !old.Open || Terminal(old.State):
 			return old.clone()
 		}
-		return fmt.Errorf("%w: %s", ErrAlreadyExists, t.ID)
+		delete(s.transfers, t.ID)
 	}
 	s.prune(t.Created, c.HistoryCount, c.HistoryAge)
 	active := 0
@@ -438,6 +457,7 @@ func (s *State) create(c CreateCmd, index uint64) any {
 	}
 	t.Seq = index
 	t.State = StateQueued
+	t.Open = open
 	t.Bytes = 0
 	for i := range t.Files {
 		t.Files[i].State = StateQueued
@@ -447,7 +467,7 @@ func (s *State) create(c CreateCmd, index uint64) any {
 		t.Dirs[i].State = StateQueued
 	}
 	t.recount()
-	if len(t.Files) == 0 && len(t.Dirs) == 0 {
+	if len(t.Files) == 0 && len(t.Dirs) == 0 && !open {
 		// Nothing to copy or make: done at once.
 		t.State = StateCompleted
 		ended := t.Created
