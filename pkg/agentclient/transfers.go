@@ -30,9 +30,17 @@ func CreateTransferFiles(ctx context.Context, cl *client.Client, req transfer.Re
 	if files != "" && files != transfer.FilesAll {
 		path += "?" + url.Values{api.QueryFiles: {files}}.Encode()
 	}
+	ctx = client.WithRequestTimeout(ctx, CreateTimeout)
 	err := cl.Do(ctx, http.MethodPost, path, api.CreateTransferRequest{ID: transfer.NewID(), Request: req}, &v)
 	return v, err
 }
+
+// CreateTimeout is how long one attempt of a create may take: the active
+// lists the request's files and commits them before it answers, which for a
+// tree of a million files takes minutes, not the two seconds of an ordinary
+// request (clientRequestTimeout). An attempt cut short would be retried and
+// start the listing again. A connection that breaks still moves on at once.
+const CreateTimeout = 10 * time.Minute
 
 // GetTransfer returns one transfer as the active sees it.
 func GetTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {

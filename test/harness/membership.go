@@ -74,6 +74,12 @@ func (c *Cluster) Membership(ctx context.Context, name string) (ha.Membership, e
 	return m, c.getJSON(ctx, name, api.PathMembership, &m)
 }
 
+// GetJSON asks instance name for path (GET) and decodes its JSON answer,
+// directly over HTTP (TLS as the cluster's admin client), within a second.
+func (c *Cluster) GetJSON(ctx context.Context, name, path string, out any) error {
+	return c.getJSON(ctx, name, path, out)
+}
+
 func (c *Cluster) getJSON(ctx context.Context, name, path string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

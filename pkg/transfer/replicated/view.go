@@ -21,6 +21,9 @@ type View struct {
 	Ended       *time.Time `json:"ended,omitempty"`
 	// CurrentFile is the source being copied, when one is.
 	CurrentFile string `json:"currentFile,omitempty"`
+	// Creating: the transfer is still being created in several entries
+	// (open.go): its files so far are listed, and it does not run yet.
+	Creating bool `json:"creating,omitempty"`
 	// Directories counts the directories a recursive transfer makes
 	// (empty or not), DirectoriesDone those made.
 	Directories     int        `json:"directories"`
@@ -65,6 +68,7 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 		ID: t.ID, State: t.State, Bytes: t.Bytes,
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
 		Priority: t.Request.Priority, Owner: t.Owner, Created: t.Created, Ended: t.Ended,
+		Creating: t.Open && !Terminal(t.State),
 	}
 	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)
