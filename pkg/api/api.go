@@ -10,6 +10,11 @@
 // the Ftagent-Active header (client.ActiveHeader), or with 503 while there
 // is none; a stopping active answers transfer requests with 503 too. Any
 // other refusal is an Error body with a 4xx or 5xx status.
+//
+// A transfer's view lists a page of its files (QueryOffset, QueryLimit),
+// the first DefaultLimit unless the client asks for another: no answer,
+// and no view the agent builds for one, holds every file of a large
+// transfer.
 package api
 
 import (
