@@ -65,19 +65,18 @@ func GetTransferAll(ctx context.Context, cl *client.Client, id string) (transfer
 	}
 	files, dirs := v.Files, v.Dirs
 	for v.NextOffset > 0 || v.NextDirOffset > 0 {
+		if v.NextOffset > 0 && v.NextOffset <= w.Offset || v.NextDirOffset > 0 && v.NextDirOffset <= w.DirOffset {
+			return v, fmt.Errorf("transfer %s: the next page (offset %d, dirOffset %d) does not follow the last (%d, %d)",
+				id, v.NextOffset, v.NextDirOffset, w.Offset, w.DirOffset)
+		}
 		// A list already whole is asked for past its end: none of it.
-		next := transfer.Window{Offset: v.FilesTotal, Limit: api.MaxLimit, DirOffset: v.Directories, DirLimit: api.MaxLimit}
+		w.Offset, w.DirOffset = v.FilesTotal, v.Directories
 		if v.NextOffset > 0 {
-			next.Offset = v.NextOffset
+			w.Offset = v.NextOffset
 		}
 		if v.NextDirOffset > 0 {
-			next.DirOffset = v.NextDirOffset
+			w.DirOffset = v.NextDirOffset
 		}
-		if next.Offset <= w.Offset && next.DirOffset <= w.DirOffset {
-			return v, fmt.Errorf("transfer %s: the next page (offset %d, dirOffset %d) does not follow the last (%d, %d)",
-				id, next.Offset, next.DirOffset, w.Offset, w.DirOffset)
-		}
-		w = next
 		if v, err = GetTransferPage(ctx, cl, id, w); err != nil {
 			return v, err
 		}
