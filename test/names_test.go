@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -245,6 +246,78 @@ func TestTransferNonUTF8NamesAndEmptyDirectories(t *testing.T) {
 	}
 	if fi, err := os.Lstat(xferPath(c, "out/emptydir")); err != nil || !fi.IsDir() {
 		t.Errorf("out/emptydir: %v", err)
+	}
+}
+
+// transfer show pages a transfer's files: --limit and --offset select a
+// window, and a line after the table says which files it shows and the
+// command for the next page; the last page has none, nor has a transfer
+// shown whole. --json is the agent's view as is (filesTotal, nextOffset).
+// create --wait and transfer list count every file without listing them.
+func TestTransferShowPages(t *testing.T) {
+	c, _ := xferCluster(t)
+	for i := range 25 {
+		xferRandomFile(t, c, fmt.Sprintf("in/pages/f%02d", i), 1024, uint64(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := c.Transfer(ctx, "create", "--wait", "-r", "in/pages", "out/")
+	fields := strings.Fields(r.Stdout)
+	if err != nil || r.Exit != 0 || len(fields) < 2 || !strings.Contains(r.Stdout, "completed: 25 files, 1 directory") {
+		t.Fatalf("transfer create --wait: exit %d %v\nstdout %s\nstderr %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	id := fields[1]
+
+	// show: the table (rows of files, then of directories) and what
+	// follows it.
+	show := func(args ...string) (files []string, after []string) {
+		t.Helper()
+		r, err := c.Transfer(ctx, "show", append(args, id)...)
+		if err != nil || r.Exit != 0 {
+			t.Fatalf("transfer show %v: exit %d %v %s", args, r.Exit, err, r.Stderr)
+		}
+		lines := strings.Split(strings.TrimRight(r.Stdout, "\n"), "\n")
+		header := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "SOURCE") })
+		if header < 0 {
+			t.Fatalf("transfer show %v printed no table:\n%s", args, r.Stdout)
+		}
+		for _, l := range lines[header+1:] {
+			switch {
+			case strings.HasPrefix(l, "in/pages/f"):
+				files = append(files, strings.Fields(l)[0])
+			case !strings.HasPrefix(l, "in/pages/"):
+				after = append(after, l)
+			}
+		}
+		return files, after
+	}
+	files, after := show("--limit", "10")
+	next := "files 1-10 of 25; next: ftagent transfer show " + id + " --offset 10 --limit 10"
+	if len(files) != 10 || files[0] != "in/pages/f00" || !slices.Equal(after, []string{next}) {
+		t.Errorf("show --limit 10: files %v, then %q; want f00-f09, then %q", files, after, next)
+	}
+	files, after = show("--offset", "10", "--limit", "10")
+	if len(files) != 10 || files[0] != "in/pages/f10" || len(after) != 1 || !strings.HasPrefix(after[0], "files 11-20 of 25; next: ") {
+		t.Errorf("show --offset 10 --limit 10: files %v, then %q", files, after)
+	}
+	if files, after = show("--offset", "20", "--limit", "10"); len(files) != 5 || !slices.Equal(after, []string{"files 21-25 of 25"}) {
+		t.Errorf("the last page: files %v, then %q; want 5, then %q", files, after, "files 21-25 of 25")
+	}
+	if files, after = show(); len(files) != 25 || len(after) != 0 {
+		t.Errorf("show without a window: %d files, then %q; want 25 and nothing after", len(files), after)
+	}
+
+	r, err = c.Transfer(ctx, "show", "--json", "--limit", "10", id)
+	var v transfer.View
+	if err != nil || r.Exit != 0 || json.Unmarshal([]byte(r.Stdout), &v) != nil || len(v.Files) != 10 || v.FilesTotal != 25 || v.NextOffset != 10 {
+		t.Errorf("show --json --limit 10: exit %d %v: %.300s; want 10 files, filesTotal 25, nextOffset 10", r.Exit, err, r.Stdout)
+	}
+	if r, err = c.Transfer(ctx, "show", "--limit", "0", id); err != nil || r.Exit != 2 || !strings.Contains(r.Stderr, "--limit 0: must be 1-10000") {
+		t.Errorf("show --limit 0: exit %d %v %q; want 2, must be 1-10000", r.Exit, err, r.Stderr)
+	}
+	r, err = c.Transfer(ctx, "list")
+	if lines := strings.Split(strings.TrimSpace(r.Stdout), "\n"); err != nil || r.Exit != 0 || len(lines) != 2 || strings.Fields(lines[1])[2] != "25" {
+		t.Errorf("transfer list: exit %d %v\n%s; want one transfer of 25 files", r.Exit, err, r.Stdout)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ftagent/ftagent/internal/command"
 	"github.com/ftagent/ftagent/pkg/agentclient"
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -44,8 +46,15 @@ func transferCommand() *cli.Command {
 				Action: transferCreate,
 			},
 			{
-				Name: "show", Usage: "show one transfer", UsageText: "ftagent transfer show [--json] ID",
-				Flags: command.ClientFlags(), Action: onTransfer(agentclient.GetTransfer, func(v transfer.View) { printTransfer(os.Stdout, v) }),
+				Name: "show", Usage: "show one transfer and a page of its files",
+				UsageText: "ftagent transfer show [--json] [--offset N] [--limit M] [--dir-offset N] [--dir-limit M] ID",
+				Flags: append([]cli.Flag{
+					&cli.IntFlag{Name: "offset", Usage: "show the files from the Nth (0 is the first), in the transfer's order"},
+					&cli.IntFlag{Name: "limit", DefaultText: fmt.Sprint(api.DefaultLimit), Usage: fmt.Sprintf("show at most M files (1-%d)", api.MaxLimit)},
+					&cli.IntFlag{Name: "dir-offset", Usage: "show the directories from the Nth"},
+					&cli.IntFlag{Name: "dir-limit", DefaultText: fmt.Sprint(api.DefaultLimit), Usage: fmt.Sprintf("show at most M directories (1-%d)", api.MaxLimit)},
+				}, command.ClientFlags()...),
+				Action: transferShow,
 			},
 			{
 				Name: "list", Usage: "list the transfers the agent keeps", UsageText: "ftagent transfer list [--json]",
@@ -112,9 +121,12 @@ func transferCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	listed := transfer.FilesAll
-	if c.Bool("wait") && c.Bool(command.FlagJSON) {
-		listed = transfer.FilesNone // the files come with the end
+	// Printed as JSON at once, the answer has the first page of the
+	// files; otherwise only the id or the count of files is printed (and
+	// --wait --json prints the files that come with the end).
+	listed := transfer.FilesNone
+	if !c.Bool("wait") && c.Bool(command.FlagJSON) {
+		listed = transfer.FilesAll
 	}
 	v, err := agentclient.CreateTransferFiles(c.Context, cl, req, listed)
 	if err != nil {
@@ -128,7 +140,7 @@ func transferCreate(c *cli.Context) error {
 		return nil
 	}
 	if !c.Bool(command.FlagJSON) {
-		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, contents(v, len(v.Files)), command.Size(v.Bytes))
+		fmt.Fprintf(os.Stderr, "transfer %s: %s, %s\n", v.ID, contents(v), command.Size(v.Bytes))
 	}
 	return follow(c, cl, v.ID)
 }
@@ -155,7 +167,14 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 	if !c.Bool(command.FlagJSON) && isatty.IsTerminal(os.Stderr.Fd()) {
 		bar = newProgressBar(os.Stderr)
 	}
-	body, err := agentclient.WaitTransfer(ctx, cl, id, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
+	// The polls carry no files; the last answer has their first page for
+	// --json, which prints it as is, and none otherwise (the summary line
+	// counts them: filesTotal).
+	files := transfer.FilesNone
+	if c.Bool(command.FlagJSON) {
+		files = transfer.FilesEnded
+	}
+	body, err := agentclient.WaitTransfer(ctx, cl, id, files, 250*time.Millisecond, 2*time.Minute, func(v transfer.View) {
 		if bar != nil {
 			bar.update(v)
 		}
@@ -181,11 +200,8 @@ func follow(c *cli.Context, cl *client.Client, id string) error {
 			return err
 		}
 	} else {
-		v, err := body.Decode()
-		if err != nil {
-			return err
-		}
-		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, contents(v, len(v.Files)), command.Size(v.Bytes))
+		v := body.View
+		fmt.Printf("transfer %s %s: %s, %s", v.ID, v.State, contents(v), command.Size(v.Bytes))
 		if v.Failovers > 0 {
 			fmt.Printf(", %s, %s resent", command.Count(v.Failovers, "failover"), command.Size(v.BytesResent))
 		}
@@ -228,6 +244,71 @@ func onTransfer(op func(context.Context, *client.Client, string) (transfer.View,
 	}
 }
 
+// transferShow shows one transfer with a window of its files and
+// directories (the agent's first page by default) and, when more follow,
+// the command that shows the next page.
+func transferShow(c *cli.Context) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	var w transfer.Window
+	limits := fmt.Sprintf("1-%d", api.MaxLimit)
+	for _, f := range []struct {
+		name        string
+		to          *int
+		least, most int
+		want        string
+	}{
+		{"offset", &w.Offset, 0, math.MaxInt, "0 or more"}, {"limit", &w.Limit, 1, api.MaxLimit, limits},
+		{"dir-offset", &w.DirOffset, 0, math.MaxInt, "0 or more"}, {"dir-limit", &w.DirLimit, 1, api.MaxLimit, limits},
+	} {
+		if !c.IsSet(f.name) {
+			continue
+		}
+		if *f.to = c.Int(f.name); *f.to < f.least || *f.to > f.most {
+			return command.Usagef("--%s %d: must be %s", f.name, *f.to, f.want)
+		}
+	}
+	cl, _, err := command.Client(c)
+	if err != nil {
+		return err
+	}
+	v, err := agentclient.GetTransferPage(c.Context, cl, id, w)
+	if err != nil {
+		return err
+	}
+	if c.Bool(command.FlagJSON) {
+		return printJSON(v.JSONValue())
+	}
+	printTransfer(os.Stdout, v)
+	printPage(os.Stdout, "files", v.ID, "--offset", "--limit", w.Offset, w.Limit, len(v.Files), v.FilesTotal, v.NextOffset)
+	printPage(os.Stdout, "directories", v.ID, "--dir-offset", "--dir-limit", w.DirOffset, w.DirLimit, len(v.Dirs), v.Directories, v.NextDirOffset)
+	return nil
+}
+
+// printPage says which of a transfer's total files (or directories) a page
+// of n from offset shows, and the command for the next page when one
+// follows (with the same limit, when one was given); nothing when the page
+// shows them all.
+func printPage(w io.Writer, what, id, offsetFlag, limitFlag string, offset, limit, n, total, next int) {
+	switch {
+	case offset == 0 && next == 0:
+		return
+	case n == 0:
+		fmt.Fprintf(w, "no %s from %d: the transfer has %d\n", what, offset, total)
+		return
+	}
+	fmt.Fprintf(w, "%s %d-%d of %d", what, offset+1, offset+n, total)
+	if next > 0 {
+		fmt.Fprintf(w, "; next: ftagent transfer show %s %s %d", id, offsetFlag, next)
+		if limit > 0 {
+			fmt.Fprintf(w, " %s %d", limitFlag, limit)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
 func transferList(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return command.Usagef("transfer list takes no arguments")
@@ -236,7 +317,13 @@ func transferList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	vs, err := agentclient.ListTransfers(c.Context, cl)
+	// The table counts each transfer's files (filesTotal) and lists none;
+	// --json prints the agent's answer, with each transfer's first page.
+	listed := transfer.FilesNone
+	if c.Bool(command.FlagJSON) {
+		listed = transfer.FilesAll
+	}
+	vs, err := agentclient.ListTransfers(c.Context, cl, listed)
 	if err != nil {
 		return err
 	}
@@ -250,7 +337,7 @@ func transferList(c *cli.Context) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, len(v.Files), command.Size(v.Bytes),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, v.FilesTotal, command.Size(v.Bytes),
 			command.Percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), transfer.Text(v.Reason))
 	}
 	return tw.Flush()
@@ -290,14 +377,15 @@ func printTransfer(w io.Writer, v transfer.View) {
 
 // contents says how many files a transfer has and, if it has any, how
 // many directories.
-func contents(v transfer.View, nfiles int) string {
+func contents(v transfer.View) string {
+	files := command.Count(v.FilesTotal, "file")
 	if v.Directories == 0 {
-		return command.Count(nfiles, "file")
+		return files
 	}
 	if v.Directories == 1 {
-		return command.Count(nfiles, "file") + ", 1 directory"
+		return files + ", 1 directory"
 	}
-	return fmt.Sprintf("%s, %d directories", command.Count(nfiles, "file"), v.Directories)
+	return fmt.Sprintf("%s, %d directories", files, v.Directories)
 }
 
 func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }

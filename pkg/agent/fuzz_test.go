@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -107,36 +108,45 @@ func lenient[T any](t *testing.T, body []byte) {
 }
 
 // FuzzTransferQuery reads arbitrary query strings as the transfer
-// handlers do: no panic; what is accepted is one of the files values and a
-// wait within [0, api.MaxTransferWait]; and the same values, written as a
-// client writes them, read back the same.
+// handlers do: no panic; what is accepted is one of the files values, a
+// window within bounds (offsets from 0, limits from 1 to api.MaxLimit) and
+// a wait within [0, api.MaxTransferWait]; and the same values, written as
+// a client writes them, read back the same.
 func FuzzTransferQuery(f *testing.F) {
 	for _, q := range []string{"", "files=all", "files=none&wait=30s", "files=ended&wait=1h", "wait=-1s", "wait=1.5m&wait=2s",
-		"files=%41ll", "files=all;wait=1s", "wait=9223372036854775807ns", "files", "%zz"} {
+		"files=%41ll", "files=all;wait=1s", "wait=9223372036854775807ns", "files", "%zz",
+		"offset=1000&limit=10000", "limit=0", "offset=-1", "dirOffset=3&dirLimit=10001", "limit=+5", "offset=9223372036854775808"} {
 		f.Add(q)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
 		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: api.PathTransfers + "/x", RawQuery: q}, Body: io.NopCloser(bytes.NewReader(nil))}
-		files, wait, err := transferQuery(r)
+		tq, err := parseTransferQuery(r)
 		if err != nil {
 			return
 		}
-		switch files {
+		switch tq.files {
 		case transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded:
 		default:
-			t.Fatalf("query %q: files %q", q, files)
+			t.Fatalf("query %q: files %q", q, tq.files)
 		}
-		if wait < 0 || wait > api.MaxTransferWait {
-			t.Fatalf("query %q: wait %v", q, wait)
+		if w := tq.window; w.Offset < 0 || w.DirOffset < 0 || w.Limit < 1 || w.Limit > api.MaxLimit || w.DirLimit < 1 || w.DirLimit > api.MaxLimit {
+			t.Fatalf("query %q: window %+v", q, w)
 		}
-		v := url.Values{api.QueryFiles: {files}}
-		if wait > 0 {
-			v.Set(api.QueryWait, wait.String())
+		if tq.wait < 0 || tq.wait > api.MaxTransferWait {
+			t.Fatalf("query %q: wait %v", q, tq.wait)
+		}
+		v := url.Values{api.QueryFiles: {tq.files}}
+		for name, n := range map[string]int{api.QueryOffset: tq.window.Offset, api.QueryLimit: tq.window.Limit,
+			api.QueryDirOffset: tq.window.DirOffset, api.QueryDirLimit: tq.window.DirLimit} {
+			v.Set(name, strconv.Itoa(n))
+		}
+		if tq.wait > 0 {
+			v.Set(api.QueryWait, tq.wait.String())
 		}
 		r.URL.RawQuery = v.Encode()
-		files2, wait2, err := transferQuery(r)
-		if err != nil || files2 != files || wait2 != wait {
-			t.Fatalf("query %q: %q %v; written as %q: %q %v, %v", q, files, wait, r.URL.RawQuery, files2, wait2, err)
+		tq2, err := parseTransferQuery(r)
+		if err != nil || tq2 != tq {
+			t.Fatalf("query %q: %+v; written as %q: %+v, %v", q, tq, r.URL.RawQuery, tq2, err)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,24 +16,62 @@ import (
 	"github.com/ftagent/ftagent/pkg/trust"
 )
 
-// transferQuery reads api.QueryFiles and api.QueryWait.
-func transferQuery(r *http.Request) (files string, wait time.Duration, err error) {
+// transferQuery is what a request asks of a transfer's view: which files
+// (api.QueryFiles), which window of them (api.QueryOffset and the rest) and
+// how long to wait for its end (api.QueryWait).
+type transferQuery struct {
+	files  string
+	window transfer.Window
+	wait   time.Duration
+}
+
+// firstPage is the window of a request that names none.
+var firstPage = transfer.Window{Limit: api.DefaultLimit, DirLimit: api.DefaultLimit}
+
+// parseTransferQuery reads a transferQuery; a value it cannot take is an
+// error that says so, for a 400.
+func parseTransferQuery(r *http.Request) (transferQuery, error) {
 	q := r.URL.Query()
-	files = q.Get(api.QueryFiles)
-	switch files {
+	tq := transferQuery{files: q.Get(api.QueryFiles), window: firstPage}
+	switch tq.files {
 	case "":
-		files = transfer.FilesAll
+		tq.files = transfer.FilesAll
 	case transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded:
 	default:
-		return "", 0, fmt.Errorf("%s=%q is not %q, %q or %q", api.QueryFiles, files, transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded)
+		return tq, fmt.Errorf("%s=%q is not %q, %q or %q", api.QueryFiles, tq.files, transfer.FilesAll, transfer.FilesNone, transfer.FilesEnded)
+	}
+	for _, p := range []struct {
+		name   string
+		to     *int
+		least  int
+		limits bool
+	}{
+		{api.QueryOffset, &tq.window.Offset, 0, false},
+		{api.QueryLimit, &tq.window.Limit, 1, true},
+		{api.QueryDirOffset, &tq.window.DirOffset, 0, false},
+		{api.QueryDirLimit, &tq.window.DirLimit, 1, true},
+	} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		switch {
+		case p.limits && (err != nil || n < p.least || n > api.MaxLimit):
+			return tq, fmt.Errorf("%s=%q is not a number from %d to %d", p.name, v, p.least, api.MaxLimit)
+		case err != nil || n < p.least:
+			return tq, fmt.Errorf("%s=%q is not a number, %d or more", p.name, v, p.least)
+		}
+		*p.to = n
 	}
 	if w := q.Get(api.QueryWait); w != "" {
-		if wait, err = time.ParseDuration(w); err != nil || wait < 0 {
-			return "", 0, fmt.Errorf("%s=%q is not a duration", api.QueryWait, w)
+		var err error
+		if tq.wait, err = time.ParseDuration(w); err != nil || tq.wait < 0 {
+			return tq, fmt.Errorf("%s=%q is not a duration", api.QueryWait, w)
 		}
-		wait = min(wait, api.MaxTransferWait)
+		tq.wait = min(tq.wait, api.MaxTransferWait)
 	}
-	return files, wait, nil
+	return tq, nil
 }
 
 // decodeCreateTransfer reads the body of POST api.PathTransfers, an
@@ -57,7 +96,7 @@ func decodeCreateTransfer(w http.ResponseWriter, r *http.Request) (api.CreateTra
 
 func (in *Instance) transferRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+api.PathTransfers, in.guard(needOperator, func(w http.ResponseWriter, r *http.Request) {
-		files, _, qerr := transferQuery(r)
+		tq, qerr := parseTransferQuery(r)
 		if qerr != nil {
 			writeError(w, http.StatusBadRequest, qerr.Error())
 			return
@@ -72,21 +111,26 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.transferError(w, err)
 			return
 		}
-		if files == transfer.FilesNone || files == transfer.FilesEnded && !transfer.Terminal(t.State) {
+		if tq.files == transfer.FilesNone || tq.files == transfer.FilesEnded && !transfer.Terminal(t.State) {
 			writeJSON(w, http.StatusCreated, transfer.SummaryOf(t, in.cfg.TransferRoot).JSONValue())
 			return
 		}
-		writeJSON(w, http.StatusCreated, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
+		writeJSON(w, http.StatusCreated, transfer.PageOf(t, in.cfg.TransferRoot, tq.window).JSONValue())
 	}))
 	mux.HandleFunc("GET "+api.PathTransfers, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {
 			in.misdirected(w)
 			return
 		}
-		ts := in.transfers.List()
-		out := make([]any, 0, len(ts))
-		for _, t := range ts {
-			out = append(out, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
+		tq, err := parseTransferQuery(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		vs := in.transfers.ListPage(in.cfg.TransferRoot, tq.files, tq.window)
+		out := make([]any, len(vs))
+		for i, v := range vs {
+			out[i] = v.JSONValue()
 		}
 		writeJSON(w, http.StatusOK, out)
 	}))
@@ -95,19 +139,27 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.misdirected(w)
 			return
 		}
-		files, wait, err := transferQuery(r)
+		tq, err := parseTransferQuery(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if wait > 0 {
+		id := r.PathValue("id")
+		ok := true
+		if tq.wait > 0 {
 			// The answer comes after up to wait: give it the time of an
-			// ordinary request on top.
-			extendDeadlines(w, wait+writeTimeout)
+			// ordinary request on top. The wait reads the transfer
+			// without its files, however often it changes; the answer
+			// is rendered once, with the window, when the wait is over.
+			extendDeadlines(w, tq.wait+writeTimeout)
+			_, ok = in.transfers.WaitView(r.Context(), id, in.cfg.TransferRoot, transfer.FilesNone, tq.wait)
 		}
-		v, ok := in.transfers.WaitView(r.Context(), r.PathValue("id"), in.cfg.TransferRoot, files, wait)
+		var v transfer.View
+		if ok {
+			v, ok = in.transfers.ViewPage(id, in.cfg.TransferRoot, tq.files, tq.window)
+		}
 		if !ok {
-			writeError(w, http.StatusNotFound, "no transfer "+r.PathValue("id"))
+			writeError(w, http.StatusNotFound, "no transfer "+id)
 			return
 		}
 		writeJSON(w, http.StatusOK, v.JSONValue())
@@ -129,7 +181,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			in.transferError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, transfer.ViewOf(t, in.cfg.TransferRoot).JSONValue())
+		writeJSON(w, http.StatusOK, transfer.PageOf(t, in.cfg.TransferRoot, firstPage).JSONValue())
 	}))
 }
 

@@ -10,14 +10,14 @@ import (
 )
 
 // FuzzParseTransferBody reads arbitrary bodies as a transfer's view, as
-// the client does (ParseTransferBody reads up to the files; Decode reads
-// all): no panic, the body is left as it is, and a view that decodes is
+// the client does (ParseTransferBody reads up to the files): no panic, the body is left as it is, and a view that decodes is
 // read by ParseTransferBody, once the agent has written it, as the same view
 // without its files and directories.
 func FuzzParseTransferBody(f *testing.F) {
 	ended := time.Date(2026, 11, 24, 13, 0, 0, 0, time.UTC)
 	v := transfer.View{ID: "t1", State: transfer.StateFailed, Bytes: 10, BytesDone: 4, Failovers: 1, BytesResent: 2, Reason: "a\xff: gone",
 		Priority: 3, Created: ended.Add(-time.Hour), Ended: &ended, CurrentFile: "in/a\xff", Directories: 1, DirectoriesDone: 1,
+		FilesTotal: 3, NextOffset: 1,
 		Files: []transfer.FileView{{Source: "in/a\xff", Destination: "out/a\xff", Bytes: 10, BytesDone: 4, State: transfer.StateFailed, Reason: "gone"}},
 		Dirs:  []transfer.DirView{{Source: "in/d", Destination: "out/d", State: transfer.StateCompleted}}}
 	for _, x := range []any{v.JSONValue(), transfer.View{ID: "t2"}.JSONValue()} {
@@ -32,17 +32,10 @@ func FuzzParseTransferBody(f *testing.F) {
 	f.Add([]byte(`{"id":"x","files":[{"source":"\u0000%ZZ"}]}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		orig := bytes.Clone(raw)
-		b, err := ParseTransferBody(raw)
-		if !bytes.Equal(raw, orig) || !bytes.Equal(b.Raw, orig) {
+		if b, _ := ParseTransferBody(raw); !bytes.Equal(raw, orig) || !bytes.Equal(b.Raw, orig) {
 			t.Fatalf("ParseTransferBody changed the body %q", orig)
 		}
 		full, ferr := transfer.DecodeView(raw)
-		if err == nil {
-			got, err := b.Decode()
-			if (err == nil) != (ferr == nil) || err == nil && !bytes.Equal(viewJSON(t, got), viewJSON(t, full)) {
-				t.Fatalf("Decode %+v, %v; DecodeView %+v, %v", got, err, full, ferr)
-			}
-		}
 		if ferr != nil {
 			return
 		}

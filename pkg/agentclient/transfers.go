@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/api"
@@ -42,16 +43,76 @@ func CreateTransferFiles(ctx context.Context, cl *client.Client, req transfer.Re
 // start the listing again. A connection that breaks still moves on at once.
 const CreateTimeout = 10 * time.Minute
 
-// GetTransfer returns one transfer as the active sees it.
+// GetTransfer returns one transfer as the active sees it, with the first
+// page of its files (api.DefaultLimit of them, and as many directories).
 func GetTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
+	return GetTransferPage(ctx, cl, id, transfer.Window{})
+}
+
+// GetTransferPage returns one transfer with the files and directories of w
+// (api.QueryOffset): a limit of 0 is the agent's default (api.DefaultLimit).
+// An agent that does not know windows answers with every file.
+func GetTransferPage(ctx context.Context, cl *client.Client, id string, w transfer.Window) (transfer.View, error) {
+	path := api.TransferPath(id)
+	if q := windowQuery(w); len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var v transfer.View
-	err := cl.Do(ctx, http.MethodGet, api.TransferPath(id), nil, &v)
+	err := cl.Do(ctx, http.MethodGet, path, nil, &v)
 	return v, err
 }
 
+// GetTransferAll returns one transfer with every file and directory, asked
+// for a page of api.MaxLimit at a time: for a caller that checks every
+// file (the chaos checker). The view's counts are those of the last page.
+func GetTransferAll(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
+	w := transfer.Window{Limit: api.MaxLimit, DirLimit: api.MaxLimit}
+	v, err := GetTransferPage(ctx, cl, id, w)
+	if err != nil {
+		return v, err
+	}
+	files, dirs := v.Files, v.Dirs
+	for v.NextOffset > 0 || v.NextDirOffset > 0 {
+		if v.NextOffset > 0 && v.NextOffset <= w.Offset || v.NextDirOffset > 0 && v.NextDirOffset <= w.DirOffset {
+			return v, fmt.Errorf("transfer %s: the next page (offset %d, dirOffset %d) does not follow the last (%d, %d)",
+				id, v.NextOffset, v.NextDirOffset, w.Offset, w.DirOffset)
+		}
+		// A list already whole is asked for past its end: none of it.
+		w.Offset, w.DirOffset = v.FilesTotal, v.Directories
+		if v.NextOffset > 0 {
+			w.Offset = v.NextOffset
+		}
+		if v.NextDirOffset > 0 {
+			w.DirOffset = v.NextDirOffset
+		}
+		if v, err = GetTransferPage(ctx, cl, id, w); err != nil {
+			return v, err
+		}
+		files, dirs = append(files, v.Files...), append(dirs, v.Dirs...)
+	}
+	v.Files, v.Dirs = files, dirs
+	return v, nil
+}
+
+// windowQuery is w as query parameters, leaving out what is the agent's
+// default.
+func windowQuery(w transfer.Window) url.Values {
+	q := url.Values{}
+	for _, p := range []struct {
+		name string
+		n    int
+	}{{api.QueryOffset, w.Offset}, {api.QueryLimit, w.Limit}, {api.QueryDirOffset, w.DirOffset}, {api.QueryDirLimit, w.DirLimit}} {
+		if p.n > 0 {
+			q.Set(p.name, strconv.Itoa(p.n))
+		}
+	}
+	return q
+}
+
 // GetTransferWait returns one transfer once it has ended or wait has passed
-// (api.QueryWait), with its files as files says (api.QueryFiles). An agent that
-// does not know these parameters answers at once with every file.
+// (api.QueryWait), with its files as files says (api.QueryFiles): the first
+// page of them. An agent that does not know these parameters answers at
+// once with every file.
 func GetTransferWait(ctx context.Context, cl *client.Client, id, files string, wait time.Duration) (TransferBody, error) {
 	q := url.Values{api.QueryFiles: {files}}
 	if wait > 0 {
@@ -65,10 +126,10 @@ func GetTransferWait(ctx context.Context, cl *client.Client, id, files string, w
 }
 
 // TransferBody is a transfer's view as the agent sent it: View holds what
-// comes before its files (View.Files is nil), Raw the whole body. A caller
-// that prints the view as JSON writes Raw and never decodes the files
-// (tens of milliseconds for 10,000 files, on the way to the user); one
-// that needs them calls Decode.
+// comes before its files (View.Files is nil, filesTotal counts them), Raw
+// the whole body. A caller that prints the view as JSON writes Raw and
+// never decodes the files (milliseconds for a page of 1,000, tens of them
+// for the 10,000 an older agent sends, on the way to the user).
 type TransferBody struct {
 	transfer.View
 	Raw []byte
@@ -107,19 +168,16 @@ func ParseTransferBody(raw []byte) (TransferBody, error) {
 	return b, nil
 }
 
-// Decode returns the whole View, files included.
-func (b TransferBody) Decode() (transfer.View, error) {
-	v, err := transfer.DecodeView(b.Raw)
-	if err != nil {
-		return v, fmt.Errorf("transfer %s: %w", b.ID, err)
+// ListTransfers returns every transfer the agent keeps, each with its
+// files as files says (api.QueryFiles): the first page of them, or none
+// with transfer.FilesNone, for a caller that needs only their counts.
+func ListTransfers(ctx context.Context, cl *client.Client, files string) ([]transfer.View, error) {
+	path := api.PathTransfers
+	if files != "" && files != transfer.FilesAll {
+		path += "?" + url.Values{api.QueryFiles: {files}}.Encode()
 	}
-	return v, nil
-}
-
-// ListTransfers returns every transfer the agent keeps.
-func ListTransfers(ctx context.Context, cl *client.Client) ([]transfer.View, error) {
 	var vs []transfer.View
-	err := cl.Do(ctx, http.MethodGet, api.PathTransfers, nil, &vs)
+	err := cl.Do(ctx, http.MethodGet, path, nil, &vs)
 	return vs, err
 }
 
@@ -134,14 +192,16 @@ func CancelTransfer(ctx context.Context, cl *client.Client, id string) (transfer
 // view. Across a failover it keeps asking (the client moves to the new
 // active) for up to patience without an answer. It asks for an answer at
 // the transfer's end or after every, whichever comes first, without the
-// files until the end (the view it returns has them): it learns of the end
-// at once, and a long transfer's files are not sent every time.
-func WaitTransfer(ctx context.Context, cl *client.Client, id string, every, patience time.Duration, update func(transfer.View)) (TransferBody, error) {
+// files until the end: it learns of the end at once, and a long transfer's
+// files are not sent every time. files is transfer.FilesEnded (the view it
+// returns has the first page of the files) or transfer.FilesNone (it has
+// none: for a caller that needs only their count, filesTotal).
+func WaitTransfer(ctx context.Context, cl *client.Client, id, files string, every, patience time.Duration, update func(transfer.View)) (TransferBody, error) {
 	lastOK := time.Now()
 	var last TransferBody
 	for {
 		asked := time.Now()
-		v, err := GetTransferWait(ctx, cl, id, transfer.FilesEnded, every)
+		v, err := GetTransferWait(ctx, cl, id, files, every)
 		switch {
 		case err == nil:
 			lastOK, last = time.Now(), v

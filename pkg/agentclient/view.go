@@ -1,5 +1,6 @@
 // Package agentclient is the client side of an agent's API: typed calls
-// (create, follow, list and cancel transfers; the agent's view; stop an
+// (create, follow, list and cancel transfers, and read a transfer's files a
+// page at a time, or all of them page after page; the agent's view; stop an
 // instance; list the raft group's members and remove one) over pkg/client, which carries every request with its failover
 // and retry policy. The wire types are pkg/api's; the server is pkg/agent,
 // which this package does not import. The commands (cmd/ftagent, cmd/ftstop),

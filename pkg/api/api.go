@@ -10,6 +10,11 @@
 // the Ftagent-Active header (client.ActiveHeader), or with 503 while there
 // is none; a stopping active answers transfer requests with 503 too. Any
 // other refusal is an Error body with a 4xx or 5xx status.
+//
+// A transfer's view lists a page of its files (QueryOffset, QueryLimit),
+// the first DefaultLimit unless the client asks for another: no answer,
+// and no view the agent builds for one, holds every file of a large
+// transfer.
 package api
 
 import (
@@ -47,16 +52,19 @@ func MemberPath(name string) string { return PathMembers + "/" + url.PathEscape(
 
 // Paths the active answers.
 const (
-	// PathTransfers is GET: every transfer the agent keeps ([]transfer.View),
-	// and POST: create one (CreateTransferRequest, answered with 201 and
-	// the transfer.View). TransferPath and CancelPath name one transfer.
+	// PathTransfers is GET: every transfer the agent keeps ([]transfer.View,
+	// each with a window of its files: QueryOffset), and POST: create one
+	// (CreateTransferRequest, answered with 201 and the transfer.View).
+	// TransferPath and CancelPath name one transfer.
 	PathTransfers = "/v1/transfers"
 )
 
-// TransferPath is GET: one transfer (transfer.View), as the active sees it.
+// TransferPath is GET: one transfer (transfer.View, with a window of its
+// files: QueryOffset), as the active sees it.
 func TransferPath(id string) string { return PathTransfers + "/" + url.PathEscape(id) }
 
-// CancelPath is POST: cancel a transfer that has not ended (transfer.View).
+// CancelPath is POST: cancel a transfer that has not ended (transfer.View,
+// with the first DefaultLimit files).
 func CancelPath(id string) string { return TransferPath(id) + "/cancel" }
 
 // QueryTarget=TargetActive sends a PathStop request to the active: another
@@ -66,14 +74,32 @@ const (
 	TargetActive = "active"
 )
 
-// Query parameters of GET TransferPath (and, files only, of POST
-// PathTransfers): what clients that follow a transfer need, cheaply. An
-// agent that does not know them answers with the whole transfer at once.
+// Query parameters of GET TransferPath (and, but for QueryWait, of POST
+// PathTransfers and of GET PathTransfers, where they apply to each
+// transfer): what clients that follow a transfer need, cheaply. An agent
+// that does not know them answers with the whole transfer at once.
 const (
 	// QueryFiles: transfer.FilesAll (the default), transfer.FilesNone
 	// (files null), or transfer.FilesEnded (the files only once the
 	// transfer has ended).
 	QueryFiles = "files"
+	// QueryOffset and QueryLimit select the files listed (a window, by
+	// index in the transfer's order): QueryLimit of them (DefaultLimit
+	// when absent, at most MaxLimit) from QueryOffset (0 when absent). The
+	// view's filesTotal counts them all, and its nextOffset, when more
+	// follow, is the QueryOffset of the next page. QueryDirOffset and
+	// QueryDirLimit do the same for the directories (directories,
+	// nextDirOffset).
+	QueryOffset    = "offset"
+	QueryLimit     = "limit"
+	QueryDirOffset = "dirOffset"
+	QueryDirLimit  = "dirLimit"
+	// DefaultLimit keeps the transfers of a few files whole in one
+	// answer, and a client that knows no window (an older one) gets the
+	// first page of a large transfer; MaxLimit bounds one answer (about
+	// 2 MB of JSON for 10,000 files).
+	DefaultLimit = 1000
+	MaxLimit     = 10000
 	// QueryWait: a duration (Go syntax, at most MaxTransferWait); the
 	// answer comes once the transfer has ended or the duration has passed.
 	QueryWait = "wait"

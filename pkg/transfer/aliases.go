@@ -20,6 +20,7 @@ type (
 	View      = replicated.View
 	FileView  = replicated.FileView
 	DirView   = replicated.DirView
+	Window    = replicated.Window
 )
 
 // Transfer and file states.
@@ -85,6 +86,9 @@ func ViewOf(t *Transfer, root string) View { return replicated.ViewOf(t, root) }
 
 // SummaryOf is ViewOf without the files (Files nil).
 func SummaryOf(t *Transfer, root string) View { return replicated.SummaryOf(t, root) }
+
+// PageOf is ViewOf with the files and directories of w only.
+func PageOf(t *Transfer, root string, w Window) View { return replicated.PageOf(t, root, w) }
 
 // DecodeRequest reads a request as a client sent it, refusing a field the
 // request does not have (replicated.DecodeRequest).

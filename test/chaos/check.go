@@ -52,7 +52,12 @@ func Settle(a *Agent, jobs []*Job, timeout time.Duration) (map[string]transfer.V
 	for _, j := range jobs {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			v, err := agentclient.GetTransfer(ctx, a.Client, j.ID)
+			b, err := agentclient.GetTransferWait(ctx, a.Client, j.ID, transfer.FilesNone, 0)
+			v := b.View
+			if err == nil && transfer.Terminal(v.State) {
+				// Check judges every file: all of them, a page at a time.
+				v, err = agentclient.GetTransferAll(ctx, a.Client, j.ID)
+			}
 			cancel()
 			if err == nil && transfer.Terminal(v.State) {
 				views[j.ID] = v

@@ -136,6 +136,18 @@ func (t *Transfer) FileAt(i int) File {
 	return t.Files[i]
 }
 
+// progressAt is what a view counts of file i of t (its state, size and
+// checkpointed offset), read in place: counting a million files' progress
+// copies no File and builds no path.
+func (t *Transfer) progressAt(i int) (state string, bytes, offset int64) {
+	if t.packed != nil {
+		pf := &t.packed.files[i]
+		return packedStates[pf.state], pf.bytes, pf.offset
+	}
+	f := &t.Files[i]
+	return f.State, f.Bytes, f.Checkpoint.Offset
+}
+
 func (p *packedFiles) file(i int) File {
 	pf := &p.files[i]
 	start := uint32(0)

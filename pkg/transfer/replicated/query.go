@@ -57,7 +57,55 @@ func (s *State) View(id, root string, files bool, live func(t *Transfer) (int, i
 	if !ok {
 		return View{}, false
 	}
-	return viewOf(t, root, files, live), true
+	var w *Window
+	if files {
+		w = all(t)
+	}
+	return viewOf(t, root, w, live), true
+}
+
+// ViewPage is View with the files and directories of w (none when w is
+// nil, or when whenEnded and the transfer has not ended: decided under
+// the same lock as the view, so a view that has ended has its files).
+func (s *State) ViewPage(id, root string, w *Window, whenEnded bool, live func(t *Transfer) (int, int64)) (View, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	if !ok {
+		return View{}, false
+	}
+	return viewOf(t, root, listed(t, w, whenEnded), live), true
+}
+
+// ViewPages is ViewPage of every transfer, in creation order (List's),
+// without copying them first; live, if set, gives a transfer's live
+// progress by its id.
+func (s *State) ViewPages(root string, w *Window, whenEnded bool, live func(id string) func(*Transfer) (int, int64)) []View {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ts := make([]*Transfer, 0, len(s.transfers))
+	for _, t := range s.transfers {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return seqBefore(ts[i], ts[j]) })
+	out := make([]View, len(ts))
+	for i, t := range ts {
+		var l func(*Transfer) (int, int64)
+		if live != nil {
+			l = live(t.ID)
+		}
+		out[i] = viewOf(t, root, listed(t, w, whenEnded), l)
+	}
+	return out
+}
+
+// listed is the window a view of t lists: w, or nil when whenEnded and t
+// has not ended.
+func listed(t *Transfer, w *Window, whenEnded bool) *Window {
+	if whenEnded && !Terminal(t.State) {
+		return nil
+	}
+	return w
 }
 
 // Ended reports whether transfer id has ended (or is gone).

@@ -26,13 +26,34 @@ type View struct {
 	Creating bool `json:"creating,omitempty"`
 	// Directories counts the directories a recursive transfer makes
 	// (empty or not), DirectoriesDone those made.
-	Directories     int        `json:"directories"`
-	DirectoriesDone int        `json:"directoriesDone"`
-	Files           []FileView `json:"files"`
+	Directories     int `json:"directories"`
+	DirectoriesDone int `json:"directoriesDone"`
+	// FilesTotal counts the transfer's files; Files lists a window of
+	// them (Window). NextOffset, when more files follow the window, is
+	// the offset of the next one; NextDirOffset likewise for Dirs. They
+	// come before the lists, so that a client reading the view up to its
+	// files (agentclient.ParseTransferBody) has them.
+	FilesTotal    int        `json:"filesTotal"`
+	NextOffset    int        `json:"nextOffset,omitempty"`
+	NextDirOffset int        `json:"nextDirOffset,omitempty"`
+	Files         []FileView `json:"files"`
 	// Dirs lists the directories, with the files (after them: clients
 	// that read a view up to its files do not read them either).
 	Dirs []DirView `json:"dirs,omitempty"`
 }
+
+// Window is the part of a transfer's files a View lists: Limit files from
+// Offset, in the transfer's order, and DirLimit directories from
+// DirOffset. A window past the end lists none. A transfer of a million
+// files is shown a page at a time: the view, and the answer that carries
+// it, hold the window's files, not all of them.
+type Window struct {
+	Offset, Limit       int
+	DirOffset, DirLimit int
+}
+
+// all is the window of every file and directory of t.
+func all(t *Transfer) *Window { return &Window{Limit: t.FileCount(), DirLimit: len(t.Dirs)} }
 
 // DirView is one directory of a View.
 type DirView struct {
@@ -53,32 +74,63 @@ type FileView struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
-// ViewOf makes the client view of t; paths under root are shown relative
-// to it, as users give them.
-func ViewOf(t *Transfer, root string) View { return viewOf(t, root, true, nil) }
+// ViewOf makes the client view of t, with every file and directory; paths
+// under root are shown relative to it, as users give them.
+func ViewOf(t *Transfer, root string) View { return viewOf(t, root, all(t), nil) }
 
 // SummaryOf is ViewOf without the files (Files nil).
-func SummaryOf(t *Transfer, root string) View { return viewOf(t, root, false, nil) }
+func SummaryOf(t *Transfer, root string) View { return viewOf(t, root, nil, nil) }
 
-// viewOf is ViewOf, with the files left out (nil) unless files, and with
-// live progress: live, if set, names a file and the bytes the active has
-// written of it, counted when beyond its checkpoint.
-func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int64)) View {
+// PageOf is ViewOf with the files and directories of w only.
+func PageOf(t *Transfer, root string, w Window) View { return viewOf(t, root, &w, nil) }
+
+// viewOf is ViewOf, with the files and directories of w, or none (Files
+// and Dirs nil) when w is nil, and with live progress: live, if set,
+// names a file and the bytes the active has written of it, counted when
+// beyond its checkpoint. The counts (bytesDone, the current file, the
+// directories made) cover every file; only the window's are rendered, and
+// a file outside it is read without being copied or built (progressAt).
+func viewOf(t *Transfer, root string, w *Window, live func(*Transfer) (int, int64)) View {
 	v := View{
 		ID: t.ID, State: t.State, Bytes: t.Bytes,
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
 		Priority: t.Request.Priority, Owner: t.Owner, Created: t.Created, Ended: t.Ended,
-		Creating: t.Open && !Terminal(t.State),
+		Creating:   t.Open && !Terminal(t.State),
+		FilesTotal: t.FileCount(), Directories: len(t.Dirs),
 	}
 	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)
 	if live != nil {
 		liveFile, liveBytes = live(t)
 	}
-	if files {
-		v.Files = make([]FileView, 0, t.FileCount())
+	current := -1
+	for i := range v.FilesTotal {
+		state, bytes, done := t.progressAt(i)
+		switch {
+		case state == StateCompleted:
+			done = bytes
+		case i == liveFile && !Terminal(state) && liveBytes > done:
+			done = liveBytes
+		}
+		v.BytesDone += done
+		if state == StateRunning && current < 0 {
+			current = i
+		}
 	}
-	for i := range t.FileCount() {
+	if current >= 0 {
+		v.CurrentFile = rel(root, t.FileAt(current).Source)
+	}
+	for _, d := range t.Dirs {
+		if d.State == StateCompleted {
+			v.DirectoriesDone++
+		}
+	}
+	if w == nil {
+		return v
+	}
+	from, to := span(w.Offset, w.Limit, v.FilesTotal)
+	v.Files = make([]FileView, 0, to-from)
+	for i := from; i < to; i++ {
 		f := t.FileAt(i)
 		done := f.Checkpoint.Offset
 		switch {
@@ -87,27 +139,28 @@ func viewOf(t *Transfer, root string, files bool, live func(*Transfer) (int, int
 		case i == liveFile && !Terminal(f.State) && liveBytes > done:
 			done = liveBytes
 		}
-		v.BytesDone += done
-		if files {
-			v.Files = append(v.Files, FileView{
-				Source: rel(root, f.Source), Destination: rel(root, f.Destination),
-				Bytes: f.Bytes, BytesDone: done, SHA256: f.SHA256, State: f.State, Reason: f.Reason,
-			})
-		}
-		if f.State == StateRunning && v.CurrentFile == "" {
-			v.CurrentFile = rel(root, f.Source)
-		}
+		v.Files = append(v.Files, FileView{
+			Source: rel(root, f.Source), Destination: rel(root, f.Destination),
+			Bytes: f.Bytes, BytesDone: done, SHA256: f.SHA256, State: f.State, Reason: f.Reason,
+		})
 	}
-	v.Directories = len(t.Dirs)
-	for _, d := range t.Dirs {
-		if d.State == StateCompleted {
-			v.DirectoriesDone++
-		}
-		if files {
-			v.Dirs = append(v.Dirs, DirView{Source: rel(root, d.Source), Destination: rel(root, d.Destination), State: d.State, Reason: d.Reason})
-		}
+	if to < v.FilesTotal {
+		v.NextOffset = to
+	}
+	from, to = span(w.DirOffset, w.DirLimit, len(t.Dirs))
+	for _, d := range t.Dirs[from:to] {
+		v.Dirs = append(v.Dirs, DirView{Source: rel(root, d.Source), Destination: rel(root, d.Destination), State: d.State, Reason: d.Reason})
+	}
+	if to < len(t.Dirs) {
+		v.NextDirOffset = to
 	}
 	return v
+}
+
+// span is the indices [from, to) of limit items from offset among n.
+func span(offset, limit, n int) (from, to int) {
+	from = min(max(offset, 0), n)
+	return from, from + min(max(limit, 0), n-from)
 }
 
 // cleanRoot makes root ready for rel: cleaned, and "" when empty.
