@@ -111,7 +111,8 @@ func (m *Manager) createInParts(ctx context.Context, lease ha.Lease, c replicate
 			return nil, fmt.Errorf("create transfer %s: entry %d of %d: %w", id, i+2, len(parts), err)
 		}
 	}
-	t, ok := m.state.Get(id)
+	// Its files shared, not copied: the caller renders a page of them.
+	t, ok := m.state.Shared(id)
 	if !ok {
 		return nil, fmt.Errorf("create transfer %s: %w", id, ErrNotFound)
 	}

@@ -99,8 +99,8 @@ func TestLargeRequestIsCreatedInBoundedEntries(t *testing.T) {
 	}
 	// The plan's order: sources sorted as the walk lists them.
 	var srcs []string
-	for _, f := range tr.Files {
-		srcs = append(srcs, f.Source)
+	for i := range tr.FileCount() {
+		srcs = append(srcs, tr.FileAt(i).Source)
 	}
 	if !slices.IsSorted(srcs) {
 		t.Fatalf("files out of order: %q", srcs)

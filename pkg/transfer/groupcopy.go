@@ -46,7 +46,7 @@ func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limit
 				if k >= len(group) || gctx.Err() != nil {
 					return
 				}
-				digest, source, err := m.copyWhole(gctx, t, t.Files[group[k]], limiters, &buf)
+				digest, source, err := m.copyWhole(gctx, t, t.FileAt(group[k]), limiters, &buf)
 				results[k] = result{tried: true, digest: digest, source: source, err: err}
 				if err != nil && !endpoint.Permanent(err) {
 					stopOnce.Do(func() { stopErr = err })
@@ -62,7 +62,7 @@ func (m *Manager) copyGroup(ctx context.Context, t *Transfer, group []int, limit
 	var transient error
 	for k, i := range group {
 		r := results[k]
-		f := t.Files[i]
+		f := t.FileAt(i)
 		switch {
 		case !r.tried:
 		case r.err == nil:

@@ -679,7 +679,7 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 	}
 	lease := *m.lease
 	m.mu.Unlock()
-	t, ok := m.state.Get(id)
+	t, ok := m.state.Shared(id)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}

@@ -19,7 +19,7 @@ import (
 // copyFile copies file i of t, resuming from its checkpoint. A permanent
 // failure is recorded for the file and returned as errFileFailed.
 func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i int, j *job, batch *eventBatch, limiters []*copyloop.Limiter) error {
-	f := t.Files[i]
+	f := t.FileAt(i)
 	fail := func(reason string) error {
 		// A failed file leaves no partial data behind.
 		if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {

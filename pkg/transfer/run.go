@@ -45,7 +45,7 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		t, ok := m.state.Get(id)
+		t, ok := m.state.Shared(id)
 		if !ok || Terminal(t.State) {
 			return
 		}
@@ -97,11 +97,12 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 // a cancel or a failure leaves. A failure to remove one is logged; the
 // transfer has ended either way.
 func (m *Manager) removeParts(ctx context.Context, id string) {
-	t, ok := m.state.Get(id)
+	t, ok := m.state.Shared(id)
 	if !ok {
 		return
 	}
-	for _, f := range t.Files {
+	for i := range t.FileCount() {
+		f := t.FileAt(i)
 		if f.State == StateCompleted {
 			continue
 		}
@@ -113,13 +114,13 @@ func (m *Manager) removeParts(ctx context.Context, id string) {
 
 // finishSources deletes the sources an ended transfer still has to delete.
 func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, j *job) {
-	t, ok := m.state.Get(id)
+	t, ok := m.state.Shared(id)
 	if !ok {
 		return
 	}
 	batch := &eventBatch{m: m, id: id, epoch: lease.Epoch}
-	for i, f := range t.Files {
-		if f.State == StateCompleted && !f.SourceDeleted {
+	for i := range t.FileCount() {
+		if f := t.FileAt(i); f.State == StateCompleted && !f.SourceDeleted {
 			if err := m.deleteSource(ctx, batch, id, i); err != nil {
 				m.log.Warn().Err(err).Str("transfer", id).Msg("delete sources of an ended transfer")
 				return
@@ -130,7 +131,7 @@ func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, 
 		m.log.Warn().Err(err).Str("transfer", id).Msg("record deleted sources")
 		return
 	}
-	if t, ok := m.state.Get(id); ok && t.SourcesToDelete() && ctx.Err() == nil {
+	if t, ok := m.state.Shared(id); ok && t.SourcesToDelete() && ctx.Err() == nil {
 		m.mu.Lock()
 		m.noCleanup[id] = true // what is left could not be deleted: logged above
 		m.mu.Unlock()
@@ -144,7 +145,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	if err := m.prepare(ctx, lease, id); err != nil { // names and directories (dirs.go)
 		return err
 	}
-	t, ok := m.state.Get(id)
+	t, ok := m.state.Shared(id)
 	if !ok {
 		return nil
 	}
@@ -156,8 +157,8 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	p := m.newSmallPipe(ctx, lease, t, limiters)
 	defer p.stop() // normally done already: waits for what is in flight
 	groupBytes := m.smallGroupBytes(t)
-	for i := 0; i < len(t.Files); i++ {
-		f := t.Files[i]
+	for i := 0; i < t.FileCount(); i++ {
+		f := t.FileAt(i)
 		if ctx.Err() != nil {
 			if err := p.drain(batch); err != nil {
 				return err

@@ -75,8 +75,8 @@ const smallGroupFloor = 64 << 10
 func smallGroup(t *Transfer, i int, maxBytes int64) []int {
 	var idx []int
 	var size int64
-	for k := i; k < len(t.Files) && len(idx) < smallGroupMax; k++ {
-		f := t.Files[k]
+	for k := i; k < t.FileCount() && len(idx) < smallGroupMax; k++ {
+		f := t.FileAt(k)
 		if f.State != StateQueued || f.Started || f.Bytes > smallFileMax || size+f.Bytes > maxBytes && len(idx) > 0 {
 			break
 		}
@@ -400,7 +400,7 @@ func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 
 	paths := make([]string, len(ps.ok))
 	for k, c := range ps.ok {
-		paths[k] = t.Files[c.i].Destination
+		paths[k] = t.FileAt(c.i).Destination
 	}
 	// The first group's batch was begun before any of the groups' writes:
 	// its sync reports the errors of them all.
@@ -416,7 +416,7 @@ func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
 	}
 	kept := ps.ok[:0]
 	for _, c := range ps.ok {
-		f := t.Files[c.i]
+		f := t.FileAt(c.i)
 		now, err := m.ep.Stat(ctx, f.Source)
 		switch {
 		case err != nil && endpoint.Permanent(err):
@@ -471,7 +471,7 @@ func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
 	}
 	paths := make([]string, len(ps.ok))
 	for k, c := range ps.ok {
-		paths[k] = t.Files[c.i].Destination
+		paths[k] = t.FileAt(c.i).Destination
 	}
 	errs := m.ep.RenameAll(ctx, paths, t.Request.Overwrite == OverwriteAlways)
 	for k, c := range ps.ok {
@@ -527,7 +527,7 @@ func (p *smallPipe) recordSet(rs *renamedSet) error {
 	// Only after the completions have committed.
 	if t.Request.Disposition == DispositionDelete {
 		for _, c := range rs.done {
-			i, f := c.i, t.Files[c.i]
+			i, f := c.i, t.FileAt(c.i)
 			if err := m.ep.RemoveSource(ctx, f.Source, c.source); err != nil {
 				if endpoint.Permanent(err) {
 					m.log.Warn().Err(err).Str("transfer", t.ID).Str("file", f.Source).Msg("source not deleted after its transfer")
@@ -548,7 +548,7 @@ func (p *smallPipe) recordSet(rs *renamedSet) error {
 
 // failSmall removes a failed small file's .part and returns its event.
 func (m *Manager) failSmall(ctx context.Context, t *Transfer, i int, reason string) FileEvent {
-	f := t.Files[i]
+	f := t.FileAt(i)
 	if err := m.ep.Remove(ctx, endpoint.PartName(f.Destination)); err != nil {
 		m.log.Warn().Err(err).Str("file", f.Destination).Msg("remove .part of a failed file")
 	}

@@ -130,7 +130,9 @@ func TestNamesThroughJSON(t *testing.T) {
 	got, _ := s.Get("odd")
 	got.Files[1].State = StateRunning // the current file
 	s.mu.Lock()
-	s.transfers["odd"].Files[1].State = StateRunning
+	f := s.transfers["odd"].FileAt(1)
+	f.State = StateRunning
+	s.transfers["odd"].files.set(1, f)
 	s.mu.Unlock()
 	v := ViewOf(got, "/r")
 	var vback View

@@ -131,24 +131,26 @@ func (s *State) appendTo(a AppendCmd) any {
 		delete(s.transfers, a.ID)
 		return nil
 	}
-	for _, f := range a.Files {
+	files := make([]File, len(a.Files))
+	for i, f := range a.Files {
 		f.State = StateQueued
 		t.Bytes += f.Bytes
-		t.Files = append(t.Files, f)
+		files[i] = f
 	}
+	t.files.append(files)
 	for _, d := range a.Dirs {
 		d.State = StateQueued
 		t.Dirs = append(t.Dirs, d)
 	}
 	if a.Seal {
 		t.Open = false
-		if len(t.Files) == 0 && len(t.Dirs) == 0 {
+		if t.FileCount() == 0 && len(t.Dirs) == 0 {
 			t.State = StateCompleted
 			ended := t.Created
 			t.Ended = &ended
 		}
 	}
 	c := *t
-	c.Files, c.Dirs, c.packed = nil, nil, nil
+	c.Files, c.Dirs, c.files = nil, nil, nil
 	return &c
 }

@@ -39,7 +39,7 @@ func (s *State) Pending() []*Transfer {
 	for _, t := range s.transfers {
 		if !Terminal(t.State) || t.SourcesToDelete() {
 			c := *t
-			c.Files, c.packed, c.Dirs = nil, nil, nil
+			c.Files, c.files, c.Dirs = nil, nil, nil
 			out = append(out, &c)
 		}
 	}
@@ -167,8 +167,8 @@ func (t *Transfer) SourcesToDelete() bool {
 	if t.Request.Disposition != DispositionDelete {
 		return false
 	}
-	if t.packed != nil {
-		return t.packed.sourcesToDelete()
+	if t.files != nil {
+		return t.files.sourcesToDelete()
 	}
 	for _, f := range t.Files {
 		if f.State == StateCompleted && !f.SourceDeleted {

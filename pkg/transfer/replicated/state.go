@@ -194,16 +194,17 @@ type Transfer struct {
 	ended, failed, firstFailed int
 	// The same for Dirs.
 	dirsEnded, dirsFailed, firstFailedDir int
-	// packed holds the files of an ended transfer instead of Files (see
-	// packed.go); readers get them back from clone.
-	packed *packedFiles
+	// files holds the files in the state instead of Files (files.go);
+	// readers get them back from clone, or share them (State.Shared).
+	files *fileTable
 }
 
 // recount derives t's counts from its files.
 func (t *Transfer) recount() {
 	t.ended, t.failed, t.firstFailed = 0, 0, -1
-	for i := range t.Files {
-		t.count(i, "", t.Files[i].State)
+	for i := range t.FileCount() {
+		state, _, _ := t.progressAt(i)
+		t.count(i, "", state)
 	}
 	t.dirsEnded, t.dirsFailed, t.firstFailedDir = 0, 0, -1
 	for i := range t.Dirs {
@@ -251,11 +252,11 @@ func (t *Transfer) count(i int, was, now string) {
 func (t *Transfer) BytesDone() int64 {
 	var n int64
 	for i := range t.FileCount() {
-		f := t.FileAt(i)
-		if f.State == StateCompleted {
-			n += f.Bytes
+		state, bytes, offset := t.progressAt(i)
+		if state == StateCompleted {
+			n += bytes
 		} else {
-			n += f.Checkpoint.Offset
+			n += offset
 		}
 	}
 	return n
@@ -263,8 +264,8 @@ func (t *Transfer) BytesDone() int64 {
 
 func (t *Transfer) clone() *Transfer {
 	c := *t
-	if t.packed != nil {
-		c.Files, c.packed = t.packed.unpacked(), nil
+	if t.files != nil {
+		c.Files, c.files = t.files.all(), nil
 	} else {
 		c.Files = append([]File(nil), t.Files...)
 	}
@@ -467,7 +468,8 @@ func (s *State) create(c CreateCmd, index uint64, open bool) any {
 		t.Dirs[i].State = StateQueued
 	}
 	t.recount()
-	if len(t.Files) == 0 && len(t.Dirs) == 0 && !open {
+	t.tabulate()
+	if t.FileCount() == 0 && len(t.Dirs) == 0 && !open {
 		// Nothing to copy or make: done at once.
 		t.State = StateCompleted
 		ended := t.Created
@@ -560,14 +562,6 @@ func (s *State) files(c FilesCmd, epoch uint64) any {
 				return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
 			}
 		}
-		if t.packed != nil {
-			p, err := t.packed.sourcesDeleted(c.Events)
-			if err != nil {
-				return err
-			}
-			t.packed = p
-			return nil
-		}
 	}
 	// Check every event before changing anything: an entry applies whole.
 	// The events work on copies of the files they touch; the transfer is
@@ -576,14 +570,14 @@ func (s *State) files(c FilesCmd, epoch uint64) any {
 	var next []File
 	var resent int64
 	for _, ev := range c.Events {
-		if ev.Index < 0 || ev.Index >= len(t.Files) {
-			return fmt.Errorf("%w: file %d of %d", ErrBadFileEvent, ev.Index, len(t.Files))
+		if ev.Index < 0 || ev.Index >= t.FileCount() {
+			return fmt.Errorf("%w: file %d of %d", ErrBadFileEvent, ev.Index, t.FileCount())
 		}
 		k, ok := touched[ev.Index]
 		if !ok {
 			k = len(next)
 			touched[ev.Index] = k
-			next = append(next, t.Files[ev.Index])
+			next = append(next, t.FileAt(ev.Index))
 		}
 		f := &next[k]
 		if Terminal(f.State) && ev.Kind != EventSourceDeleted && !(ev.Kind == EventDone && f.State == StateCompleted) {
@@ -627,8 +621,9 @@ func (s *State) files(c FilesCmd, epoch uint64) any {
 		return err
 	}
 	for i, k := range touched {
-		t.count(i, t.Files[i].State, next[k].State)
-		t.Files[i] = next[k]
+		was, _, _ := t.progressAt(i)
+		t.count(i, was, next[k].State)
+		t.files.set(i, next[k])
 	}
 	for i, d := range dirs {
 		t.countDir(i, t.Dirs[i].State, d.State)
@@ -658,13 +653,13 @@ func progressed(evs []FileEvent) bool {
 
 // settle ends a transfer whose files have all ended.
 func settle(t *Transfer, now time.Time) {
-	if Terminal(t.State) || t.ended < len(t.Files) || t.dirsEnded < len(t.Dirs) {
+	if Terminal(t.State) || t.ended < t.FileCount() || t.dirsEnded < len(t.Dirs) {
 		return
 	}
 	ended := now
 	t.Ended = &ended
 	t.RecoveringSince = nil
-	defer t.pack()
+	defer t.files.ended()
 	if t.failed == 0 && t.dirsFailed == 0 {
 		t.State, t.Reason = StateCompleted, ""
 		return
@@ -676,12 +671,12 @@ func settle(t *Transfer, now time.Time) {
 		t.Reason = dirsReason(t)
 		return
 	}
-	first := t.Files[t.firstFailed]
+	first := t.FileAt(t.firstFailed)
 	firstReason := fmt.Sprintf("%s: %s", ReasonName(first.Source), first.Reason)
 	if t.failed == 1 {
 		t.Reason = firstReason
 	} else {
-		t.Reason = fmt.Sprintf("%d of %d files failed; first: %s", t.failed, len(t.Files), firstReason)
+		t.Reason = fmt.Sprintf("%d of %d files failed; first: %s", t.failed, t.FileCount(), firstReason)
 	}
 }
 
@@ -691,7 +686,7 @@ func settle(t *Transfer, now time.Time) {
 func dirsReason(t *Transfer) string {
 	var first string
 	if t.failed > 0 {
-		f := t.Files[t.firstFailed]
+		f := t.FileAt(t.firstFailed)
 		first = fmt.Sprintf("%s: %s", ReasonName(f.Source), f.Reason)
 	} else {
 		d := t.Dirs[t.firstFailedDir]
@@ -735,9 +730,11 @@ func (s *State) endOrRecover(kind string, c ReasonCmd) any {
 	case KindCancel:
 		t.State, t.Reason = StateCancelled, c.Reason
 	}
-	for i := range t.Files {
-		if !Terminal(t.Files[i].State) {
-			t.Files[i].State = t.State
+	for i := range t.FileCount() {
+		if state, _, _ := t.progressAt(i); !Terminal(state) {
+			f := t.FileAt(i)
+			f.State = t.State
+			t.files.set(i, f)
 		}
 	}
 	for i := range t.Dirs {
@@ -748,7 +745,7 @@ func (s *State) endOrRecover(kind string, c ReasonCmd) any {
 	t.recount()
 	ended := c.Time
 	t.Ended, t.RecoveringSince = &ended, nil
-	t.pack()
+	t.files.ended()
 	return nil
 }
 
@@ -782,28 +779,20 @@ type snapshot struct {
 }
 
 // Snapshot serialises the state. It holds the lock that Apply waits for
-// only to copy the transfers that may still change; ended transfers are
-// packed, and a packed form is never changed (packedFiles.sourcesDeleted
-// makes a new one), so they are unpacked and encoded after the lock is let
-// go: a large history does not stall the log.
+// only to share the transfers' file tables (files.go), which Apply then
+// copies a segment at a time before it changes them: the files are
+// unpacked and encoded after the lock is let go, so a large history does
+// not stall the log.
 func (s *State) Snapshot() ([]byte, error) {
-	s.mu.RLock()
+	s.mu.Lock() // sharing changes the tables' generations
 	all := make([]*Transfer, 0, len(s.transfers))
 	for _, t := range s.transfers {
-		if t.packed != nil {
-			c := *t // shares the packed form, which stays as it is
-			t = &c
-		} else {
-			t = t.clone()
-		}
-		all = append(all, t)
+		all = append(all, t.shared())
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	snap := snapshot{Transfers: make([]*transferJSON, 0, len(all))}
 	for _, t := range all {
-		if t.packed != nil {
-			t.Files, t.packed = t.packed.unpacked(), nil
-		}
+		t.Files, t.files = t.files.all(), nil
 		snap.Transfers = append(snap.Transfers, t.escaped())
 	}
 	sort.Slice(snap.Transfers, func(i, j int) bool { return seqBefore((*Transfer)(snap.Transfers[i]), (*Transfer)(snap.Transfers[j])) })
@@ -834,7 +823,7 @@ func (s *State) Restore(b []byte) error {
 		}
 		t := (*Transfer)(tj)
 		t.recount()
-		t.pack() // if ended
+		t.tabulate()
 		m[t.ID] = t
 	}
 	s.mu.Lock()

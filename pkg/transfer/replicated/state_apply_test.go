@@ -77,7 +77,7 @@ func TestEndedTransferPacked(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.s.mu.RLock()
-	packed := a.s.transfers["t"].packed != nil && a.s.transfers["t"].Files == nil
+	packed := a.s.transfers["t"].files != nil && a.s.transfers["t"].Files == nil
 	a.s.mu.RUnlock()
 	if !packed {
 		t.Fatal("the ended transfer's files are not packed")

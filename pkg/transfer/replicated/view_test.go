@@ -91,8 +91,8 @@ func TestViewWindowOfLargeTransfer(t *testing.T) {
 
 	tr.State = StateFailed
 	tr.Files[n/2].State = StateFailed
-	tr.pack()
-	if tr.packed == nil {
+	tr.tabulate()
+	if tr.files == nil {
 		t.Fatal("the ended transfer was not packed")
 	}
 	w := &Window{Offset: n - 10, Limit: 10, DirLimit: 1}
