@@ -1,0 +1,262 @@
+package replicated
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/ftagent/ftagent/pkg/replog"
+)
+
+// The snapshot of the transfers is the JSON object {"transfers":[…]}: every
+// transfer in creation order (seqBefore), each as json.Marshal writes its
+// transferJSON (namejson.go), names escaped; no transfers is [], and null
+// stands for the empty state. Earlier builds wrote it with one json.Marshal
+// and read it with one json.Unmarshal, and builds of a rolling upgrade read
+// one another's, so the bytes stay exactly those.
+//
+// But it is streamed both ways. With a transfer of a million files the JSON
+// is hundreds of megabytes, and the ended transfers, packed, take a fifth of
+// the memory their File values do (packed.go): so the snapshot is written
+// one file at a time, an ended transfer's unpacked as it is written, and
+// restored one transfer at a time, each packed as soon as it is decoded
+// (if ended). What is held is the state, plus one file on the way out, plus
+// one transfer on the way in.
+
+// Snapshot captures the state. It holds the lock that Apply waits for only
+// to copy the transfers that may still change; ended transfers are packed,
+// and a packed form is never changed (packedFiles.sourcesDeleted makes a new
+// one), so they are shared, and unpacked and encoded after the lock is let
+// go (WriteJSON): a large history does not stall the log.
+func (s *State) Snapshot() (replog.Snapshot, error) {
+	s.mu.RLock()
+	all := make([]*Transfer, 0, len(s.transfers))
+	for _, t := range s.transfers {
+		if t.packed != nil {
+			c := *t // shares the packed form, which stays as it is
+			t = &c
+		} else {
+			t = t.clone()
+		}
+		all = append(all, t)
+	}
+	s.mu.RUnlock()
+	sort.Slice(all, func(i, j int) bool { return seqBefore(all[i], all[j]) })
+	return &snapshot{transfers: all}, nil
+}
+
+// seqBefore orders transfers by creation (Seq, the log index of their
+// create), then by ID: a snapshot not written by this package may hold
+// equal Seqs, and the order must still be the same on every instance (the
+// snapshot's bytes, the history a create prunes).
+func seqBefore(a, b *Transfer) bool {
+	return a.Seq < b.Seq || a.Seq == b.Seq && a.ID < b.ID
+}
+
+// snapshot is the state as Snapshot captured it: the transfers in creation
+// order, no longer reachable from the state.
+type snapshot struct{ transfers []*Transfer }
+
+func (snap *snapshot) Release() { snap.transfers = nil }
+
+func (snap *snapshot) WriteJSON(w io.Writer) error {
+	jw := &jsonWriter{w: w}
+	jw.enc = json.NewEncoder(&jw.buf)
+	jw.raw(`{"transfers":[`)
+	for i, t := range snap.transfers {
+		if i > 0 {
+			jw.raw(",")
+		}
+		jw.transfer(t)
+		if jw.err != nil {
+			return fmt.Errorf("write transfer %s: %w", t.ID, jw.err)
+		}
+	}
+	jw.raw("]}")
+	return jw.err
+}
+
+// jsonWriter writes a snapshot's JSON to w, and keeps the first error.
+type jsonWriter struct {
+	w   io.Writer
+	buf bytes.Buffer
+	enc *json.Encoder // into buf
+	err error
+}
+
+func (jw *jsonWriter) raw(s string) {
+	if jw.err == nil {
+		_, jw.err = io.WriteString(jw.w, s)
+	}
+}
+
+func (jw *jsonWriter) write(b []byte) {
+	if jw.err == nil {
+		_, jw.err = jw.w.Write(b)
+	}
+}
+
+// value writes v as json.Marshal does: the encoder writes the same bytes
+// (HTML escaped alike), but for the newline it ends them with.
+func (jw *jsonWriter) value(v any) {
+	if jw.err != nil {
+		return
+	}
+	jw.buf.Reset()
+	if jw.err = jw.enc.Encode(v); jw.err == nil {
+		jw.write(jw.buf.Bytes()[:jw.buf.Len()-1])
+	}
+}
+
+// filesNull is how json.Marshal writes the files of a transfer whose
+// Files is nil, and where they go: "files" follows the fields id, seq,
+// request, state, reason, created and ended, none of which holds a key
+// "files", and a string's quotes are escaped, so the first match is it.
+var filesNull = []byte(`,"files":null,`)
+
+// transfer writes t as json.Marshal writes its escaped transferJSON: the
+// transfer without its files, with the files written one at a time in
+// place of their null, each with its names escaped (EncodeName leaves a
+// plain name as it is, so escaping each name is escaping all of a transfer
+// that has one that is not plain, as escaped does).
+func (jw *jsonWriter) transfer(t *Transfer) {
+	head := *t
+	head.Files, head.packed = nil, nil
+	hj := head.escaped()
+	// escaped gives a transfer whose directories' names it escaped new,
+	// empty files: json.Marshal of it wrote [] where a transfer without
+	// files otherwise has null. So does this.
+	emptyFiles := hj.Files != nil
+	hj.Files = nil
+	b, err := json.Marshal(hj)
+	if err != nil {
+		jw.err = err
+		return
+	}
+	at := bytes.Index(b, filesNull)
+	if at < 0 {
+		jw.err = errors.New(`no "files" in the transfer's JSON`) // a field of Transfer moved before it
+		return
+	}
+	at += len(`,"files":`)
+	jw.write(b[:at])
+	var f File // one, reused: one allocation per transfer, not per file
+	switch {
+	case t.packed != nil:
+		jw.raw("[")
+		for i := range t.packed.files {
+			if i > 0 {
+				jw.raw(",")
+			}
+			f = t.packed.file(i)
+			f.Source, f.Destination = EncodeName(f.Source), EncodeName(f.Destination)
+			jw.value(&f)
+		}
+		jw.raw("]")
+	case len(t.Files) == 0 && !emptyFiles:
+		jw.raw("null")
+	default:
+		jw.raw("[")
+		for i := range t.Files {
+			if i > 0 {
+				jw.raw(",")
+			}
+			f = t.Files[i]
+			f.Source, f.Destination = EncodeName(f.Source), EncodeName(f.Destination)
+			jw.value(&f)
+		}
+		jw.raw("]")
+	}
+	jw.write(b[at+len("null"):])
+}
+
+// Restore decodes a snapshot from dec into a new state, one transfer at a
+// time, and returns the commit that replaces the state with it. Keys are
+// matched as json.Unmarshal matched them (case aside), one it does not know
+// is skipped, and a second "transfers" replaces the first, as it did.
+func (s *State) Restore(dec *json.Decoder) (commit func(), err error) {
+	m, err := decodeSnapshot(dec)
+	if err != nil {
+		return nil, fmt.Errorf("decode transfer snapshot: %w", err)
+	}
+	return func() {
+		s.mu.Lock()
+		s.transfers = m
+		s.mu.Unlock()
+	}, nil
+}
+
+func decodeSnapshot(dec *json.Decoder) (map[string]*Transfer, error) {
+	m := map[string]*Transfer{}
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case nil:
+		return m, nil
+	case json.Delim('{'):
+	default:
+		return nil, fmt.Errorf("%v where an object was expected", t)
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if k, _ := key.(string); !strings.EqualFold(k, "transfers") {
+			if err := replog.SkipValue(dec); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if m, err = decodeTransfers(dec); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeTransfers decodes the transfers' array, one transfer at a time,
+// each recounted and, if it has ended, packed before the next is read.
+func decodeTransfers(dec *json.Decoder) (map[string]*Transfer, error) {
+	m := map[string]*Transfer{}
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case nil:
+		return m, nil
+	case json.Delim('['):
+	default:
+		return nil, fmt.Errorf("transfers: %v where an array was expected", t)
+	}
+	for i := 0; dec.More(); i++ {
+		var tj *transferJSON
+		if err := dec.Decode(&tj); err != nil {
+			return nil, fmt.Errorf("transfer %d: %w", i, err)
+		}
+		if tj == nil {
+			return nil, fmt.Errorf("transfer %d is null", i)
+		}
+		if err := tj.unescape(); err != nil {
+			return nil, fmt.Errorf("transfer %d: %w", i, err)
+		}
+		t := (*Transfer)(tj)
+		t.recount()
+		t.pack() // if ended
+		m[t.ID] = t
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
