@@ -319,6 +319,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add([]byte(`{"transfers":[{"id":"a","seq":1,"state":"completed","files":[{"source":"\u0000%FFx","destination":"/d/x","state":"completed","sha256":"` + sha + `"}]}]}`))
 	f.Add([]byte(`{"transfers":[{"id":"a","seq":1},{"id":"b","seq":1},{"id":"a","seq":2}]}`))
 	f.Add([]byte(`{"transfers":null}`))
+	f.Add([]byte(`{"x":[{"transfers":1}],"Transfers":[{"id":"a","seq":1}],"y":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := fuzzBase(t)
 		before := mustSnapshot(t, s)
