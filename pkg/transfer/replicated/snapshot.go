@@ -240,8 +240,8 @@ func decodeTransfers(dec *json.Decoder) (map[string]*Transfer, error) {
 		return nil, fmt.Errorf("transfers: %v where an array was expected", t)
 	}
 	for i := 0; dec.More(); i++ {
-		var tj *transferJSON
-		if err := dec.Decode(&tj); err != nil {
+		tj, err := decodeTransfer(dec)
+		if err != nil {
 			return nil, fmt.Errorf("transfer %d: %w", i, err)
 		}
 		if tj == nil {
@@ -259,4 +259,95 @@ func decodeTransfers(dec *json.Decoder) (map[string]*Transfer, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// decodeTransfer decodes one transfer (nil for null), its files one at a
+// time: the decoder holds one file's JSON at most, not the transfer's, which
+// for a million files is hundreds of megabytes. Its other fields are
+// gathered as they come and decoded by encoding/json, so that they are read
+// as json.Unmarshal read them.
+func decodeTransfer(dec *json.Decoder) (*transferJSON, error) {
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case nil:
+		return nil, nil
+	case json.Delim('{'):
+	default:
+		return nil, fmt.Errorf("%v where an object was expected", t)
+	}
+	var files []File
+	rest := []byte{'{'}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := t.(string)
+		if strings.EqualFold(key, "files") {
+			if files, err = decodeFiles(dec, files); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		k, err := json.Marshal(key)
+		if err != nil {
+			return nil, err
+		}
+		if len(rest) > 1 {
+			rest = append(rest, ',')
+		}
+		rest = append(append(append(rest, k...), ':'), v...)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	var tj transferJSON
+	if err := json.Unmarshal(append(rest, '}'), &tj); err != nil {
+		return nil, err
+	}
+	tj.Files = files
+	return &tj, nil
+}
+
+// decodeFiles decodes a transfer's files, one at a time, into files (the
+// files of a "files" key that came before), as json.Unmarshal decodes an
+// array into a slice: null is nil, and each file is decoded into the
+// element of the slice's array that it finds there, if any.
+func decodeFiles(dec *json.Decoder, files []File) ([]File, error) {
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case nil:
+		return nil, nil
+	case json.Delim('['):
+	default:
+		return nil, fmt.Errorf("files: %v where an array was expected", t)
+	}
+	n := 0
+	for ; dec.More(); n++ {
+		if n < cap(files) {
+			files = files[:n+1]
+		} else {
+			files = append(files, File{})
+		}
+		if err := dec.Decode(&files[n]); err != nil {
+			return nil, fmt.Errorf("file %d: %w", n, err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if files == nil {
+		return []File{}, nil
+	}
+	return files[:n], nil
 }
