@@ -144,11 +144,11 @@ func (s *state) apply(index uint64, b []byte) any {
 // commands that built the state: a snapshot of a state that no newer command
 // touched stays readable by the older builds of a rolling upgrade.
 //
-// App is the state machine's JSON. A snapshot is streamed, so App is never
-// held here: write puts the state machine's JSON in its place, and restore
-// hands the decoder to the state machine at its key; the bytes are those
-// json.Marshal writes of a snapshotData that holds it, as earlier builds
-// wrote and read them.
+// App is the state machine's JSON, and is never set: a snapshot is
+// streamed, the state machine's JSON written in App's place (write) and
+// decoded where it stands (restore). The bytes are those json.Marshal
+// writes of a snapshotData holding it, as earlier builds wrote and read
+// them.
 type snapshotData struct {
 	Format int             `json:"v"`
 	Lease  Lease           `json:"lease"`

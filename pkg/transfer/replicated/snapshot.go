@@ -23,9 +23,11 @@ import (
 // is hundreds of megabytes, and the ended transfers, packed, take a fifth of
 // the memory their File values do (packed.go): so the snapshot is written
 // one file at a time, an ended transfer's unpacked as it is written, and
-// restored one transfer at a time, each packed as soon as it is decoded
-// (if ended). What is held is the state, plus one file on the way out, plus
-// one transfer on the way in.
+// restored one file at a time, an ended transfer packed before the next is
+// read. Beyond the state, writing holds a copy of the live transfers (which
+// Apply may change meanwhile) and one file's JSON; restoring holds the
+// state being built, the File values of the transfer being read, and one
+// file's JSON.
 
 // Snapshot captures the state. It holds the lock that Apply waits for only
 // to copy the transfers that may still change; ended transfers are packed,
@@ -58,7 +60,8 @@ func seqBefore(a, b *Transfer) bool {
 }
 
 // snapshot is the state as Snapshot captured it: the transfers in creation
-// order, no longer reachable from the state.
+// order, copies that Apply does not change (the packed forms they share it
+// never changes).
 type snapshot struct{ transfers []*Transfer }
 
 func (snap *snapshot) Release() { snap.transfers = nil }
@@ -144,28 +147,17 @@ func (jw *jsonWriter) transfer(t *Transfer) {
 	}
 	at += len(`,"files":`)
 	jw.write(b[:at])
-	var f File // one, reused: one allocation per transfer, not per file
-	switch {
-	case t.packed != nil:
-		jw.raw("[")
-		for i := range t.packed.files {
-			if i > 0 {
-				jw.raw(",")
-			}
-			f = t.packed.file(i)
-			f.Source, f.Destination = EncodeName(f.Source), EncodeName(f.Destination)
-			jw.value(&f)
-		}
-		jw.raw("]")
-	case len(t.Files) == 0 && !emptyFiles:
+	n := t.FileCount()
+	if n == 0 && !emptyFiles {
 		jw.raw("null")
-	default:
+	} else {
 		jw.raw("[")
-		for i := range t.Files {
+		var f File // reused: it escapes to the encoder once per transfer, not once per file
+		for i := range n {
 			if i > 0 {
 				jw.raw(",")
 			}
-			f = t.Files[i]
+			f = t.FileAt(i) // unpacked one at a time, if packed
 			f.Source, f.Destination = EncodeName(f.Source), EncodeName(f.Destination)
 			jw.value(&f)
 		}
@@ -174,10 +166,13 @@ func (jw *jsonWriter) transfer(t *Transfer) {
 	jw.write(b[at+len("null"):])
 }
 
-// Restore decodes a snapshot from dec into a new state, one transfer at a
-// time, and returns the commit that replaces the state with it. Keys are
-// matched as json.Unmarshal matched them (case aside), one it does not know
-// is skipped, and a second "transfers" replaces the first, as it did.
+// Restore decodes a snapshot from dec into a new state, one file at a time,
+// and returns the commit that replaces the state with it. Keys are matched
+// as json.Unmarshal matched them (case aside), one it does not know is
+// skipped, and one given twice inside a transfer is taken as json.Unmarshal
+// took it. A second "transfers" replaces the first: json.Unmarshal decoded
+// it into the first one's transfers, which a stream no longer holds; no
+// build writes a key twice.
 func (s *State) Restore(dec *json.Decoder) (commit func(), err error) {
 	m, err := decodeSnapshot(dec)
 	if err != nil {

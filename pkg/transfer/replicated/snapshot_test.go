@@ -189,7 +189,7 @@ func TestRestoreOfSnapshotWrittenBefore(t *testing.T) {
 
 // The streamed restore accepts and refuses what json.Unmarshal did, and
 // gives the same state: keys matched case aside, in any order, unknown ones
-// skipped, a second "transfers" replacing the first, null for no state.
+// skipped, a key given twice inside a transfer, null for no state.
 func TestRestoreReadsAsBefore(t *testing.T) {
 	for _, snap := range []string{
 		`null`,
@@ -237,6 +237,18 @@ func TestRestoreReadsAsBefore(t *testing.T) {
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: restored\n%s\nbefore\n%s", snap, b, a)
 		}
+	}
+}
+
+// A second "transfers" replaces the first (json.Unmarshal decoded it into
+// the first one's transfers).
+func TestRestoreSecondTransfersReplaces(t *testing.T) {
+	s := NewState()
+	if err := restoreBytes(s, []byte(`{"transfers":[{"id":"a","seq":2}],"transfers":[{"seq":5}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.List(); len(got) != 1 || got[0].ID != "" || got[0].Seq != 5 {
+		t.Fatalf("restored %+v", got)
 	}
 }
 
