@@ -33,6 +33,19 @@ func (b *Build) Snapshot() ([]byte, error) { return b.s.snapshotBytes() }
 func (b *Build) Restore(snap []byte) error { return b.s.restoreBytes(snap) }
 func (b *Build) Failed() <-chan struct{}   { return b.s.failedCh() }
 
+// SnapshotTo persists a snapshot into a sink that writes to w, and
+// RestoreFrom restores the snapshot r holds, as raft does (benchmarks).
+func (b *Build) SnapshotTo(w io.Writer) error {
+	snap, err := fsm{b.s}.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	return snap.Persist(&sink{Writer: w})
+}
+
+func (b *Build) RestoreFrom(r io.Reader) error { return fsm{b.s}.Restore(io.NopCloser(r)) }
+
 // snapshotBytes is a snapshot of s, persisted as raft persists it.
 func (s *state) snapshotBytes() ([]byte, error) {
 	snap, err := fsm{s}.Snapshot()
@@ -40,14 +53,15 @@ func (s *state) snapshotBytes() ([]byte, error) {
 		return nil, err
 	}
 	defer snap.Release()
-	sink := &memSink{}
+	var b bytes.Buffer
+	sink := &sink{Writer: &b}
 	if err := snap.Persist(sink); err != nil {
 		return nil, err
 	}
 	if !sink.closed {
 		return nil, errors.New("snapshot persisted, its sink not closed")
 	}
-	return sink.Bytes(), nil
+	return b.Bytes(), nil
 }
 
 // restoreBytes restores the snapshot b, as raft restores one.
@@ -55,15 +69,15 @@ func (s *state) restoreBytes(b []byte) error {
 	return fsm{s}.Restore(io.NopCloser(bytes.NewReader(b)))
 }
 
-// memSink is a raft snapshot sink in memory.
-type memSink struct {
-	bytes.Buffer
+// sink is a raft snapshot sink that writes to its Writer.
+type sink struct {
+	io.Writer
 	closed, cancelled bool
 }
 
-func (s *memSink) ID() string    { return "mem" }
-func (s *memSink) Close() error  { s.closed = true; return nil }
-func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Close() error  { s.closed = true; return nil }
+func (s *sink) Cancel() error { s.cancelled = true; return nil }
 
 // jsonSnapshot is the snapshot of a test's state machine: v, encoded as it
 // is written.
