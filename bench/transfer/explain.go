@@ -676,8 +676,16 @@ const benchNoop = "bench.noop"
 func init() { replog.RegisterKind(benchNoop, 1) }
 
 func (nopSM) Apply(string, uint64, []byte, uint64) any { return nil }
-func (nopSM) Snapshot() ([]byte, error)                { return []byte("{}"), nil }
-func (nopSM) Restore([]byte) error                     { return nil }
+func (nopSM) Snapshot() (replog.Snapshot, error)       { return nopSM{}, nil }
+func (nopSM) WriteJSON(w io.Writer) error              { _, err := io.WriteString(w, "{}"); return err }
+func (nopSM) Release()                                 {}
+
+func (nopSM) Restore(dec *json.Decoder) (func(), error) {
+	if err := replog.SkipValue(dec); err != nil {
+		return nil, err
+	}
+	return func() {}, nil
+}
 
 // nopPeers: the bench's nodes neither publish status nor probe.
 type nopPeers struct{}

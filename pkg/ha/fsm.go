@@ -1,6 +1,8 @@
 package ha
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 
 	"github.com/hashicorp/raft"
@@ -12,6 +14,11 @@ type fsm struct{ s *state }
 
 var _ raft.FSM = fsm{}
 
+// snapshotBuffer is the buffer between a snapshot's JSON and raft's snapshot
+// store, each way: the JSON is written and read in small pieces (a file, a
+// token), the store's file and its network stream want large ones.
+const snapshotBuffer = 256 << 10
+
 func (f fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
@@ -20,30 +27,33 @@ func (f fsm) Apply(l *raft.Log) any {
 }
 
 func (f fsm) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := f.s.snapshot()
+	snap, err := f.s.snapshot()
 	if err != nil {
 		return nil, err
 	}
-	return fsmSnapshot(b), nil
+	return fsmSnapshot{snap}, nil
 }
 
 func (f fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return err
-	}
-	return f.s.restore(b)
+	return f.s.restore(bufio.NewReaderSize(rc, snapshotBuffer))
 }
 
-type fsmSnapshot []byte
+// fsmSnapshot is raft's handle on a captured state. Raft persists it on a
+// goroutine of its own, while entries go on being applied.
+type fsmSnapshot struct{ snap *stateSnapshot }
 
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
+	w := bufio.NewWriterSize(sink, snapshotBuffer)
+	err := s.snap.write(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
 		_ = sink.Cancel()
-		return err
+		return fmt.Errorf("persist snapshot %s: %w", sink.ID(), err)
 	}
 	return sink.Close()
 }
 
-func (fsmSnapshot) Release() {}
+func (s fsmSnapshot) Release() { s.snap.release() }

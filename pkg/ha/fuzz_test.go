@@ -238,6 +238,8 @@ func FuzzFSMRestore(f *testing.F) {
 	f.Add([]byte(`{"v":1,"lease":{"epoch":7,"holder":"x","since":"2026-01-01T00:00:00+01:00"},"app":null}`))
 	f.Add([]byte(`{"v":1,"app":{"transfers":[null]}}`))
 	f.Add([]byte(`{"v":1,"app":"x"}`))
+	f.Add([]byte(`{"app":{"transfers":[]},"lease":{"epoch":3},"v":99}`))
+	f.Add([]byte(`{"x":[1,{"v":9}],"V":1,"app":{"transfers":[]},"LEASE":{"epoch":3}} `))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b := fuzzBuild(t)
 		before := snapshotOf(t, b)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"sync"
 
 	"github.com/ftagent/ftagent/pkg/replog"
@@ -141,6 +143,12 @@ func (s *state) apply(index uint64, b []byte) any {
 // snapshotData is the snapshot format. Format is the highest format among the
 // commands that built the state: a snapshot of a state that no newer command
 // touched stays readable by the older builds of a rolling upgrade.
+//
+// App is the state machine's JSON, and is never set: a snapshot is
+// streamed, the state machine's JSON written in App's place (write) and
+// decoded where it stands (restore). The bytes are those json.Marshal
+// writes of a snapshotData holding it, as earlier builds wrote and read
+// them.
 type snapshotData struct {
 	Format int             `json:"v"`
 	Lease  Lease           `json:"lease"`
@@ -151,49 +159,161 @@ type snapshotData struct {
 // this state refused.
 var errNoSnapshotAfterRefusal = errors.New("no snapshot: this instance refused its replicated log")
 
-func (s *state) snapshot() ([]byte, error) {
+// stateSnapshot is the state as snapshot captured it, for raft to write out
+// while entries go on being applied.
+type stateSnapshot struct {
+	format int
+	lease  Lease
+	app    replog.Snapshot // nil without a state machine
+}
+
+// snapshot captures the state. It holds the lock only while the state
+// machine captures its own (replog.StateMachine.Snapshot); the encoding is
+// write's, outside it.
+func (s *state) snapshot() (*stateSnapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.refused != nil {
 		return nil, fmt.Errorf("%w: %v", errNoSnapshotAfterRefusal, s.refused)
 	}
-	d := snapshotData{Format: max(s.format, 1), Lease: s.lease}
+	snap := &stateSnapshot{format: max(s.format, 1), lease: s.lease}
 	if s.app != nil {
-		b, err := s.app.Snapshot()
+		app, err := s.app.Snapshot()
 		if err != nil {
 			return nil, fmt.Errorf("snapshot state machine: %w", err)
 		}
-		d.App = b
+		snap.app = app
 	}
-	return json.Marshal(d)
+	return snap, nil
 }
 
-func (s *state) restore(b []byte) error {
+// write writes the snapshot to w as json.Marshal writes its snapshotData:
+// the format and the lease, then the state machine's JSON streamed in as
+// the value of "app", left out without a state machine.
+func (snap *stateSnapshot) write(w io.Writer) error {
+	head, err := json.Marshal(snapshotData{Format: snap.format, Lease: snap.lease})
+	if err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	if snap.app == nil {
+		_, err := w.Write(head)
+		return err
+	}
+	// head ends with the envelope's closing brace: "app" goes before it.
+	if _, err := w.Write(append(head[:len(head)-1], `,"app":`...)); err != nil {
+		return err
+	}
+	if err := snap.app.WriteJSON(w); err != nil {
+		return fmt.Errorf("write state machine snapshot: %w", err)
+	}
+	_, err = io.WriteString(w, "}")
+	return err
+}
+
+// release lets go of what the state machine captured.
+func (snap *stateSnapshot) release() {
+	if snap.app != nil {
+		snap.app.Release()
+	}
+}
+
+// restore replaces the state with the snapshot r holds. It reads the
+// envelope key by key, in any order (unknown keys are skipped, and keys
+// match as encoding/json matches them, case aside, as earlier builds read
+// them), and the state machine decodes its part into a new state as it
+// streams by: what is held is the state being built, never the snapshot's
+// bytes. The lease, the format and the state machine's state are replaced
+// together, once all of it has decoded: a restore that fails leaves them
+// as they were, not half a state.
+func (s *state) restore(r io.Reader) error {
+	if ref := s.refusal(); ref != nil {
+		return ref
+	}
+	dec := json.NewDecoder(r)
 	var d snapshotData
-	if err := json.Unmarshal(b, &d); err != nil {
+	// A snapshot of a newer format is refused as soon as its format is
+	// read ("v" comes first in the snapshots of every build), before the
+	// state machine decodes a part it may not read; in a snapshot written
+	// with "v" later, at the end, before anything is replaced.
+	newer := func() error {
+		if d.Format <= s.knows() {
+			return nil
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.refused != nil {
+			return s.refused
+		}
+		return s.refuseLocked(&RefusalError{Snapshot: true, Format: d.Format, Knows: s.knows(), Err: ErrNewerFormat})
+	}
+	var commitApp func()
+	t, err := dec.Token()
+	if err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	switch t {
+	case nil: // null: the zero snapshot, as json.Unmarshal reads it
+	case json.Delim('{'):
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return fmt.Errorf("decode snapshot: %w", err)
+			}
+			key, _ := t.(string)
+			switch {
+			case strings.EqualFold(key, "v"):
+				if err := dec.Decode(&d.Format); err != nil {
+					return fmt.Errorf("decode snapshot format: %w", err)
+				}
+				if err := newer(); err != nil {
+					return err
+				}
+			case strings.EqualFold(key, "lease"):
+				if err := dec.Decode(&d.Lease); err != nil {
+					return fmt.Errorf("decode snapshot lease: %w", err)
+				}
+			case strings.EqualFold(key, "app") && s.app != nil:
+				commitApp, err = s.app.Restore(dec)
+				if err != nil {
+					return fmt.Errorf("restore state machine: %w", err)
+				}
+			default:
+				if err := replog.SkipValue(dec); err != nil {
+					return fmt.Errorf("decode snapshot: %w", err)
+				}
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return fmt.Errorf("decode snapshot: %w", err)
+		}
+	default:
+		return fmt.Errorf("decode snapshot: %v where an object was expected", t)
+	}
+	if t, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return fmt.Errorf("decode snapshot: %w", err)
+		}
+		return fmt.Errorf("decode snapshot: %v after the snapshot", t)
+	}
+	if err := newer(); err != nil {
+		return err
+	}
+	// A snapshot without the application's state (taken with no state
+	// machine) restores it empty: a restore replaces the whole state, it
+	// never keeps what was there before.
+	if s.app != nil && commitApp == nil {
+		commitApp, err = s.app.Restore(json.NewDecoder(strings.NewReader("null")))
+		if err != nil {
+			return fmt.Errorf("restore state machine: %w", err)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.refused != nil {
 		return s.refused
 	}
-	if d.Format > s.knows() {
-		return s.refuseLocked(&RefusalError{Snapshot: true, Format: d.Format, Knows: s.knows(), Err: ErrNewerFormat})
-	}
-	// The application's state first: a restore that fails leaves the
-	// lease and the format as they were, not half a state.
-	// A snapshot without the application's state (taken with no state
-	// machine) restores it empty: a restore replaces the whole state, it
-	// never keeps what was there before.
-	if s.app != nil {
-		app := d.App
-		if len(app) == 0 {
-			app = json.RawMessage("null")
-		}
-		if err := s.app.Restore(app); err != nil {
-			return fmt.Errorf("restore state machine: %w", err)
-		}
+	if commitApp != nil {
+		commitApp()
 	}
 	s.lease = d.Lease
 	s.format = max(d.Format, 1)

@@ -3,6 +3,7 @@ package ha
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,15 +12,22 @@ import (
 
 type recordingSM struct {
 	applied []string
-	snap    []byte
 }
 
 func (r *recordingSM) Apply(kind string, epoch uint64, data []byte, index uint64) any {
 	r.applied = append(r.applied, kind)
 	return nil
 }
-func (r *recordingSM) Snapshot() ([]byte, error) { return json.Marshal(r.applied) }
-func (r *recordingSM) Restore(b []byte) error    { r.snap = b; return json.Unmarshal(b, &r.applied) }
+func (r *recordingSM) Snapshot() (replog.Snapshot, error) {
+	return jsonSnapshot{slices.Clone(r.applied)}, nil
+}
+func (r *recordingSM) Restore(dec *json.Decoder) (func(), error) {
+	var applied []string
+	if err := dec.Decode(&applied); err != nil {
+		return nil, err
+	}
+	return func() { r.applied = applied }, nil
+}
 
 func mustEncode(t *testing.T, kind string, epoch uint64, data any) []byte {
 	t.Helper()
@@ -75,13 +83,13 @@ func TestStateSnapshotRoundTrip(t *testing.T) {
 	s := &state{app: sm}
 	s.apply(1, mustEncode(t, KindLease, 7, Lease{Epoch: 7, Holder: "ha2", Address: "127.0.0.1:7102"}))
 	s.apply(2, mustEncode(t, "test.write", 7, nil))
-	b, err := s.snapshot()
+	b, err := s.snapshotBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
 	sm2 := &recordingSM{}
 	s2 := &state{app: sm2}
-	if err := s2.restore(b); err != nil {
+	if err := s2.restoreBytes(b); err != nil {
 		t.Fatal(err)
 	}
 	if s2.currentLease() != s.currentLease() {

@@ -100,7 +100,7 @@ func TestFSMRefusesUnreadableEntryAndAppliesNothingAfter(t *testing.T) {
 				t.Fatal("failed before any refusal")
 			default:
 			}
-			before, err := s.snapshot()
+			before, err := s.snapshotBytes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -142,10 +142,10 @@ func TestFSMRefusesUnreadableEntryAndAppliesNothingAfter(t *testing.T) {
 			}
 			// Raft must not record the refused entries as applied in a
 			// snapshot, nor replace the state with one.
-			if _, err := s.snapshot(); err == nil {
+			if _, err := s.snapshotBytes(); err == nil {
 				t.Error("snapshot taken after a refusal")
 			}
-			if err := s.restore(before); err == nil {
+			if err := s.restoreBytes(before); err == nil {
 				t.Error("snapshot restored after a refusal")
 			}
 
@@ -177,11 +177,11 @@ func TestSnapshotFormatFollowsTheCommandsApplied(t *testing.T) {
 			t.Fatalf("old build, entry %d: %v", i+1, res)
 		}
 	}
-	oldSnap, err := old.snapshot()
+	oldSnap, err := old.snapshotBytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := newer.restore(oldSnap); err != nil {
+	if err := newer.restoreBytes(oldSnap); err != nil {
 		t.Fatalf("newer build restoring an older snapshot: %v", err)
 	}
 	if newer.currentLease() != old.currentLease() || !slices.Equal(newSM.applied, []string{"test.write"}) {
@@ -190,21 +190,21 @@ func TestSnapshotFormatFollowsTheCommandsApplied(t *testing.T) {
 	if res := newer.apply(3, mustEncode(t, "test.write", 1, nil)); res != nil {
 		t.Fatalf("newer build, format-1 entry: %v", res)
 	}
-	snap1, _ := newer.snapshot()
-	if err := (&state{app: &recordingSM{}, reads: 1}).restore(snap1); err != nil {
+	snap1, _ := newer.snapshotBytes()
+	if err := (&state{app: &recordingSM{}, reads: 1}).restoreBytes(snap1); err != nil {
 		t.Fatalf("older build cannot restore a snapshot no newer command touched: %v", err)
 	}
 
 	if res := newer.apply(4, mustEncode(t, "test.v2", 1, nil)); res != nil {
 		t.Fatalf("newer build, format-2 entry: %v", res)
 	}
-	snap2, _ := newer.snapshot()
+	snap2, _ := newer.snapshotBytes()
 	var d snapshotData
 	if err := json.Unmarshal(snap2, &d); err != nil || d.Format != 2 {
 		t.Fatalf("snapshot after a format-2 command has format %d (%v), want 2", d.Format, err)
 	}
 	again := &state{app: &recordingSM{}, reads: 1}
-	err = again.restore(snap2)
+	err = again.restoreBytes(snap2)
 	var ref *RefusalError
 	if !errors.As(err, &ref) || !ref.Snapshot || ref.Format != 2 || ref.Knows != 1 || !errors.Is(err, ErrNewerFormat) {
 		t.Fatalf("older build restoring a format-2 snapshot: %v", err)
@@ -228,15 +228,21 @@ func (s *kindsSM) Apply(kind string, epoch uint64, data []byte, index uint64) an
 	s.applied = append(s.applied, fmt.Sprintf("%s@%d", kind, index))
 	return nil
 }
-func (s *kindsSM) Snapshot() ([]byte, error) {
+func (s *kindsSM) Snapshot() (replog.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return json.Marshal(s.applied)
+	return jsonSnapshot{slices.Clone(s.applied)}, nil
 }
-func (s *kindsSM) Restore(b []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return json.Unmarshal(b, &s.applied)
+func (s *kindsSM) Restore(dec *json.Decoder) (func(), error) {
+	var applied []string
+	if err := dec.Decode(&applied); err != nil {
+		return nil, err
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.applied = applied
+	}, nil
 }
 func (s *kindsSM) list() []string {
 	s.mu.Lock()

@@ -89,8 +89,8 @@ func TestCreateV2ExpandsToTheSameTransfer(t *testing.T) {
 					t.Errorf("file %d: %q -> %q, planned %q -> %q", i, f.Source, f.Destination, tc.files[i].Source, tc.files[i].Destination)
 				}
 			}
-			ws, _ := plain.s.Snapshot()
-			gs, _ := compact.s.Snapshot()
+			ws, _ := snapshotBytes(plain.s)
+			gs, _ := snapshotBytes(compact.s)
 			if string(ws) != string(gs) {
 				t.Errorf("snapshots differ:\n%s\n%s", gs, ws)
 			}

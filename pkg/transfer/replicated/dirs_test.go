@@ -56,8 +56,8 @@ func TestCreateV3ExpandsToTheSameTransfer(t *testing.T) {
 		if len(got.Dirs) != len(tr.Dirs) || got.State != StateQueued {
 			t.Fatalf("round %d: %d directories, state %s", round, len(got.Dirs), got.State)
 		}
-		ws, _ := viaPlain.s.Snapshot()
-		gs, _ := viaCompact.s.Snapshot()
+		ws, _ := snapshotBytes(viaPlain.s)
+		gs, _ := snapshotBytes(viaCompact.s)
 		if !bytes.Equal(ws, gs) {
 			t.Fatalf("round %d: snapshots differ:\n%s\n%s", round, gs, ws)
 		}

@@ -307,8 +307,11 @@ func setSparse[V any](m *map[int]V, i int, v V, keep bool) {
 	}
 }
 
-// all returns every file.
+// all returns every file (nil for none).
 func (ft *fileTable) all() []File {
+	if ft.n == 0 {
+		return nil
+	}
 	out := make([]File, ft.n)
 	for i := range out {
 		out[i] = ft.file(i)

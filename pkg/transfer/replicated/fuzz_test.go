@@ -184,7 +184,7 @@ func resultString(r any) string {
 
 func mustSnapshot(tb testing.TB, s *State) []byte {
 	tb.Helper()
-	b, err := s.Snapshot()
+	b, err := snapshotBytes(s)
 	if err != nil {
 		tb.Fatalf("snapshot: %v", err)
 	}
@@ -329,7 +329,7 @@ func FuzzApply(f *testing.F) {
 		checkCounts(t, s1)
 
 		r := NewState()
-		if err := r.Restore(after); err != nil {
+		if err := restoreBytes(r, after); err != nil {
 			t.Fatalf("restore of a snapshot: %v\n%s", err, after)
 		}
 		checkCounts(t, r)
@@ -360,10 +360,11 @@ func FuzzRestore(f *testing.F) {
 	f.Add([]byte(`{"transfers":[{"id":"a","seq":1,"state":"completed","files":[{"source":"\u0000%FFx","destination":"/d/x","state":"completed","sha256":"` + sha + `"}]}]}`))
 	f.Add([]byte(`{"transfers":[{"id":"a","seq":1},{"id":"b","seq":1},{"id":"a","seq":2}]}`))
 	f.Add([]byte(`{"transfers":null}`))
+	f.Add([]byte(`{"x":[{"transfers":1}],"Transfers":[{"id":"a","seq":1}],"y":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := fuzzBase(t)
 		before := mustSnapshot(t, s)
-		if err := s.Restore(data); err != nil {
+		if err := restoreBytes(s, data); err != nil {
 			if after := mustSnapshot(t, s); !bytes.Equal(before, after) {
 				t.Fatalf("refused snapshot (%v) changed the state", err)
 			}
@@ -372,14 +373,14 @@ func FuzzRestore(f *testing.F) {
 		checkCounts(t, s)
 		snap := mustSnapshot(t, s)
 		s2 := NewState()
-		if err := s2.Restore(data); err != nil {
+		if err := restoreBytes(s2, data); err != nil {
 			t.Fatalf("second restore: %v", err)
 		}
 		if b := mustSnapshot(t, s2); !bytes.Equal(snap, b) {
 			t.Fatalf("restore is not deterministic:\n%s\n%s", snap, b)
 		}
 		s3 := NewState()
-		if err := s3.Restore(snap); err != nil {
+		if err := restoreBytes(s3, snap); err != nil {
 			t.Fatalf("restore of a snapshot: %v\n%s", err, snap)
 		}
 		if b := mustSnapshot(t, s3); !bytes.Equal(snap, b) {

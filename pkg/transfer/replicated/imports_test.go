@@ -13,7 +13,9 @@ import (
 // so Apply, Snapshot and Restore cannot either. A package added here must
 // be as pure; one that does I/O belongs to the Manager (pkg/transfer).
 var pure = []string{
-	"bytes", "encoding/hex", "encoding/json", "errors", "fmt", "maps", "math",
+	"bytes", "encoding/hex", "encoding/json", "errors", "fmt",
+	"io", // the Writer a snapshot is written to: the interface, no I/O of its own
+	"maps", "math",
 	"path/filepath", // Clean and Rel: string functions, no file system
 	"reflect", "slices", "sort", "strconv", "strings", "sync",
 	"time", // values and formatting; Now only in the active's commands

@@ -175,12 +175,12 @@ func TestSnapshotKeepsNames(t *testing.T) {
 	if res := s.Apply(KindCreate, 1, mustJSON(t, CreateCmd{Transfer: oddTransfer()}), 1); isError(res) {
 		t.Fatal(res)
 	}
-	b, err := s.Snapshot()
+	b, err := snapshotBytes(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := NewState()
-	if err := r.Restore(b); err != nil {
+	if err := restoreBytes(r, b); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := s.Get("odd")

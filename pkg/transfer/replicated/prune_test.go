@@ -113,7 +113,7 @@ func TestSnapshotWhileSourcesDeleted(t *testing.T) {
 		}
 	}()
 	for range 20 {
-		if _, err := a.s.Snapshot(); err != nil {
+		if _, err := snapshotBytes(a.s); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -248,12 +248,12 @@ func TestSnapshotRestore(t *testing.T) {
 // restored returns a new State restored from a snapshot of s.
 func restored(t *testing.T, s *State) *State {
 	t.Helper()
-	b, err := s.Snapshot()
+	b, err := snapshotBytes(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s2 := NewState()
-	if err := s2.Restore(b); err != nil {
+	if err := restoreBytes(s2, b); err != nil {
 		t.Fatal(err)
 	}
 	return s2
