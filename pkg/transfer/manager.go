@@ -392,7 +392,7 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 	if req, err = normalize(req); err != nil {
 		return nil, err
 	}
-	if t, ok := m.state.Get(id); ok {
+	if t, ok := m.state.Shared(id); ok {
 		same := replicated.SameRequest(t.Request, req) && t.Owner == owner
 		switch {
 		case !same:
@@ -721,14 +721,11 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 	return t, nil
 }
 
-// Get returns a transfer with the active's live progress merged in.
+// Get returns a transfer, its files shared with the state rather than
+// copied (read them with FileAt): a view with the active's live progress is
+// View's.
 func (m *Manager) Get(id string) (*Transfer, bool) {
-	t, ok := m.state.Get(id)
-	if !ok {
-		return nil, false
-	}
-	m.mergeLive(t)
-	return t, true
+	return m.state.Shared(id)
 }
 
 // View returns the client view of one transfer, with live progress, without
@@ -788,26 +785,3 @@ func (m *Manager) liveOf(id string) func(*Transfer) (int, int64) {
 	}
 }
 
-// List returns every transfer, with live progress.
-func (m *Manager) List() []*Transfer {
-	ts := m.state.List()
-	for _, t := range ts {
-		m.mergeLive(t)
-	}
-	return ts
-}
-
-// Live is progress beyond the last checkpoint, as the active sees it.
-func (m *Manager) mergeLive(t *Transfer) {
-	m.mu.Lock()
-	j := m.jobs[t.ID]
-	m.mu.Unlock()
-	if j == nil {
-		return
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.file >= 0 && j.file < len(t.Files) && !Terminal(t.Files[j.file].State) && j.written > t.Files[j.file].Checkpoint.Offset {
-		t.Files[j.file].Checkpoint.Offset = j.written
-	}
-}
