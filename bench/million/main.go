@@ -43,6 +43,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -57,7 +58,6 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/ftagent/ftagent/pkg/agentclient"
-	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -70,7 +70,7 @@ var (
 	flagFileSize = flag.String("file-size", "1K", "bytes of each file (K, M suffixes: powers of 1024; 0 for empty files)")
 	flagPerDir   = flag.Int("per-dir", 1000, "files in each directory; the directories are spread over two levels")
 	flagWriters  = flag.Int("writers", 4, "goroutines writing the tree")
-	flagCache    = flag.String("cache", "", "directory of the generated trees, reused between runs (default: ftagent-bench-million-cache in -workdir)")
+	flagCache    = flag.String("cache", "", "directory of the generated trees, reused between runs, on the file system of -workdir: a tree is moved into the run's transferRoot and back (default: ftagent-bench-million-cache in -workdir)")
 	flagKeepTree = flag.Bool("keep-tree", true, "keep the generated tree in -cache for the next run with the same -files, -file-size and -per-dir (false: delete it at the end)")
 	flagRsync    = flag.Bool("rsync", true, "also time rsync -r of the same tree, once")
 	flagSample   = flag.Int("sample", 300, "random files of each copy whose bytes are checked")
@@ -125,9 +125,12 @@ type result struct {
 	createCmd  string
 	accepted   bool
 	acceptTime time.Duration
-	createOut  int64  // bytes the create printed
-	createErr  string // the create's error, when it failed
-	id         string
+	// toCreated is the create's start → the transfer's created time (both
+	// on this machine's clock).
+	toCreated time.Duration
+	createOut int64  // bytes the create printed
+	createErr string // the create's error, when it failed
+	id        string
 	// lateCreate: the create failed but the agent has the transfer.
 	lateCreate bool
 
@@ -179,10 +182,20 @@ func run() error {
 		return err
 	}
 	e := &env{runDir: runDir, dir: filepath.Join(runDir, "cluster"), revision: harness.Revision(root)}
+	var done cleanups
+	defer done.run()
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		progress("interrupted: cleaning up")
+		done.run()
+		os.Exit(130)
+	}()
 	if *flagKeep {
 		fmt.Fprintln(os.Stderr, "working directory:", runDir)
 	} else {
-		defer os.RemoveAll(runDir)
+		done.add(func() { _ = os.RemoveAll(runDir) })
 	}
 	if *flagRsync {
 		e.rsyncVer = firstLine("rsync", "--version")
@@ -212,10 +225,7 @@ func run() error {
 	if err := os.Rename(cached, e.tree.path); err != nil {
 		return fmt.Errorf("moving the tree into transferRoot (is -cache on the file system of -workdir?): %w", err)
 	}
-	defer func() {
-		if e.c != nil {
-			e.c.StopAll()
-		}
+	done.add(func() {
 		if *flagKeepTree {
 			if err := os.Rename(e.tree.path, cached); err != nil {
 				progress("moving the tree back to the cache: %v", err)
@@ -224,7 +234,7 @@ func run() error {
 		}
 		progress("deleting the tree")
 		_ = os.RemoveAll(filepath.Dir(cached))
-	}()
+	})
 
 	progress("building ftagent and ftstop from %s", root)
 	if e.bin, err = harness.Build(root, filepath.Join(runDir, "bin"), "0.0.0-bench"); err != nil {
@@ -256,6 +266,7 @@ func run() error {
 		return err
 	}
 	e.c = c
+	done.add(c.StopAll)
 	if err := c.StartAll(); err != nil {
 		return err
 	}
@@ -295,7 +306,7 @@ func run() error {
 		r.entries = readEntries(filepath.Join(c.Dir, "data", e.active, "raft.db"), r.applied0+1, r.appliedAccept, r.appliedEnd)
 	}
 
-	if r.accepted {
+	if r.id != "" {
 		progress("checking the %d files ftagent wrote", e.tree.files)
 		r.ftCheck = checkCopy(e.tree, filepath.Join(e.dir, "out", "ftagent"))
 		progress("%s", r.ftCheck.text())
@@ -321,6 +332,33 @@ func run() error {
 	r.elapsed = time.Since(r.started)
 	report(os.Stdout, e, r)
 	return nil
+}
+
+// cleanups are what a run leaves to undo: run once, in reverse order, at
+// the end or on SIGINT or SIGTERM (the instances run in process groups of
+// their own, and would outlive this process).
+type cleanups struct {
+	mu   sync.Mutex
+	fns  []func()
+	done bool
+}
+
+func (c *cleanups) add(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+}
+
+func (c *cleanups) run() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	c.done = true
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		c.fns[i]()
+	}
 }
 
 // measureTransfer submits the tree and follows it to its end, or to
@@ -375,12 +413,11 @@ func measureTransfer(e *env, r *result) {
 		progress("the create failed after %s: %s", secs(r.acceptTime), r.createErr)
 		// The agent may have created it all the same (a client
 		// timeout, and the retry found it or failed too).
-		r.id, r.state = findTransfer(e)
-		if r.id == "" {
+		if r.id = findTransfer(ctx, e); r.id == "" {
 			return
 		}
 		r.lateCreate = true
-		progress("the agent has it all the same: transfer %s, %s", r.id, r.state)
+		progress("the agent accepted it all the same: transfer %s (its log says)", r.id)
 	} else {
 		raw, err := os.ReadFile(outPath)
 		if err != nil {
@@ -414,6 +451,7 @@ func measureTransfer(e *env, r *result) {
 		r.appliedErr = aerr.Error()
 	}
 	if v := last.Load(); v != nil {
+		r.toCreated = v.Created.Sub(t0)
 		r.state, r.reason, r.bytes, r.bytesDone = v.State, v.Reason, v.Bytes, v.BytesDone
 		if v.Ended != nil {
 			r.server = v.Ended.Sub(v.Created)
@@ -491,27 +529,55 @@ func waitProgress(e *env, done <-chan error, t0 time.Time, what string, last *at
 	}
 }
 
-// findTransfer looks for the transfer among those the agent keeps, after a
-// create that failed: GET /v1/transfers (with every file: the agent has no
-// other list), given all the time it needs.
-func findTransfer(e *env) (id, state string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	var raw client.Raw
-	if err := e.cl.Do(client.WithRequestTimeout(ctx, 10*time.Minute), http.MethodGet, api.PathTransfers, nil, &raw); err != nil {
-		progress("listing the transfers: %v", err)
-		return "", ""
-	}
-	var list []json.RawMessage
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return "", ""
-	}
-	for _, item := range list {
-		if b, err := agentclient.ParseTransferBody(item); err == nil {
-			return b.ID, b.State
+// findTransfer looks for the transfer after a create that failed: the
+// agent may have accepted it all the same (the client gave up waiting for
+// the answer, or for all of it). The transfer's id is the one the command
+// chose, so it is read from the active's log ("transfer accepted"; the only
+// transfer of the run). The active may still be planning or committing it:
+// the log is read until the active has been idle for 10 s, or ctx ends.
+func findTransfer(ctx context.Context, e *env) string {
+	log := e.c.Proc(e.active).Log
+	cpu, _ := harness.CPUTime(e.pids[e.active])
+	checked := time.Now()
+	for {
+		if id := acceptedInLog(log); id != "" {
+			return id
+		}
+		if time.Since(checked) >= 10*time.Second {
+			now, _ := harness.CPUTime(e.pids[e.active])
+			if now-cpu < 500*time.Millisecond {
+				return ""
+			}
+			cpu, checked = now, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(time.Second):
 		}
 	}
-	return "", ""
+}
+
+// acceptedInLog is the transfer of the first "transfer accepted" line of an
+// instance's JSON log.
+func acceptedInLog(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"transfer accepted"`)) {
+			continue
+		}
+		var l struct {
+			Transfer string `json:"transfer"`
+			Message  string `json:"message"`
+		}
+		if json.Unmarshal(line, &l) == nil && l.Message == "transfer accepted" {
+			return l.Transfer
+		}
+	}
+	return ""
 }
 
 // memWatch is the peak memory of every instance over a phase.

@@ -41,7 +41,7 @@ func report(w io.Writer, e *env, r *result) {
 	case r.accepted:
 		fmt.Fprintf(w, "**Accepted** in %s (transfer %s).", secs(r.acceptTime), r.id)
 	case r.lateCreate:
-		fmt.Fprintf(w, "**The create failed** after %s: `%s`. The agent had created the transfer all the same (%s, found in GET /v1/transfers), and it was followed from there.", secs(r.acceptTime), r.createErr, r.id)
+		fmt.Fprintf(w, "**The create failed** after %s: `%s`. The agent had accepted the transfer all the same (%s, from the active's log), and it was followed from there.", secs(r.acceptTime), r.createErr, r.id)
 	default:
 		fmt.Fprintf(w, "**Not accepted**: the create failed after %s: `%s`.", secs(r.acceptTime), r.createErr)
 	}
@@ -74,7 +74,14 @@ func report(w io.Writer, e *env, r *result) {
 	if !r.accepted {
 		acceptLabel = "**failed**"
 	}
-	fmt.Fprintf(w, "| `%s`: start → exit, %s (%s of JSON printed: the view with every file) | %s | %s |\n", r.createCmd, acceptLabel, mib(r.createOut), secs(r.acceptTime), rate(r.acceptTime))
+	printed := ""
+	if r.createOut > 0 {
+		printed = fmt.Sprintf(" (%s of JSON printed: the view with every file)", mib(r.createOut))
+	}
+	fmt.Fprintf(w, "| `%s`: start → exit, %s%s | %s | %s |\n", r.createCmd, acceptLabel, printed, secs(r.acceptTime), rate(r.acceptTime))
+	if r.toCreated > 0 {
+		fmt.Fprintf(w, "| — of which: start → the transfer's created time (on the active) | %s | |\n", secs(r.toCreated))
+	}
 	if r.id != "" {
 		label := "the create's exit → the first poll that saw it completed"
 		if !r.completed {
