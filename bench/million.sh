@@ -20,6 +20,7 @@
 #   bench/million.sh                     # 1,000,000 files (long: see the report's times)
 #   bench/million.sh -files 20000        # a quick try
 #   bench/million.sh -files 100000 -rsync=false -timeout 20m
+#   bench/million.sh -client-timeout 10m # give the command 10 min for the create (default 2 s)
 #   bench/million.sh -workdir /mnt/disk  # another disk (the cache goes there too)
 #   bench/million.sh -keep               # keep binaries, data, instance logs and the copies
 #   bench/million.sh -h                  # every flag

@@ -26,8 +26,12 @@ func report(w io.Writer, e *env, r *result) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "- command: `%s` (%v in all)\n", strings.Join(append([]string{"bench/million.sh"}, userArgs()...), " "), r.elapsed.Round(time.Second))
-	fmt.Fprintf(w, "- cluster: 3 instances on 127.0.0.1, tlsMode %s, default properties but maxFilesPerTransfer=%d; transferRoot, the instances' data directories, the tree and the copies on the same file system\n",
-		*flagTLS, max(t.files+1, 100000))
+	props := fmt.Sprintf("maxFilesPerTransfer=%d", max(t.files+1, 100000))
+	if *flagClient > 0 {
+		props += ", clientRequestTimeout=" + flagClient.String() + " (the command's time for one request)"
+	}
+	fmt.Fprintf(w, "- cluster: 3 instances on 127.0.0.1, tlsMode %s, default properties but %s; transferRoot, the instances' data directories, the tree and the copies on the same file system\n",
+		*flagTLS, props)
 	fmt.Fprintf(w, "- tree: %d files of %s, %d a directory, in %d directories under %d (two levels)", t.files, harness.SizeText(t.size), t.perDir, t.dirs, (t.dirs+t.fanout-1)/t.fanout)
 	if t.reused {
 		fmt.Fprintf(w, "; reused from the cache (it had been generated in %s)\n", secs(t.generated))
@@ -43,7 +47,10 @@ func report(w io.Writer, e *env, r *result) {
 	case r.lateCreate:
 		fmt.Fprintf(w, "**The create failed** after %s: `%s`. The agent had accepted the transfer all the same (%s, from the active's log), and it was followed from there.", secs(r.acceptTime), r.createErr, r.id)
 	default:
-		fmt.Fprintf(w, "**Not accepted**: the create failed after %s: `%s`.", secs(r.acceptTime), r.createErr)
+		fmt.Fprintf(w, "**Not accepted**: the create failed after %s: `%s`. The active's log says no transfer was accepted, and the active had gone idle.", secs(r.acceptTime), r.createErr)
+		if *flagClient == 0 {
+			fmt.Fprintf(w, " (-client-timeout gives the command longer for each request.)")
+		}
 	}
 	switch {
 	case r.id == "":
@@ -56,7 +63,7 @@ func report(w io.Writer, e *env, r *result) {
 	}
 	fmt.Fprintf(w, "\n\n")
 	if r.activeChanged != "" {
-		fmt.Fprintf(w, "**%s**: the figures below mix the roles.\n\n", r.activeChanged)
+		fmt.Fprintf(w, "**%s**: the figures below may mix the roles.\n\n", r.activeChanged)
 	}
 
 	// Times.
