@@ -8,7 +8,10 @@
 //     reused by the next run with the same flags);
 //   - how long the agent takes to accept it: `ftagent transfer create
 //     --recursive --json` without --wait returns once the create entry is
-//     committed (and its answer, the view with every file, printed);
+//     committed (and its answer, the view with every file, printed); the
+//     command gives each request clientRequestTimeout (2 s by default,
+//     -client-timeout), and the agent stops planning a create whose
+//     request the command gave up;
 //   - how long the transfer then takes to complete, polling GET
 //     /v1/transfers/{id}?files=none (a long poll: it answers at the end);
 //   - the memory of the active and of the standbys (they hold the same
@@ -371,6 +374,16 @@ func (c *cleanups) run() {
 func measureTransfer(e *env, r *result) {
 	ctx, cancel := context.WithTimeout(context.Background(), *flagTimeout)
 	defer cancel()
+	submitAndFollow(ctx, e, r)
+	progress("settling %v before reading VmRSS", *flagSettle)
+	time.Sleep(*flagSettle)
+	r.rssAfter = map[string]int64{}
+	for n, pid := range e.pids {
+		r.rssAfter[n], _ = harness.RSS(pid)
+	}
+}
+
+func submitAndFollow(ctx context.Context, e *env, r *result) {
 	r.rssBefore = map[string]int64{}
 	for n, pid := range e.pids {
 		r.rssBefore[n], _ = harness.RSS(pid)
@@ -410,6 +423,7 @@ func measureTransfer(e *env, r *result) {
 	if a, aerr := lastApplied(e); aerr == nil {
 		r.appliedAccept = a
 	}
+	r.appliedEnd = r.appliedAccept
 	if fi, serr := out.Stat(); serr == nil {
 		r.createOut = fi.Size()
 	}
@@ -472,12 +486,6 @@ func measureTransfer(e *env, r *result) {
 		r.completed = true
 		progress("completed %s after the create (%.0f files/s; on the active: created → ended %s)", secs(r.transferTime),
 			float64(e.tree.files)/r.transferTime.Seconds(), secs(r.server))
-	}
-	progress("settling %v before reading VmRSS", *flagSettle)
-	time.Sleep(*flagSettle)
-	r.rssAfter = map[string]int64{}
-	for n, pid := range e.pids {
-		r.rssAfter[n], _ = harness.RSS(pid)
 	}
 }
 

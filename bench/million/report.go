@@ -85,7 +85,11 @@ func report(w io.Writer, e *env, r *result) {
 	if r.createOut > 0 {
 		printed = fmt.Sprintf(" (%s of JSON printed: the view with every file)", mib(r.createOut))
 	}
-	fmt.Fprintf(w, "| `%s`: start → exit, %s%s | %s | %s |\n", r.createCmd, acceptLabel, printed, secs(r.acceptTime), rate(r.acceptTime))
+	acceptRate := rate(r.acceptTime)
+	if r.id == "" {
+		acceptRate = "—"
+	}
+	fmt.Fprintf(w, "| `%s`: start → exit, %s%s | %s | %s |\n", r.createCmd, acceptLabel, printed, secs(r.acceptTime), acceptRate)
 	if r.toCreated > 0 {
 		fmt.Fprintf(w, "| — of which: start → the transfer's created time (on the active) | %s | |\n", secs(r.toCreated))
 	}
@@ -123,11 +127,11 @@ func report(w io.Writer, e *env, r *result) {
 		if n == e.active {
 			role = "**active**"
 		}
-		peakT, after, cpuT := "—", "—", "—"
+		peakT, cpuT := "—", "—"
 		if r.peakTransfer != nil {
-			peakT, after, cpuT = mib(r.peakTransfer[n]), mib(r.rssAfter[n]), secs(r.cpuTransfer[n])
+			peakT, cpuT = mib(r.peakTransfer[n]), secs(r.cpuTransfer[n])
 		}
-		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s | %s | %s | %s |\n", n, role, mib(r.rssBefore[n]), mib(r.peakAccept[n]), peakT, after, secs(r.cpuAccept[n]), cpuT)
+		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s | %s | %s | %s |\n", n, role, mib(r.rssBefore[n]), mib(r.peakAccept[n]), peakT, mib(r.rssAfter[n]), secs(r.cpuAccept[n]), cpuT)
 	}
 	fmt.Fprintln(w)
 	if a := r.peakAccept[e.active]; a > 0 && r.peakTransfer != nil {
@@ -140,8 +144,13 @@ func report(w io.Writer, e *env, r *result) {
 	if r.appliedErr != "" {
 		fmt.Fprintf(w, "- the active's lastApplied could not always be read: %s\n", r.appliedErr)
 	}
-	fmt.Fprintf(w, "- entries applied (the active's lastApplied, GET /v1/instance): %d while accepting, %d while transferring (index %d → %d → %d)\n",
-		sub(r.appliedAccept, r.applied0), sub(r.appliedEnd, r.appliedAccept), r.applied0, r.appliedAccept, r.appliedEnd)
+	if r.id != "" {
+		fmt.Fprintf(w, "- entries applied (the active's lastApplied, GET /v1/instance): %d while accepting, %d while transferring (index %d → %d → %d)\n",
+			sub(r.appliedAccept, r.applied0), sub(r.appliedEnd, r.appliedAccept), r.applied0, r.appliedAccept, r.appliedEnd)
+	} else {
+		fmt.Fprintf(w, "- entries applied (the active's lastApplied, GET /v1/instance): %d (index %d → %d)\n",
+			sub(r.appliedAccept, r.applied0), r.applied0, r.appliedAccept)
+	}
 	s := r.entries
 	switch {
 	case s.err != "":
@@ -172,6 +181,9 @@ func report(w io.Writer, e *env, r *result) {
 	fmt.Fprintf(w, "- raft.db, before → after the run: %s\n\n", strings.Join(names, ", "))
 
 	// Verification.
+	if r.id == "" && !*flagRsync {
+		return
+	}
 	fmt.Fprintf(w, "Verification (every file where the tree has it, with its size, nothing else; the bytes of %d random files):\n\n", *flagSample)
 	if r.id != "" {
 		fmt.Fprintf(w, "- ftagent: %s%s\n", verdict(r.ftCheck.ok(t)), r.ftCheck.text())
