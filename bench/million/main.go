@@ -49,6 +49,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,6 +160,10 @@ type result struct {
 	dbBefore, dbAfter, snapAfter        map[string]int64
 	entries                             entryStats
 	activeChanged                       string
+	logFrom                             map[string]int64
+	// events counts, by message and instance, the warnings and errors the
+	// instances logged from the create on, and their elections and leases.
+	events map[string]map[string]int
 
 	// Verification.
 	ftCheck, rsyncCheck checkResult
@@ -302,6 +307,7 @@ func run() error {
 	}
 	// The raft log is read back with the instances stopped: bbolt's lock
 	// keeps it from being opened while they run.
+	r.events = logEvents(c, r.logFrom)
 	progress("stopping the cluster")
 	c.StopAll()
 	r.snapAfter = map[string]int64{}
@@ -389,6 +395,7 @@ func submitAndFollow(ctx context.Context, e *env, r *result) {
 		r.rssBefore[n], _ = harness.RSS(pid)
 	}
 	r.dbBefore = dbSizes(e.c)
+	r.logFrom = logOffsets(e.c)
 	var err error
 	if r.applied0, err = lastApplied(e); err != nil {
 		r.appliedErr = err.Error()
@@ -695,6 +702,56 @@ func dirBytes(dir string) int64 {
 	return n
 }
 
+// logOffsets are the sizes of the instances' logs: where the run's lines
+// start.
+func logOffsets(c *harness.Cluster) map[string]int64 {
+	out := map[string]int64{}
+	for _, n := range c.Names {
+		if fi, err := os.Stat(c.Proc(n).Log); err == nil {
+			out[n] = fi.Size()
+		}
+	}
+	return out
+}
+
+// Messages of the instances' logs that tell of a change of leader or of
+// active, counted whatever their level.
+var roleMessages = []string{"entering candidate state", "election won", "lease gained: this instance is active", "lease lost: work stopped"}
+
+// logEvents counts the warnings and errors of each instance's JSON log
+// after from, and the roleMessages, by message and instance: an instance
+// that does not answer its peers in time under a large entry shows there.
+func logEvents(c *harness.Cluster, from map[string]int64) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, n := range c.Names {
+		b, err := os.ReadFile(c.Proc(n).Log)
+		if err != nil || int64(len(b)) < from[n] {
+			continue
+		}
+		for _, line := range bytes.Split(b[from[n]:], []byte("\n")) {
+			var l struct {
+				Level   string `json:"level"`
+				Message string `json:"message"`
+			}
+			if json.Unmarshal(line, &l) != nil {
+				continue
+			}
+			if l.Level != "warn" && l.Level != "error" && !slices.Contains(roleMessages, l.Message) {
+				continue
+			}
+			key := l.Message
+			if l.Level == "warn" || l.Level == "error" {
+				key = l.Level + ": " + key
+			}
+			if out[key] == nil {
+				out[key] = map[string]int{}
+			}
+			out[key][n]++
+		}
+	}
+	return out
+}
+
 // entryStats are the raft entries of the run, as the log holds them.
 type entryStats struct {
 	err                   string
@@ -708,11 +765,12 @@ type entryStats struct {
 	largestInAccept       bool
 	sizes                 []int64 // every entry's, for the distribution
 	commands, nonCommands uint64
+	kinds                 map[string]int // entries by command kind, or raft's type for the others
 }
 
 // readEntries reads entries from..to of a stopped instance's raft log.
 func readEntries(path string, from, acceptEnd, to uint64) entryStats {
-	s := entryStats{first: from}
+	s := entryStats{first: from, kinds: map[string]int{}}
 	st, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second}})
 	if err != nil {
 		s.err = err.Error()
@@ -738,8 +796,10 @@ func readEntries(path string, from, acceptEnd, to uint64) entryStats {
 		s.sizes = append(s.sizes, size)
 		if l.Type == raft.LogCommand {
 			s.commands++
+			s.kinds[commandKind(l.Data)]++
 		} else {
 			s.nonCommands++
+			s.kinds["raft "+l.Type.String()]++
 		}
 		if i <= acceptEnd {
 			s.accept++

@@ -170,6 +170,12 @@ func report(w io.Writer, e *env, r *result) {
 			e.active, len(sorted), s.commands, mib(total), mib(s.acceptB), s.accept, mib(s.transferB), s.transfer)
 		fmt.Fprintf(w, "- **the largest entry: %s** (%d bytes; index %d, kind %s, during %s); the median %d bytes, the second largest %d bytes\n",
 			mib(s.largest), s.largest, s.largestIdx, s.largestKind, phase, sorted[len(sorted)/2], secondLargest(sorted))
+		var kinds []string
+		for k, n := range s.kinds {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, "- entries by kind: %s\n", strings.Join(kinds, ", "))
 		if s.missing > 0 {
 			fmt.Fprintf(w, "- %d entries from index %d had been compacted by a snapshot: not counted above\n", s.missing, s.first)
 		}
@@ -179,6 +185,28 @@ func report(w io.Writer, e *env, r *result) {
 		names = append(names, fmt.Sprintf("%s %s → %s (snapshots %s)", n, mib(r.dbBefore[n]), mib(r.dbAfter[n]), mib(r.snapAfter[n])))
 	}
 	fmt.Fprintf(w, "- raft.db, before → after the run: %s\n\n", strings.Join(names, ", "))
+
+	// The instances' logs.
+	if len(r.events) == 0 {
+		fmt.Fprintf(w, "The instances logged no warning or error from the create on, and no election or change of lease.\n\n")
+	} else {
+		fmt.Fprintf(w, "The instances' logs from the create on: warnings, errors, elections and leases (by instance):\n\n")
+		var msgs []string
+		for m := range r.events {
+			msgs = append(msgs, m)
+		}
+		slices.Sort(msgs)
+		for _, m := range msgs {
+			var by []string
+			for _, n := range e.c.Names {
+				if k := r.events[m][n]; k > 0 {
+					by = append(by, fmt.Sprintf("%s %d", n, k))
+				}
+			}
+			fmt.Fprintf(w, "- %s: %s\n", m, strings.Join(by, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 
 	// Verification.
 	if r.id == "" && !*flagRsync {
