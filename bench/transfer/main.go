@@ -43,7 +43,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -137,15 +136,15 @@ type dataDir struct {
 
 func run() error {
 	started := time.Now()
-	size, err := parseSize(*flagSize)
+	size, err := harness.ParseSize(*flagSize)
 	if err != nil {
 		return fmt.Errorf("-size: %w", err)
 	}
-	size2, err := parseSize(*flagSize2)
+	size2, err := harness.ParseSize(*flagSize2)
 	if err != nil {
 		return fmt.Errorf("-size2: %w", err)
 	}
-	fileSize, err := parseSize(*flagFileSize)
+	fileSize, err := harness.ParseSize(*flagFileSize)
 	if err != nil {
 		return fmt.Errorf("-file-size: %w", err)
 	}
@@ -177,7 +176,7 @@ func run() error {
 			return err
 		}
 	}
-	e.revision = revision(root)
+	e.revision = harness.Revision(root)
 	e.rsyncVer = firstLine("rsync", "--version")
 	e.cpVer = firstLine("cp", "--version")
 
@@ -228,10 +227,10 @@ func run() error {
 	}
 	e.active = v.Active
 	e.activePID = c.Proc(e.active).Cmd.Process.Pid
-	e.canReset = resetHWM(e.activePID) == nil
+	e.canReset = harness.ResetHWM(e.activePID) == nil
 	progress("cluster up: %s active (pid %d), standbys %s", e.active, e.activePID, strings.Join(v.Standbys, ", "))
 
-	e.loadStart = loadavg()
+	e.loadStart = harness.LoadAvg()
 	res := &results{}
 	if *flagLarge {
 		if err := measureLarge(e, res); err != nil {
@@ -397,66 +396,6 @@ func logTails(c *harness.Cluster) string {
 		fmt.Fprintf(&b, "\n--- last log lines of %s:\n%s", n, strings.Join(lines, "\n"))
 	}
 	return b.String()
-}
-
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	if s != "" {
-		switch strings.ToUpper(s[len(s)-1:]) {
-		case "K":
-			mult = 1 << 10
-		case "M":
-			mult = 1 << 20
-		case "G":
-			mult = 1 << 30
-		}
-		if mult > 1 {
-			s = s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return n * mult, nil
-}
-
-// revision names the commit the binaries were built from, and says whether
-// the product's files (not bench/ or docs/) had uncommitted changes.
-func revision(root string) string {
-	git := func(args ...string) (string, error) {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = root
-		out, err := cmd.Output()
-		return strings.TrimSpace(string(out)), err
-	}
-	rev, err := git("log", "-1", "--format=%h %cs %s")
-	if err != nil {
-		return "commit unknown (not a git checkout)"
-	}
-	if len(rev) > 90 {
-		rev = rev[:90] + "…"
-	}
-	dirty, _ := git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench", ":!docs")
-	if dirty != "" {
-		return "commit " + rev + ", **with uncommitted changes** to " + strings.Join(strings.Fields(strings.ReplaceAll(dirty, "M ", "")), " ")
-	}
-	return "commit " + rev
-}
-
-// loadavg is the 1, 5 and 15 minute load averages: other work on the
-// machine would show there.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func goVersion() string {

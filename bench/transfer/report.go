@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,13 +15,13 @@ import (
 func report(w io.Writer, e *env, res *results, started time.Time) {
 	fmt.Fprintf(w, "### Transfer benchmark results\n\n")
 	fmt.Fprintf(w, "- date: %s\n", started.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s, Linux %s, %s RAM\n", runtime.NumCPU(), harness.CPUModel(), runtime.GOARCH, harness.Kernel(), memTotal())
-	fmt.Fprintf(w, "- disk: %s\n", mountOf(e.dir))
+	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s, %s, Linux %s, %s RAM\n", runtime.NumCPU(), harness.CPUModel(), runtime.GOARCH, harness.Kernel(), harness.MemTotal())
+	fmt.Fprintf(w, "- disk: %s\n", harness.Mount(e.dir))
 	fmt.Fprintf(w, "- ftagent: %s\n", e.revision)
-	fmt.Fprintf(w, "- load average (1, 5, 15 min) when the cluster was up: %s; at the end: %s\n", e.loadStart, loadavg())
+	fmt.Fprintf(w, "- load average (1, 5, 15 min) when the cluster was up: %s; at the end: %s\n", e.loadStart, harness.LoadAvg())
 	fmt.Fprintf(w, "- %s; %s; %s\n", goVersion(), e.cpVer, e.rsyncVer)
 	fmt.Fprintf(w, "- writing the %d source files of %s took %s (%.0f files/s; much slower right after many files were deleted on ext4, see the caveats)\n",
-		e.small.files, sizeText(e.small.size), secs(e.createProbe), float64(e.small.files)/e.createProbe.Seconds())
+		e.small.files, harness.SizeText(e.small.size), secs(e.createProbe), float64(e.small.files)/e.createProbe.Seconds())
 	fmt.Fprintf(w, "- command: `go run ./bench/transfer %s` (%v in all)\n", strings.Join(os.Args[1:], " "), res.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "- cluster: 3 instances on 127.0.0.1, default properties (checkpointInterval 64M, checkpointTimeInterval 5s, maxBandwidth unlimited, raft commit 50ms); transferRoot, the instances' data directories and every tool's source and destination on the same file system\n")
 	fmt.Fprintf(w, "- each command is run from transferRoot and timed from its start to its exit; before each run the previous output is deleted and `sync` run")
@@ -42,13 +41,13 @@ func report(w io.Writer, e *env, res *results, started time.Time) {
 
 	order := []string{"cp", "cp+sync", "ftagent"}
 	if len(res.big) > 0 {
-		largeTable(w, fmt.Sprintf("One %s file, source in the page cache (warm)", sizeText(e.big.size)), res.big, order, e.big.size)
+		largeTable(w, fmt.Sprintf("One %s file, source in the page cache (warm)", harness.SizeText(e.big.size)), res.big, order, e.big.size)
 	}
 	if len(res.bigCold) > 0 {
-		largeTable(w, fmt.Sprintf("One %s file after dropping the caches (cold)", sizeText(e.big.size)), res.bigCold, order, e.big.size)
+		largeTable(w, fmt.Sprintf("One %s file after dropping the caches (cold)", harness.SizeText(e.big.size)), res.bigCold, order, e.big.size)
 	}
 	if len(res.mid) > 0 {
-		largeTable(w, fmt.Sprintf("One %s file, warm", sizeText(e.mid.size)), res.mid, order, e.mid.size)
+		largeTable(w, fmt.Sprintf("One %s file, warm", harness.SizeText(e.mid.size)), res.mid, order, e.mid.size)
 	}
 	if ft, cp := res.big["ftagent"], res.big["cp"]; ft != nil && cp != nil {
 		ratio := median(cp.walls()).Seconds() / median(ft.walls()).Seconds()
@@ -77,22 +76,22 @@ func report(w io.Writer, e *env, res *results, started time.Time) {
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", label, len(peak), mib(medianInt(before)), mib(medianInt(peak)), mib(slices.Max(peak)))
 		peakMax = max(peakMax, slices.Max(peak))
 	}
-	memRow(fmt.Sprintf("1 file of %s, warm", sizeText(e.big.size)), res.big["ftagent"])
+	memRow(fmt.Sprintf("1 file of %s, warm", harness.SizeText(e.big.size)), res.big["ftagent"])
 	if res.bigCold["ftagent"] != nil {
-		memRow(fmt.Sprintf("1 file of %s, cold", sizeText(e.big.size)), res.bigCold["ftagent"])
+		memRow(fmt.Sprintf("1 file of %s, cold", harness.SizeText(e.big.size)), res.bigCold["ftagent"])
 	}
 	if res.mid["ftagent"] != nil {
-		memRow(fmt.Sprintf("1 file of %s, warm", sizeText(e.mid.size)), res.mid["ftagent"])
+		memRow(fmt.Sprintf("1 file of %s, warm", harness.SizeText(e.mid.size)), res.mid["ftagent"])
 	}
 	var largePeak int64 = peakMax
-	memRow(fmt.Sprintf("%d files of %s", e.small.files, sizeText(e.small.size)), res.small["ftagent"])
+	memRow(fmt.Sprintf("%d files of %s", e.small.files, harness.SizeText(e.small.size)), res.small["ftagent"])
 	if res.few != nil {
-		memRow(fmt.Sprintf("%d files of %s", e.few.files, sizeText(e.few.size)), res.few)
+		memRow(fmt.Sprintf("%d files of %s", e.few.files, harness.SizeText(e.few.size)), res.few)
 	}
 	fmt.Fprintf(w, "\nRSS target ≤ 64 MiB while moving one large file: %s (max %s).\n\n", verdict(largePeak <= 64<<20), mib(largePeak))
 
 	// Many files.
-	fmt.Fprintf(w, "%d files of %s in one recursive transfer (warm):\n\n", e.small.files, sizeText(e.small.size))
+	fmt.Fprintf(w, "%d files of %s in one recursive transfer (warm):\n\n", e.small.files, harness.SizeText(e.small.size))
 	fmt.Fprintf(w, "| command | n | min | median | max | files/s (median) | vs `rsync -r` |\n| --- | --: | --: | --: | --: | --: | --: |\n")
 	rs := res.small["rsync"]
 	smallRow := func(label string, ds []time.Duration, files int) {
@@ -135,7 +134,7 @@ func report(w io.Writer, e *env, res *results, started time.Time) {
 	for _, g := range []struct {
 		name string
 		m    map[string]*series
-	}{{"warm " + sizeText(e.big.size), res.big}, {"cold " + sizeText(e.big.size), res.bigCold}, {"warm " + sizeText(e.mid.size), res.mid}} {
+	}{{"warm " + harness.SizeText(e.big.size), res.big}, {"cold " + harness.SizeText(e.big.size), res.bigCold}, {"warm " + harness.SizeText(e.mid.size), res.mid}} {
 		for _, k := range order {
 			if s := g.m[k]; s != nil {
 				raw(g.name+", "+k, s.walls())
@@ -192,7 +191,7 @@ func explainReport(w io.Writer, e *env, res *results) {
 		return
 	}
 	fmt.Fprintf(w, "#### Where the time goes: measurements\n\n")
-	fmt.Fprintf(w, "One %s file through the HTTP API (POST, then GET every %v; same machine clock), %d runs, medians:\n\n", sizeText(e.big.size), phasePoll, len(x.phases))
+	fmt.Fprintf(w, "One %s file through the HTTP API (POST, then GET every %v; same machine clock), %d runs, medians:\n\n", harness.SizeText(e.big.size), phasePoll, len(x.phases))
 	pick := func(f func(phaseRun) time.Duration) time.Duration {
 		var ds []time.Duration
 		for _, p := range x.phases {
@@ -211,7 +210,7 @@ func explainReport(w io.Writer, e *env, res *results) {
 	fmt.Fprintf(w, "| on the active: created → ended | %s |\n\n", ms(server))
 
 	if len(x.sha) > 0 {
-		fmt.Fprintf(w, "In this process, the same %s file, warm, %d runs each (medians):\n\n", sizeText(e.big.size), len(x.sha))
+		fmt.Fprintf(w, "In this process, the same %s file, warm, %d runs each (medians):\n\n", harness.SizeText(e.big.size), len(x.sha))
 		fmt.Fprintf(w, "| what | median | MiB/s |\n| --- | --: | --: |\n")
 		r := func(label string, d time.Duration) {
 			fmt.Fprintf(w, "| %s | %s | %.0f |\n", label, secs(d), float64(e.big.size)/(1<<20)/d.Seconds())
@@ -285,7 +284,7 @@ func explainReport(w io.Writer, e *env, res *results) {
 		fmt.Fprintf(w, "| until the first poll that saw it completed | %s |\n\n", ms(pickM(func(p phaseRun) time.Duration { return p.done })))
 	}
 	if x.groupFiles > 0 || x.localFiles > 0 {
-		fmt.Fprintf(w, "In this process, without raft, small files (%s) as pkg/transfer writes them:\n\n", sizeText(e.small.size))
+		fmt.Fprintf(w, "In this process, without raft, small files (%s) as pkg/transfer writes them:\n\n", harness.SizeText(e.small.size))
 		fmt.Fprintf(w, "| piece | per file |\n| --- | --: |\n")
 	}
 	if x.groupFiles > 0 {
@@ -378,60 +377,3 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
 func ms(d time.Duration) string   { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 func us(d time.Duration) string   { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
 func mib(b int64) string          { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-func sizeText(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-func memTotal() string {
-	kb, err := procMeminfo("MemTotal:")
-	if err != nil {
-		return "?"
-	}
-	return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-}
-
-func procMeminfo(field string) (int64, error) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field) {
-			var kb int64
-			_, err := fmt.Sscan(strings.TrimPrefix(line, field), &kb)
-			return kb, err
-		}
-	}
-	return 0, fmt.Errorf("no %s", field)
-}
-
-// mountOf describes the file system holding path: device, type, options.
-func mountOf(path string) string {
-	b, err := os.ReadFile("/proc/mounts")
-	if err != nil {
-		return "?"
-	}
-	abs, _ := filepath.Abs(path)
-	best, desc := "", "?"
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 4 {
-			continue
-		}
-		mp := f[1]
-		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
-			desc = fmt.Sprintf("%s on %s, %s (%s)", f[0], mp, f[2], f[3])
-		}
-	}
-	return desc
-}

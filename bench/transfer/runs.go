@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -115,16 +114,16 @@ func measureLarge(e *env, res *results) error {
 	if err := warm(e); err != nil {
 		return err
 	}
-	if err := rounds(e, sizeText(e.big.size)+" warm", tools, *flagN, e.big, res.big, false, e.big.size+slack); err != nil {
+	if err := rounds(e, harness.SizeText(e.big.size)+" warm", tools, *flagN, e.big, res.big, false, e.big.size+slack); err != nil {
 		return err
 	}
 	if e.mid.size > 0 {
-		if err := rounds(e, sizeText(e.mid.size)+" warm", tools, *flagN, e.mid, res.mid, false, e.mid.size+slack); err != nil {
+		if err := rounds(e, harness.SizeText(e.mid.size)+" warm", tools, *flagN, e.mid, res.mid, false, e.mid.size+slack); err != nil {
 			return err
 		}
 	}
 	if e.canDrop && *flagNCold > 0 {
-		if err := rounds(e, sizeText(e.big.size)+" cold", tools, *flagNCold, e.big, res.bigCold, true, 2*e.big.size+slack); err != nil {
+		if err := rounds(e, harness.SizeText(e.big.size)+" cold", tools, *flagNCold, e.big, res.bigCold, true, 2*e.big.size+slack); err != nil {
 			return err
 		}
 	}
@@ -220,21 +219,21 @@ func runOnce(e *env, t tool, src, dst string, cold bool, prefaultBytes int64) (s
 		prefault(prefaultBytes)
 	}
 	var (
-		w        *rssWatch
+		w        *harness.RSSWatch
 		applied0 uint64
 		cpu0     map[string]time.Duration
 		err      error
 	)
 	if t.ftagent {
 		if e.canReset {
-			_ = resetHWM(e.activePID)
+			_ = harness.ResetHWM(e.activePID)
 		}
 		s.rssBefore, _ = harness.RSS(e.activePID)
 		if applied0, err = lastApplied(e.c, e.active); err != nil {
 			return s, err
 		}
 		cpu0 = cpuAll(e.c)
-		w = watchRSS(e.activePID, *flagPoll)
+		w = harness.WatchRSS(e.activePID, *flagPoll)
 	}
 	rep0 := reportedKiB()
 	ctx, cancel := context.WithTimeout(context.Background(), *flagTimeout)
@@ -248,15 +247,15 @@ func runOnce(e *env, t tool, src, dst string, cold bool, prefaultBytes int64) (s
 	e.reportedN++
 	if err != nil {
 		if w != nil {
-			w.stop()
+			w.Stop()
 		}
 		return s, fmt.Errorf("%w%s", err, logTails(e.c))
 	}
 	if !t.ftagent {
 		return s, nil
 	}
-	polled := w.stop()
-	hwm, _ := procStatusKB(e.activePID, "VmHWM:")
+	polled := w.Stop()
+	hwm, _ := harness.ProcStatus(e.activePID, "VmHWM:")
 	s.rssPeak = max(polled, hwm)
 	applied1, err := lastApplied(e.c, e.active)
 	if err != nil {
@@ -422,63 +421,6 @@ func reportedKiB() int64 {
 	}
 	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	return n
-}
-
-// resetHWM resets a process's VmHWM to its current RSS (Linux 4.0 and later).
-func resetHWM(pid int) error {
-	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5\n"), 0o200)
-}
-
-// procStatusKB reads a "kB" field of /proc/<pid>/status, in bytes.
-func procStatusKB(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field) {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, err := strconv.ParseInt(f[1], 10, 64)
-				return kb * 1024, err
-			}
-		}
-	}
-	return 0, fmt.Errorf("no %s for pid %d", field, pid)
-}
-
-// rssWatch polls a process's VmRSS and keeps the largest value.
-type rssWatch struct {
-	done chan struct{}
-	wg   sync.WaitGroup
-	max  int64
-}
-
-func watchRSS(pid int, every time.Duration) *rssWatch {
-	w := &rssWatch{done: make(chan struct{})}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			if rss, err := procStatusKB(pid, "VmRSS:"); err == nil {
-				w.max = max(w.max, rss)
-			}
-			select {
-			case <-w.done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return w
-}
-
-func (w *rssWatch) stop() int64 {
-	close(w.done)
-	w.wg.Wait()
-	return w.max
 }
 
 // httpc talks to the instances directly.
