@@ -353,18 +353,19 @@ type Bounds struct {
 // ErrTooManyFiles: an expansion found more files than its Bounds allow.
 var ErrTooManyFiles = errors.New("too many files")
 
-// expansion gathers an expansion's files within its bounds.
+// expansion hands an expansion's files to emit within its bounds.
 type expansion struct {
 	Bounds
-	files []File
+	emit func(File) error
+	n    int // files emitted
 }
 
 func (x *expansion) add(f File) error {
-	if x.MaxFiles != 0 && len(x.files) >= x.MaxFiles {
+	if x.MaxFiles != 0 && x.n >= x.MaxFiles {
 		return fmt.Errorf("more than %d files: %w", max(x.MaxFiles, 0), ErrTooManyFiles)
 	}
-	x.files = append(x.files, f)
-	return nil
+	x.n++
+	return x.emit(f)
 }
 
 func (x *expansion) err() error {
@@ -376,10 +377,27 @@ func (x *expansion) err() error {
 
 // ExpandWithin is Expand within bounds.
 func (s *Sandbox) ExpandWithin(b Bounds, p string, recursive bool) ([]File, error) {
-	if err := validate(p); err != nil {
+	files := []File{}
+	err := s.WalkWithin(b, p, recursive, func(f File) error {
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	x := &expansion{Bounds: b, files: []File{}}
+	return files, nil
+}
+
+// WalkWithin is ExpandWithin that hands each file to emit as it is found,
+// in the same order, instead of collecting them: a source of a million
+// files need not be held in memory at once. The checks, the errors and
+// the bounds are ExpandWithin's (MaxFiles counts the files emitted); an
+// error from emit ends the walk and is returned as it is.
+func (s *Sandbox) WalkWithin(b Bounds, p string, recursive bool, emit func(File) error) error {
+	if err := validate(p); err != nil {
+		return err
+	}
+	x := &expansion{Bounds: b, emit: emit}
 	lex := s.abs(p)
 	base := filepath.Base(lex)
 	if hasMeta(base) {
@@ -387,49 +405,43 @@ func (s *Sandbox) ExpandWithin(b Bounds, p string, recursive bool) ([]File, erro
 	}
 	r, complete, err := s.resolveAs(p, lex)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !complete {
-		return nil, &Error{Path: p, Reason: "does not exist (" + r + ")"}
+		return &Error{Path: p, Reason: "does not exist (" + r + ")"}
 	}
 	fi, err := os.Stat(r)
 	if err != nil {
-		return nil, &Error{Path: p, Reason: "cannot be read: " + err.Error()}
+		return &Error{Path: p, Reason: "cannot be read: " + err.Error()}
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		if err := x.add(File{Path: r, Rel: base, Size: fi.Size()}); err != nil {
-			return nil, err
-		}
-		return x.files, nil
+		return x.add(File{Path: r, Rel: base, Size: fi.Size()})
 	case fi.IsDir():
 		if !recursive {
-			return nil, &Error{Path: p, Reason: "is a directory (recursive not set)"}
+			return &Error{Path: p, Reason: "is a directory (recursive not set)"}
 		}
-		if err := s.walk(x, p, r, ""); err != nil {
-			return nil, err
-		}
-		return x.files, nil
+		return s.walk(x, p, r, "")
 	default:
-		return nil, &Error{Path: p, Reason: "is not a regular file or a directory"}
+		return &Error{Path: p, Reason: "is not a regular file or a directory"}
 	}
 }
 
 // expandGlob expands a source whose last element, pattern, has wildcards.
-func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive bool) ([]File, error) {
+func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive bool) error {
 	if _, err := filepath.Match(pattern, ""); err != nil {
-		return nil, &Error{Path: p, Reason: fmt.Sprintf("has a malformed wildcard pattern %q", pattern)}
+		return &Error{Path: p, Reason: fmt.Sprintf("has a malformed wildcard pattern %q", pattern)}
 	}
 	dir, complete, err := s.resolveAs(p, filepath.Dir(lex))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !complete {
-		return nil, &Error{Path: p, Reason: "matches no file (directory " + dir + " does not exist)"}
+		return &Error{Path: p, Reason: "matches no file (directory " + dir + " does not exist)"}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, &Error{Path: p, Reason: "cannot be read: " + err.Error()}
+		return &Error{Path: p, Reason: "cannot be read: " + err.Error()}
 	}
 	userDir := filepath.Dir(p)
 	matched, dirs := 0, 0
@@ -440,7 +452,7 @@ func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive boo
 		matched++
 		isDir, err := s.entry(x, userDir, filepath.Join(dir, d.Name()), d.Name(), d, recursive, true)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if isDir {
 			dirs++
@@ -448,14 +460,14 @@ func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive boo
 	}
 	switch {
 	case matched == 0:
-		return nil, &Error{Path: p, Reason: "matches no file"}
+		return &Error{Path: p, Reason: "matches no file"}
 	case dirs == matched && !recursive:
-		return nil, &Error{Path: p, Reason: "matches no file, only directories (recursive not set)"}
+		return &Error{Path: p, Reason: "matches no file, only directories (recursive not set)"}
 	}
-	return x.files, nil
+	return nil
 }
 
-// walk appends the regular files under the physical directory dir (inside
+// walk emits the regular files under the physical directory dir (inside
 // the sandbox), in sorted order; rel is dir's Rel, and userBase joined
 // with a Rel names an entry in errors as the user would.
 func (s *Sandbox) walk(x *expansion, userBase, dir, rel string) error {
