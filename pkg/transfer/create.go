@@ -42,7 +42,7 @@ func (p *createPart) full(add int) bool {
 // A part is committed once the next one begins, since the open create
 // must come first and the seal last. If the creation cannot finish (a
 // refusal met in a later part, the client went away, an entry was refused,
-// the lease was lost), what was committed is discarded (fail), so that
+// the lease was lost), what was committed is discarded (end), so that
 // nothing half-created is ever run; if the discard cannot be committed
 // either, the next active discards it (discardOrphans).
 type creation struct {
