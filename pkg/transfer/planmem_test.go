@@ -88,11 +88,17 @@ func (h *heapPeak) end() float64 {
 }
 
 // BenchmarkPlanMemory plans and commits a recursive request of 200,000
-// empty files in 200 directories, and reports the peak of the heap in use
-// meanwhile (above what was in use before): the planning's share of the
-// active's memory. Run with -benchtime=1x; GOGC applies as usual.
+// empty files, in 200 directories or in one, and reports the peak of the
+// heap in use meanwhile (above what was in use before): the planning's
+// share of the active's memory. Run with -benchtime=1x; GOGC applies as
+// usual.
 func BenchmarkPlanMemory(b *testing.B) {
-	const files, dirs = 200_000, 200
+	for _, dirs := range []int{200, 1} {
+		b.Run(fmt.Sprintf("dirs=%d", dirs), func(b *testing.B) { benchmarkPlanMemory(b, 200_000, dirs) })
+	}
+}
+
+func benchmarkPlanMemory(b *testing.B, files, dirs int) {
 	r := newRig(b)
 	for d := range dirs {
 		dir := filepath.Join(r.root, "in", "big", fmt.Sprintf("d%03d", d))
