@@ -20,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -353,18 +354,19 @@ type Bounds struct {
 // ErrTooManyFiles: an expansion found more files than its Bounds allow.
 var ErrTooManyFiles = errors.New("too many files")
 
-// expansion gathers an expansion's files within its bounds.
+// expansion hands an expansion's files to emit within its bounds.
 type expansion struct {
 	Bounds
-	files []File
+	emit func(File) error
+	n    int // files emitted
 }
 
 func (x *expansion) add(f File) error {
-	if x.MaxFiles != 0 && len(x.files) >= x.MaxFiles {
+	if x.MaxFiles != 0 && x.n >= x.MaxFiles {
 		return fmt.Errorf("more than %d files: %w", max(x.MaxFiles, 0), ErrTooManyFiles)
 	}
-	x.files = append(x.files, f)
-	return nil
+	x.n++
+	return x.emit(f)
 }
 
 func (x *expansion) err() error {
@@ -376,10 +378,27 @@ func (x *expansion) err() error {
 
 // ExpandWithin is Expand within bounds.
 func (s *Sandbox) ExpandWithin(b Bounds, p string, recursive bool) ([]File, error) {
-	if err := validate(p); err != nil {
+	files := []File{}
+	err := s.WalkWithin(b, p, recursive, func(f File) error {
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	x := &expansion{Bounds: b, files: []File{}}
+	return files, nil
+}
+
+// WalkWithin is ExpandWithin that hands each file to emit as it is found,
+// in the same order, instead of collecting them: a source of a million
+// files need not be held in memory at once. The checks, the errors and
+// the bounds are ExpandWithin's (MaxFiles counts the files emitted); an
+// error from emit ends the walk and is returned as it is.
+func (s *Sandbox) WalkWithin(b Bounds, p string, recursive bool, emit func(File) error) error {
+	if err := validate(p); err != nil {
+		return err
+	}
+	x := &expansion{Bounds: b, emit: emit}
 	lex := s.abs(p)
 	base := filepath.Base(lex)
 	if hasMeta(base) {
@@ -387,60 +406,54 @@ func (s *Sandbox) ExpandWithin(b Bounds, p string, recursive bool) ([]File, erro
 	}
 	r, complete, err := s.resolveAs(p, lex)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !complete {
-		return nil, &Error{Path: p, Reason: "does not exist (" + r + ")"}
+		return &Error{Path: p, Reason: "does not exist (" + r + ")"}
 	}
 	fi, err := os.Stat(r)
 	if err != nil {
-		return nil, &Error{Path: p, Reason: "cannot be read: " + err.Error()}
+		return &Error{Path: p, Reason: "cannot be read: " + err.Error()}
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		if err := x.add(File{Path: r, Rel: base, Size: fi.Size()}); err != nil {
-			return nil, err
-		}
-		return x.files, nil
+		return x.add(File{Path: r, Rel: base, Size: fi.Size()})
 	case fi.IsDir():
 		if !recursive {
-			return nil, &Error{Path: p, Reason: "is a directory (recursive not set)"}
+			return &Error{Path: p, Reason: "is a directory (recursive not set)"}
 		}
-		if err := s.walk(x, p, r, ""); err != nil {
-			return nil, err
-		}
-		return x.files, nil
+		return s.walk(x, p, r, "")
 	default:
-		return nil, &Error{Path: p, Reason: "is not a regular file or a directory"}
+		return &Error{Path: p, Reason: "is not a regular file or a directory"}
 	}
 }
 
 // expandGlob expands a source whose last element, pattern, has wildcards.
-func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive bool) ([]File, error) {
+func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive bool) error {
 	if _, err := filepath.Match(pattern, ""); err != nil {
-		return nil, &Error{Path: p, Reason: fmt.Sprintf("has a malformed wildcard pattern %q", pattern)}
+		return &Error{Path: p, Reason: fmt.Sprintf("has a malformed wildcard pattern %q", pattern)}
 	}
 	dir, complete, err := s.resolveAs(p, filepath.Dir(lex))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !complete {
-		return nil, &Error{Path: p, Reason: "matches no file (directory " + dir + " does not exist)"}
+		return &Error{Path: p, Reason: "matches no file (directory " + dir + " does not exist)"}
 	}
-	ents, err := os.ReadDir(dir)
+	names, err := readNames(dir)
 	if err != nil {
-		return nil, &Error{Path: p, Reason: "cannot be read: " + err.Error()}
+		return &Error{Path: p, Reason: "cannot be read: " + err.Error()}
 	}
 	userDir := filepath.Dir(p)
 	matched, dirs := 0, 0
-	for _, d := range ents {
-		if ok, _ := filepath.Match(pattern, d.Name()); !ok {
+	for _, name := range names {
+		if ok, _ := filepath.Match(pattern, name); !ok {
 			continue
 		}
 		matched++
-		isDir, err := s.entry(x, userDir, filepath.Join(dir, d.Name()), d.Name(), d, recursive, true)
+		isDir, err := s.entry(x, userDir, filepath.Join(dir, name), name, recursive, true)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if isDir {
 			dirs++
@@ -448,31 +461,48 @@ func (s *Sandbox) expandGlob(x *expansion, p, lex, pattern string, recursive boo
 	}
 	switch {
 	case matched == 0:
-		return nil, &Error{Path: p, Reason: "matches no file"}
+		return &Error{Path: p, Reason: "matches no file"}
 	case dirs == matched && !recursive:
-		return nil, &Error{Path: p, Reason: "matches no file, only directories (recursive not set)"}
+		return &Error{Path: p, Reason: "matches no file, only directories (recursive not set)"}
 	}
-	return x.files, nil
+	return nil
 }
 
-// walk appends the regular files under the physical directory dir (inside
+// walk emits the regular files under the physical directory dir (inside
 // the sandbox), in sorted order; rel is dir's Rel, and userBase joined
 // with a Rel names an entry in errors as the user would.
 func (s *Sandbox) walk(x *expansion, userBase, dir, rel string) error {
 	if err := x.err(); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(dir) // sorted by name
+	names, err := readNames(dir)
 	if err != nil {
 		return &Error{Path: userJoin(userBase, rel), Reason: "cannot be read: " + err.Error()}
 	}
-	for _, d := range ents {
-		r := path.Join(rel, d.Name())
-		if _, err := s.entry(x, userBase, filepath.Join(dir, d.Name()), r, d, true, false); err != nil {
+	for _, name := range names {
+		if _, err := s.entry(x, userBase, filepath.Join(dir, name), path.Join(rel, name), true, false); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readNames lists the names in the directory dir, sorted. Only the names,
+// rather than os.ReadDir's entries: a directory of a million files costs
+// a walk their names alone (about a third of the entries), and each entry
+// is looked at (lstat) as it is reached, as its DirEntry.Info would have.
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 func userJoin(user, rel string) string {
@@ -482,15 +512,21 @@ func userJoin(user, rel string) string {
 	return filepath.Join(user, filepath.FromSlash(rel))
 }
 
-// entry handles one directory entry d at the physical path full, whose
+// entry handles one directory entry at the physical path full, whose
 // parent is inside the sandbox; rel is its Rel, userBase joined with rel
 // its name for errors. Directories are walked when recursive (isDir reports
 // them either way); links to directories only when followDirLinks.
-func (s *Sandbox) entry(x *expansion, userBase, full, rel string, d fs.DirEntry, recursive, followDirLinks bool) (isDir bool, err error) {
+func (s *Sandbox) entry(x *expansion, userBase, full, rel string, recursive, followDirLinks bool) (isDir bool, err error) {
 	user := userJoin(userBase, rel)
 	target := full
-	var fi fs.FileInfo
-	if d.Type()&fs.ModeSymlink != 0 {
+	fi, err := os.Lstat(full)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil // removed while we looked
+		}
+		return false, &Error{Path: user, Reason: "cannot be read: " + err.Error()}
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
 		r, complete, err := s.resolveAs(user, full)
 		if err != nil {
 			return false, err
@@ -512,12 +548,6 @@ func (s *Sandbox) entry(x *expansion, userBase, full, rel string, d fs.DirEntry,
 	} else {
 		if err := s.admit(user, full, full); err != nil {
 			return false, err
-		}
-		if fi, err = d.Info(); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return false, nil // removed while we looked
-			}
-			return false, &Error{Path: user, Reason: "cannot be read: " + err.Error()}
 		}
 	}
 	switch {

@@ -462,3 +462,56 @@ func TestExpandWithinBounds(t *testing.T) {
 		t.Errorf("a walk whose request has gone away: %v, want context.Canceled", err)
 	}
 }
+
+// A walk hands the files to its callback in ExpandWithin's order, counts
+// its bounds over what it handed, and stops at the callback's error, which
+// it returns as it is.
+func TestWalkWithin(t *testing.T) {
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"tree/b", "tree/a", "tree/sub/d", "tree/sub/c", "tree/z"} {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(p), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb, err := New(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := sb.ExpandWithin(Bounds{}, "tree/", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []File
+	if err := sb.WalkWithin(Bounds{}, "tree/", true, func(f File) error {
+		got = append(got, f)
+		return nil
+	}); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("walked %v, %v; want %v", got, err, want)
+	}
+	if rels := []string{got[0].Rel, got[1].Rel, got[2].Rel, got[3].Rel, got[4].Rel}; !reflect.DeepEqual(rels, []string{"a", "b", "sub/c", "sub/d", "z"}) {
+		t.Fatalf("walked in the order %q", rels)
+	}
+	stop := errors.New("enough")
+	n := 0
+	err = sb.WalkWithin(Bounds{}, "tree/", true, func(File) error {
+		if n++; n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || n != 3 {
+		t.Fatalf("a callback that stops at the third file: %v after %d files", err, n)
+	}
+	n = 0
+	err = sb.WalkWithin(Bounds{MaxFiles: 4}, "tree/", true, func(File) error { n++; return nil })
+	if !errors.Is(err, ErrTooManyFiles) || n != 4 {
+		t.Fatalf("MaxFiles 4 of 5: %v after %d files", err, n)
+	}
+}

@@ -3,7 +3,9 @@ package transfer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,5 +209,246 @@ func TestLargeRequestInOneEntryDuringUpgrade(t *testing.T) {
 	}
 	if len(log.kinds) != 1 || log.kinds[0] != KindCreateV3 || tr.FileCount() != 12 || tr.Open {
 		t.Fatalf("committed %v; %d files, open %v", log.kinds, tr.FileCount(), tr.Open)
+	}
+}
+
+// wantPlan is the plan of the recursive source root/src/ (with its final
+// "/") to root/dst: its directories and files in walk order, as
+// sandbox.Expand and treeDirs list them.
+func wantPlan(t *testing.T, root, src, dst string) ([]plainFile, []Dir) {
+	t.Helper()
+	var files []plainFile
+	var dirs []Dir
+	from, to := filepath.Join(root, src), filepath.Join(root, dst)
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.IsDir() {
+			dirs = append(dirs, Dir{Source: p, Destination: filepath.Join(to, rel)})
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files = append(files, plainFile{p, filepath.Join(to, rel), fi.Size()})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, dirs
+}
+
+// plainFile is a planned file, without its state.
+type plainFile struct {
+	source, destination string
+	bytes               int64
+}
+
+func plainFiles(files []File) []plainFile {
+	out := make([]plainFile, len(files))
+	for i, f := range files {
+		out[i] = plainFile{f.Source, f.Destination, f.Bytes}
+	}
+	return out
+}
+
+func plainDirs(dirs []Dir) []Dir {
+	out := make([]Dir, len(dirs))
+	for i, d := range dirs {
+		out[i] = Dir{Source: d.Source, Destination: d.Destination}
+	}
+	return out
+}
+
+// TestPlanIsCommittedAsItIsWalked: a large tree's plan is committed part
+// by part while the tree is walked — a file written into a directory not
+// walked yet, once the first part is committed, is in the plan — with the
+// files, their order and the directories of the whole plan, each entry
+// within the bound. Two sources that share the destination's directories
+// have them once.
+func TestPlanIsCommittedAsItIsWalked(t *testing.T) {
+	smallChunks(t, 5)
+	r := newRig(t)
+	bigTree(t, r.root, 40, 5)
+	late := filepath.Join(r.root, "in", "big", "d04", "late")
+	log := &fakeLog{afterEntry: func(n int) {
+		if n == 1 {
+			if err := os.WriteFile(late, []byte("late\n"), 0o640); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	m := r.manager(log, r.local)
+	tr, err := submitAs(m, 1, context.Background(), "big", Request{Sources: []string{"in/big/"}, Destination: "out/big/", Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, dirs := wantPlan(t, r.root, "in/big", "out/big")
+	if !slices.Contains(files, plainFile{late, filepath.Join(r.root, "out", "big", "d04", "late"), 5}) {
+		t.Fatalf("the file written after the first entry is not in the plan: the plan was listed before it was committed")
+	}
+	all, _ := r.state.Get(tr.ID)
+	if got := plainFiles(all.Files); !slices.Equal(got, files) {
+		t.Fatalf("files\n%v\nwant\n%v", got, files)
+	}
+	if got := plainDirs(tr.Dirs); !slices.Equal(got, dirs) {
+		t.Fatalf("directories\n%v\nwant\n%v", got, dirs)
+	}
+	// 41 files and 6 directories in entries of at most 5: one create,
+	// nine appends.
+	if k := kindsOf(log); k[KindCreateOpen] != 1 || k[KindAppend] != 9 || len(log.kinds) != 10 || tr.Open {
+		t.Fatalf("committed %v, open %v; want one %s and 9 %s", log.kinds, tr.Open, KindCreateOpen, KindAppend)
+	}
+
+	// Two sources into one destination: the directory both map to once,
+	// then the files of one and of the other.
+	for i := range 12 {
+		p := filepath.Join(r.root, "more", fmt.Sprintf("e%02d", i%2), fmt.Sprintf("g%02d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("more\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log2 := &fakeLog{index: 1000}
+	m2 := r.manager(log2, r.local)
+	tr2, err := submitAs(m2, 1, context.Background(), "two", Request{Sources: []string{"in/big/", "more/"}, Destination: "out/two/", Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f1, d1 := wantPlan(t, r.root, "in/big", "out/two")
+	f2, d2 := wantPlan(t, r.root, "more", "out/two")
+	all2, _ := r.state.Get(tr2.ID)
+	if got := plainFiles(all2.Files); !slices.Equal(got, append(f1, f2...)) {
+		t.Fatalf("files of two sources\n%v\nwant\n%v", got, append(f1, f2...))
+	}
+	if got, want := plainDirs(tr2.Dirs), append(d1, d2[1:]...); !slices.Equal(got, want) {
+		t.Fatalf("directories of two sources\n%v\nwant\n%v", got, want)
+	}
+}
+
+// discarded checks that the creation of transfer id was given up: its last
+// entry a discard, and no transfer left, after at least one part was
+// committed.
+func discarded(t *testing.T, r *rig, log *fakeLog, id string) {
+	t.Helper()
+	if _, ok := r.state.Get(id); ok {
+		t.Fatalf("transfer %s was kept; committed %v", id, log.kinds)
+	}
+	var last map[string]any
+	_ = json.Unmarshal(log.lastData, &last)
+	if kindsOf(log)[KindCreateOpen] != 1 || log.kinds[len(log.kinds)-1] != KindAppend || last["discard"] != true {
+		t.Fatalf("committed %v, last %s; want an open create, and a discard last", log.kinds, log.lastData)
+	}
+}
+
+// TestRefusalMidPlanDiscards: a refusal met by the plan after parts of it
+// were committed — a destination that exists (overwrite error), more files
+// than maxFilesPerTransfer, a file two sources write to one destination, a
+// client that went away — gives up the creation, and the user is told the
+// reason a plan listed whole gave.
+func TestRefusalMidPlanDiscards(t *testing.T) {
+	smallChunks(t, 4)
+	r := newRig(t)
+	bigTree(t, r.root, 40, 5)
+	req := Request{Sources: []string{"in/big/"}, Destination: "out/big/", Recursive: true}
+	refused := func(t *testing.T, m *Manager, id string, req Request, reason string) {
+		t.Helper()
+		_, err := submitAs(m, 1, context.Background(), id, req)
+		var re *RequestError
+		if !errors.As(err, &re) || re.Reason != reason {
+			t.Fatalf("%v, want the refusal %q", err, reason)
+		}
+	}
+
+	t.Run("destination exists", func(t *testing.T) {
+		p := filepath.Join(r.root, "out", "big", "d04", "f0039") // the last file
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("there\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(filepath.Join(r.root, "out"))
+		log := &fakeLog{}
+		refused(t, r.manager(log, r.local), "exists", req, "destination exists: out/big/d04/f0039 (use --overwrite to replace it)")
+		discarded(t, r, log, "exists")
+		// 40 files and 6 directories in parts of 4: the last part
+		// (f0038, f0039) is refused, after 11 were committed.
+		if n := len(log.kinds); n != 12 {
+			t.Fatalf("committed %v, want 11 parts and a discard", log.kinds)
+		}
+	})
+
+	t.Run("maxFilesPerTransfer", func(t *testing.T) {
+		log := &fakeLog{index: 100}
+		m := r.manager(log, r.local)
+		m.limits.MaxFilesPerTransfer = 30
+		refused(t, m, "many", req, "the request names more than 30 files (maxFilesPerTransfer=30): split it, or raise maxFilesPerTransfer")
+		discarded(t, r, log, "many")
+	})
+
+	t.Run("two sources to one destination", func(t *testing.T) {
+		p := filepath.Join(r.root, "dup", "d04", "f0039")
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("dup\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		log := &fakeLog{index: 200}
+		in, dup := filepath.Join(r.root, "in", "big", "d04", "f0039"), p
+		refused(t, r.manager(log, r.local), "dup", Request{Sources: []string{"in/big/", "dup/"}, Destination: "out/big/", Recursive: true},
+			fmt.Sprintf("sources %s and %s would both be written to %s", in, dup, filepath.Join(r.root, "out", "big", "d04", "f0039")))
+		discarded(t, r, log, "dup")
+	})
+
+	t.Run("client gone", func(t *testing.T) {
+		// The client goes away once the first part is committed: the
+		// walk stops there.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		log := &fakeLog{index: 300, afterEntry: func(n int) {
+			if n == 1 {
+				cancel()
+			}
+		}}
+		m := r.manager(log, r.local)
+		if _, err := submitAs(m, 1, ctx, "gone", req); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%v, want context.Canceled", err)
+		}
+		discarded(t, r, log, "gone")
+		if len(log.kinds) != 2 {
+			t.Fatalf("committed %v, want the first part and its discard", log.kinds)
+		}
+	})
+}
+
+// TestPlanRefusesClashes: a file and a directory of two sources written to
+// one place are refused whichever source comes first (the directories are
+// planned before the files), as is a file that is its own destination.
+func TestPlanRefusesClashes(t *testing.T) {
+	r := newRig(t)
+	r.files(t, "a/x", "b/x/y", "in/f")
+	m, _ := r.activeManager(&fakeLog{})
+	file, dir, to := filepath.Join(r.root, "a", "x"), filepath.Join(r.root, "b", "x"), filepath.Join(r.root, "out", "x")
+	for _, c := range []struct {
+		req    Request
+		reason string
+	}{
+		{Request{Sources: []string{"a/", "b/"}, Destination: "out/", Recursive: true}, fmt.Sprintf("source %s and directory %s would both be written to %s", file, dir, to)},
+		{Request{Sources: []string{"b/", "a/"}, Destination: "out/", Recursive: true}, fmt.Sprintf("source %s and directory %s would both be written to %s", file, dir, to)},
+		{Request{Sources: []string{"in/f"}, Destination: "in/"}, fmt.Sprintf("source %s is its own destination", filepath.Join(r.root, "in", "f"))},
+	} {
+		_, err := m.Submit(context.Background(), "", c.req)
+		var re *RequestError
+		if !errors.As(err, &re) || re.Reason != c.reason {
+			t.Errorf("%v: %v, want the refusal %q", c.req.Sources, err, c.reason)
+		}
 	}
 }

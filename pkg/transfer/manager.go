@@ -403,29 +403,24 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 		// A creation in several entries that was interrupted: this retry
 		// creates it anew (replicated/open.go).
 	}
-	t, err := m.plan(ctx, id, req)
-	if err != nil {
-		return nil, err
-	}
-	t.Owner = owner
 	// A create prunes nothing (count -1, age 0, which every build applies
 	// alike): the history is pruned by KindPrune entries (pruneHistory),
 	// which keep pending work and recent ids.
-	c := replicated.CreateCmd{
-		Transfer:     *t,
+	cr := m.newCreation(ctx, lease, replicated.CreateCmd{
+		Transfer:     Transfer{ID: id, Request: req, Owner: owner, Created: time.Now().UTC()},
 		MaxQueued:    m.limits.MaxQueuedTransfers,
 		HistoryCount: -1,
 		HistoryAge:   0,
-	}
+	})
+	err = m.plan(ctx, req, cr)
 	var kind string
 	var res any
-	if parts := splitCreate(t.Files, t.Dirs); len(parts) > 1 && m.raft.FormatAgreed(replicated.FormatOpen) {
-		kind = KindCreateOpen
-		res, err = m.createInParts(ctx, lease, c, parts)
-	} else {
-		// One entry: a plan within one entry's bounds, or one of an
-		// agent in a rolling upgrade from a build that reads no appends.
-		kind, res, err = m.create(lease, c)
+	if err == nil {
+		kind, res, err = cr.finish()
+	}
+	cr.end(err)
+	if errors.Is(err, errExisting) {
+		return cr.existing, nil
 	}
 	if err != nil {
 		if errors.Is(err, ErrQueueFull) || errors.Is(err, ErrAlreadyExists) {
@@ -537,112 +532,142 @@ func normalize(req Request) (Request, error) {
 	return req, nil
 }
 
-// plan lists the files of a normalized request, each with its destination.
-// A destination that names an existing directory, or ends with "/", or any
-// request of more than one file, receives the files under it: a plain file
-// by its name, a directory given with --recursive as a directory of its own
-// name (its contents only when the source ends with "/"), wildcard matches
-// by their names.
-func (m *Manager) plan(ctx context.Context, id string, req Request) (*Transfer, error) {
+// plan lists the directories and files of a normalized request, each with
+// its destination, and hands each to cr as it is found (cr commits them
+// part by part: creation), so that the plan of a large request is never
+// held whole. A destination that names an existing directory, or ends
+// with "/", or any request of more than one file, receives the files under
+// it: a plain file by its name, a directory given with --recursive as a
+// directory of its own name (its contents only when the source ends with
+// "/"), wildcard matches by their names. Each file is checked as it is
+// found; a refusal met after parts were committed ends the creation, which
+// discards them (creation.end).
+func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
 	dest, err := m.sb.Resolve(req.Destination)
 	if err != nil {
-		return nil, bad("destination %v", err)
+		return bad("destination %v", err)
 	}
-	type found struct {
-		src    sandbox.File
-		prefix string // directory level the source argument adds under the destination
+	destIsDir := strings.HasSuffix(req.Destination, "/")
+	if info, err := m.ep.Stat(context.Background(), dest); err == nil && info.IsDir {
+		destIsDir = true
 	}
-	var files []found
-	var dirs []Dir
+	// One plain source file and a destination that is not an existing
+	// directory (nor written as one): the destination is the file's name.
+	// A plain source without --recursive names one regular file or is
+	// refused (sandbox.Expand), so this is known before the walk.
+	single := len(req.Sources) == 1 && !req.Recursive && !hasWildcard(req.Sources[0]) && !destIsDir
+	// Only the sources of a request of several can write two files, or a
+	// file and a directory, to one destination, or share a directory:
+	// within one source the paths relative to it are distinct. Only then
+	// are the destinations kept (by destination, the source), for the
+	// whole request.
+	var seen, seenDir map[string]string
+	if len(req.Sources) > 1 {
+		seen, seenDir = map[string]string{}, map[string]string{}
+	}
+	// prefixes[i] is the directory level source i adds under the
+	// destination: a directory's name, unless written with a final "/".
+	prefixes := make([]string, len(req.Sources))
+	for i, s := range req.Sources {
+		if req.Recursive && !hasWildcard(s) && !strings.HasSuffix(s, "/") {
+			if p, err := m.sb.Resolve(s); err == nil {
+				if info, err := m.ep.Stat(context.Background(), p); err == nil && info.IsDir {
+					prefixes[i] = filepath.Base(p)
+				}
+			}
+		}
+	}
 	resolver := m.sb.NewResolver() // each destination directory resolved once
-	for _, s := range req.Sources {
+	// stop is an error of the plan's own (a refusal, an entry that could
+	// not be committed), which ends a walk and is returned as it is.
+	var stop error
+	// The directories first, as the copy makes them. They are streamed as
+	// the files are; only a request of several sources keeps them
+	// (seenDir), to merge one that two sources share (as rsync does) and
+	// to refuse a file written where a directory goes.
+	if req.Recursive {
+		for i, s := range req.Sources {
+			err := treeDirs(m.sb, resolver, s, prefixes[i], dest, func(d Dir) error {
+				if seenDir != nil {
+					if _, dup := seenDir[d.Destination]; dup {
+						return nil
+					}
+					seenDir[d.Destination] = d.Source
+				}
+				stop = cr.addDir(d)
+				return stop
+			})
+			switch {
+			case stop != nil:
+				return stop
+			case err != nil:
+				return bad("source %v", err)
+			}
+		}
+	}
+	files := 0
+	for i, s := range req.Sources {
 		// Within the request's context (a client that has gone away
 		// stops the walk) and maxFilesPerTransfer, counted over all the
 		// sources.
 		b := sandbox.Bounds{Ctx: ctx}
 		if limit := m.limits.MaxFilesPerTransfer; limit > 0 {
-			b.MaxFiles = max(limit-len(files), -1) // -1: not one more
+			b.MaxFiles = max(limit-files, -1) // -1: not one more
 		}
-		fs, err := m.sb.ExpandWithin(b, s, req.Recursive)
+		err := m.sb.WalkWithin(b, s, req.Recursive, func(f sandbox.File) error {
+			files++
+			stop = m.planFile(f, dest, prefixes[i], single, resolver, seen, seenDir, cr)
+			return stop
+		})
 		switch {
+		case stop != nil:
+			return stop
 		case errors.Is(err, sandbox.ErrTooManyFiles):
-			return nil, bad("the request names more than %d files (maxFilesPerTransfer=%d): split it, or raise maxFilesPerTransfer", m.limits.MaxFilesPerTransfer, m.limits.MaxFilesPerTransfer)
+			return bad("the request names more than %d files (maxFilesPerTransfer=%d): split it, or raise maxFilesPerTransfer", m.limits.MaxFilesPerTransfer, m.limits.MaxFilesPerTransfer)
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("plan transfer: %w", ctx.Err())
+			return fmt.Errorf("plan transfer: %w", ctx.Err())
 		case err != nil:
-			return nil, bad("source %v", err)
-		}
-		prefix := ""
-		if req.Recursive && !hasWildcard(s) && !strings.HasSuffix(s, "/") {
-			if p, err := m.sb.Resolve(s); err == nil {
-				if info, err := m.ep.Stat(context.Background(), p); err == nil && info.IsDir {
-					prefix = filepath.Base(p)
-				}
-			}
-		}
-		for _, f := range fs {
-			files = append(files, found{src: f, prefix: prefix})
-		}
-		if req.Recursive {
-			ds, err := treeDirs(m.sb, resolver, s, prefix, dest)
-			if err != nil {
-				return nil, bad("source %v", err)
-			}
-			dirs = append(dirs, ds...)
+			return bad("source %v", err)
 		}
 	}
-	// One plain source file and a destination that is not an existing
-	// directory (nor written as one): the destination is the file's name.
-	single := len(req.Sources) == 1 && len(files) == 1 && !req.Recursive && !hasWildcard(req.Sources[0])
-	destIsDir := strings.HasSuffix(req.Destination, "/")
-	if info, err := m.ep.Stat(context.Background(), dest); err == nil && info.IsDir {
-		destIsDir = true
-	}
-	t := &Transfer{ID: id, Request: req, Created: time.Now().UTC()}
-	seen := map[string]string{}
-	for _, f := range files {
-		target := dest
-		if !single || destIsDir {
-			target = filepath.Join(dest, f.prefix, filepath.FromSlash(f.src.Rel))
-			if _, err := resolver.Resolve(target); err != nil {
-				return nil, bad("destination %v", err)
-			}
+	return nil
+}
+
+// planFile checks the source file f, found under dest joined with prefix
+// (or written to dest itself when single), and adds it to cr. seen and
+// seenDir hold the destinations planned so far, when the request has
+// several sources.
+func (m *Manager) planFile(f sandbox.File, dest, prefix string, single bool, resolver *sandbox.Resolver, seen, seenDir map[string]string, cr *creation) error {
+	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
+	target := dest
+	if !single {
+		target = filepath.Join(dest, prefix, filepath.FromSlash(f.Rel))
+		if _, err := resolver.Resolve(target); err != nil {
+			return bad("destination %v", err)
 		}
+	}
+	if seen != nil {
 		if other, dup := seen[target]; dup {
-			return nil, bad("sources %s and %s would both be written to %s", other, f.src.Path, target)
+			return bad("sources %s and %s would both be written to %s", other, f.Path, target)
 		}
-		seen[target] = f.src.Path
-		if target == f.src.Path {
-			return nil, bad("source %s is its own destination", f.src.Path)
-		}
-		t.Files = append(t.Files, File{Source: f.src.Path, Destination: target, Bytes: f.src.Size})
+		seen[target] = f.Path
 	}
-	// Directories: one for each destination directory (two sources may
-	// share one, as rsync merges them), none where a file goes.
-	seenDir := map[string]bool{}
-	for _, d := range dirs {
-		if other, dup := seen[d.Destination]; dup {
-			return nil, bad("source %s and directory %s would both be written to %s", other, d.Source, d.Destination)
-		}
-		if !seenDir[d.Destination] {
-			seenDir[d.Destination] = true
-			t.Dirs = append(t.Dirs, d)
-		}
+	if target == f.Path {
+		return bad("source %s is its own destination", f.Path)
 	}
-	if req.Overwrite == OverwriteError {
-		if err := m.checkNoDestination(t.Files); err != nil {
-			return nil, err
-		}
+	if dir, dup := seenDir[target]; dup {
+		return bad("source %s and directory %s would both be written to %s", f.Path, dir, target)
 	}
-	return t, nil
+	return cr.addFile(File{Source: f.Path, Destination: target, Bytes: f.Size})
 }
 
 // checkNoDestination refuses a request, before it is accepted, whose
 // destination file is already there while the request may not overwrite:
 // the copy would fail it anyway, after the user was told it was accepted.
-// (The copy checks again: something may appear meanwhile.) A destination
-// directory that does not exist is looked at once for all its files.
+// (The copy checks again: something may appear meanwhile.) It is given a
+// part of the plan at a time (creation.check); a destination directory
+// that does not exist is looked at once for the part's files.
 func (m *Manager) checkNoDestination(files []File) error {
 	dirExists := map[string]bool{}
 	for _, f := range files {
@@ -716,7 +741,7 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 	// The job has stopped; clean up what it left (removing a .part that is
 	// not there is no error), under the lease the cancel was recorded in.
 	m.removeParts(endpoint.WithEpoch(ctx, lease.Epoch), id)
-	t, _ = m.state.Get(id)
+	t, _ = m.state.Shared(id)
 	m.log.Info().Str("transfer", id).Msg("transfer cancelled")
 	return t, nil
 }

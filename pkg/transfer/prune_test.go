@@ -72,9 +72,11 @@ func TestPruneWaitsForItsFormat(t *testing.T) {
 
 // A request that names more files than maxFilesPerTransfer, counted over
 // all its sources, is refused with the reason, and nothing is recorded.
+// (The sources' files have distinct names: two written to one destination
+// would be refused first, as the plan meets them.)
 func TestMaxFilesPerTransferRefused(t *testing.T) {
 	r := newRig(t)
-	r.files(t, "in/a/1", "in/a/2", "in/a/3", "in/b/1", "in/b/2", "in/b/3")
+	r.files(t, "in/a/1", "in/a/2", "in/a/3", "in/b/4", "in/b/5", "in/b/6")
 	log := &fakeLog{}
 	m, _ := r.activeManager(log)
 	m.limits.MaxFilesPerTransfer = 5
