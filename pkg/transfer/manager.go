@@ -809,4 +809,3 @@ func (m *Manager) liveOf(id string) func(*Transfer) (int, int64) {
 		return j.file, j.written
 	}
 }
-
