@@ -151,6 +151,10 @@ type result struct {
 
 	// Memory by instance.
 	rssBefore, peakAccept, peakTransfer, rssAfter map[string]int64
+	// anonAfter and fileAfter split rssAfter: anonymous memory (the Go
+	// heap and stacks) and file pages mapped (the raft log's bolt file is
+	// read through mmap: its pages count in VmRSS while they stay cached).
+	anonAfter, fileAfter map[string]int64
 	// CPU by instance, per phase.
 	cpuAccept, cpuTransfer map[string]time.Duration
 
@@ -383,9 +387,11 @@ func measureTransfer(e *env, r *result) {
 	submitAndFollow(ctx, e, r)
 	progress("settling %v before reading VmRSS", *flagSettle)
 	time.Sleep(*flagSettle)
-	r.rssAfter = map[string]int64{}
+	r.rssAfter, r.anonAfter, r.fileAfter = map[string]int64{}, map[string]int64{}, map[string]int64{}
 	for n, pid := range e.pids {
 		r.rssAfter[n], _ = harness.RSS(pid)
+		r.anonAfter[n], _ = harness.ProcStatus(pid, "RssAnon:")
+		r.fileAfter[n], _ = harness.ProcStatus(pid, "RssFile:")
 	}
 }
 

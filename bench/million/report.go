@@ -134,6 +134,11 @@ func report(w io.Writer, e *env, r *result) {
 		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s | %s | %s | %s |\n", n, role, mib(r.rssBefore[n]), mib(r.peakAccept[n]), peakT, mib(r.rssAfter[n]), secs(r.cpuAccept[n]), cpuT)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "VmRSS after, split (RssAnon: the Go heap and stacks; RssFile: file pages mapped, the raft log's bolt file among them):")
+	for _, n := range e.c.Names {
+		fmt.Fprintf(w, " %s %s + %s;", n, mib(r.anonAfter[n]), mib(r.fileAfter[n]))
+	}
+	fmt.Fprintf(w, "\n\n")
 	if a := r.peakAccept[e.active]; a > 0 && r.peakTransfer != nil {
 		peak := max(a, r.peakTransfer[e.active]) - r.rssBefore[e.active]
 		fmt.Fprintf(w, "The active's peak above its VmRSS before: %s, %.2f KiB a file.\n\n", mib(peak), float64(peak)/1024/float64(t.files))

@@ -17,7 +17,7 @@ import (
 // for good (a file or a link in its place, permission) fails alone, as a
 // file does; any other error is returned, and is transient.
 func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error {
-	t, ok := m.state.Shared(id)
+	t, ok := m.state.Live(id)
 	if !ok || Terminal(t.State) {
 		return nil
 	}

@@ -45,7 +45,7 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		t, ok := m.state.Shared(id)
+		t, ok := m.state.Live(id)
 		if !ok || Terminal(t.State) {
 			return
 		}
@@ -97,7 +97,7 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 // a cancel or a failure leaves. A failure to remove one is logged; the
 // transfer has ended either way.
 func (m *Manager) removeParts(ctx context.Context, id string) {
-	t, ok := m.state.Shared(id)
+	t, ok := m.state.Live(id)
 	if !ok {
 		return
 	}
@@ -114,7 +114,7 @@ func (m *Manager) removeParts(ctx context.Context, id string) {
 
 // finishSources deletes the sources an ended transfer still has to delete.
 func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, j *job) {
-	t, ok := m.state.Shared(id)
+	t, ok := m.state.Live(id)
 	if !ok {
 		return
 	}
@@ -145,7 +145,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	if err := m.prepare(ctx, lease, id); err != nil { // names and directories (dirs.go)
 		return err
 	}
-	t, ok := m.state.Shared(id)
+	t, ok := m.state.Live(id)
 	if !ok {
 		return nil
 	}

@@ -357,6 +357,9 @@ func (ft *fileTable) sourcesToDelete() bool {
 
 // FileCount is how many files t has.
 func (t *Transfer) FileCount() int {
+	if t.live != nil {
+		return t.live.fileCount(t.ID)
+	}
 	if t.files != nil {
 		return t.files.len()
 	}
@@ -365,6 +368,10 @@ func (t *Transfer) FileCount() int {
 
 // FileAt returns file i of t.
 func (t *Transfer) FileAt(i int) File {
+	if t.live != nil {
+		f, _ := t.live.File(t.ID, i)
+		return f
+	}
 	if t.files != nil {
 		return t.files.file(i)
 	}
@@ -375,6 +382,10 @@ func (t *Transfer) FileAt(i int) File {
 // checkpointed offset), read in place: counting a million files' progress
 // copies no File and builds no path.
 func (t *Transfer) progressAt(i int) (state string, bytes, offset int64) {
+	if t.live != nil {
+		f, _ := t.live.File(t.ID, i)
+		return f.State, f.Bytes, f.Checkpoint.Offset
+	}
 	if t.files != nil {
 		return t.files.progress(i)
 	}
@@ -416,4 +427,34 @@ func (s *State) Shared(id string) (*Transfer, bool) {
 		return nil, false
 	}
 	return t.shared(), true
+}
+
+// Live returns a copy of transfer id without its files, whose FileAt and
+// FileCount read them from the state as it is at each call: the active's
+// copy loop, which reads each file when it comes to it, holds no copy of
+// the files and no share of the table, which the state would have to copy
+// segment by segment as the loop's own events change it (a second table,
+// for a million files, for the whole run).
+func (s *State) Live(id string) (*Transfer, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	if !ok {
+		return nil, false
+	}
+	c := *t
+	c.Files, c.files, c.live = nil, nil, s
+	c.Request.Sources = slices.Clone(t.Request.Sources)
+	c.Dirs = slices.Clone(t.Dirs)
+	return &c, true
+}
+
+// fileCount is how many files transfer id has now (0 if it is gone).
+func (s *State) fileCount(id string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if t, ok := s.transfers[id]; ok {
+		return t.FileCount()
+	}
+	return 0
 }

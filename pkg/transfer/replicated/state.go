@@ -197,6 +197,9 @@ type Transfer struct {
 	// files holds the files in the state instead of Files (files.go);
 	// readers get them back from clone, or share them (State.Shared).
 	files *fileTable
+	// live, in a copy from State.Live, is the state its files are read
+	// from, at each read.
+	live *State
 }
 
 // recount derives t's counts from its files.
