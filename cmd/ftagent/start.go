@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -63,6 +64,9 @@ func startCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(gcPercent)
+			}
 			in, err := agent.Start(agent.Options{Config: cfg, Self: self, Version: version.String(), Logger: log, Join: join})
 			if err != nil {
 				return err
@@ -90,3 +94,12 @@ func startCommand() *cli.Command {
 		},
 	}
 }
+
+// gcPercent is the instance's GOGC unless the environment sets one. Most of
+// an instance's heap is the replicated state's file tables, which hold no
+// pointers (pkg/transfer/replicated/files.go): a collection hardly has to
+// mark them, so collecting at half the live heap's growth rather than Go's
+// default (its whole size) costs little CPU and keeps the resident memory
+// of a large transfer (a million files: about 70 MiB of state) a third
+// lower.
+const gcPercent = 50

@@ -14,11 +14,11 @@ import (
 // File values: every instance holds every transfer's files, and a File (two
 // absolute paths, a hex digest, a checkpoint with its hash state and source
 // identity) takes some 350 bytes; a tree of a million files would hold
-// hundreds of megabytes on each instance. In the table a file is 64 bytes
-// (its two directories as indices into the transfer's table of distinct
-// directories, the ends of its base names in its segment's names string,
-// its size, its state and flags, its digest as bytes) plus its names, once
-// when the destination's equals the source's. What only some files have is
+// hundreds of megabytes on each instance. In the table a file is 56 bytes
+// (its pair of directories, source and destination, as an index into the
+// transfer's table of distinct pairs, the ends of its base names in its
+// segment's names string, its size, its state and flags, its digest as
+// bytes) plus its names, once when the destination's equals the source's. What only some files have is
 // kept apart, by index: reasons (failed files), checkpoints (files copied
 // in part), delivered source identities (sources still to delete), and the
 // odd files that cannot be packed exactly (a path without a directory, a
@@ -41,10 +41,12 @@ const segmentShift = 10
 const segmentSize = 1 << segmentShift
 
 type fileTable struct {
-	n     int
-	dirs  []string          // distinct directories; only appended to
-	dirIx map[string]uint32 // the index of each in dirs (used by changes only)
-	segs  []*segment
+	n      int
+	dirs   []string          // distinct directories; only appended to
+	dirIx  map[string]uint32 // the index of each in dirs (used by changes only)
+	pairs  []dirPair         // distinct pairs of directories; only appended to
+	pairIx map[dirPair]uint32
+	segs   []*segment
 	// gen is bumped by share: a segment of an older gen may be shared and
 	// is copied before a change.
 	gen uint64
@@ -62,16 +64,19 @@ type segment struct {
 	names string // the base names of its files, one after the other
 }
 
+// dirPair is a file's source and destination directories, as indices
+// into fileTable.dirs: a tree's files share a few pairs.
+type dirPair struct{ src, dst uint32 }
+
 type packedFile struct {
-	srcDir, dstDir uint32
+	dirs uint32 // index into fileTable.pairs
 	// srcEnd and dstEnd are the ends of the names in the segment's names:
 	// the source's starts where the file before ends (its dstEnd), the
 	// destination's at srcEnd; dstEnd == srcEnd means the same name.
 	srcEnd, dstEnd uint32
+	state, flags   uint8 // here, not after sha: 56 bytes, not 64
 	bytes          int64
 	sha            [32]byte
-	state          uint8
-	flags          uint8
 }
 
 const (
@@ -95,7 +100,7 @@ var completedCode, _ = stateCode(StateCompleted)
 
 // newFileTable makes the table of files.
 func newFileTable(files []File) *fileTable {
-	ft := &fileTable{dirIx: map[string]uint32{}}
+	ft := &fileTable{dirIx: map[string]uint32{}, pairIx: map[dirPair]uint32{}}
 	ft.append(files)
 	return ft
 }
@@ -131,8 +136,20 @@ func (ft *fileTable) share() *fileTable {
 	ft.gen++
 	ft.shared = true
 	c := *ft
-	c.dirIx = nil // a reader does not change the table
+	c.dirIx, c.pairIx = nil, nil // a reader does not change the table
 	return &c
+}
+
+// pair returns the index of the pair of directories src and dst.
+func (ft *fileTable) pair(src, dst string) uint32 {
+	p := dirPair{ft.dir(src), ft.dir(dst)}
+	i, ok := ft.pairIx[p]
+	if !ok {
+		i = uint32(len(ft.pairs))
+		ft.pairIx[p] = i
+		ft.pairs = append(ft.pairs, p)
+	}
+	return i
 }
 
 func (ft *fileTable) dir(d string) uint32 {
@@ -186,7 +203,7 @@ func (ft *fileTable) append(files []File) {
 		dstDir, dstName, ok2 := splitPath(f.Destination)
 		odd := !ok1 || !ok2 || names.Len()+len(srcName)+len(dstName) >= 1<<32
 		if !odd {
-			pf.srcDir, pf.dstDir = ft.dir(srcDir), ft.dir(dstDir)
+			pf.dirs = ft.pair(srcDir, dstDir)
 			names.WriteString(srcName)
 			pf.srcEnd = uint32(names.Len())
 			if dstName != srcName {
@@ -229,9 +246,10 @@ func (ft *fileTable) file(i int) File {
 	if pf.dstEnd != pf.srcEnd {
 		dst = s.names[pf.srcEnd:pf.dstEnd]
 	}
+	dirs := ft.pairs[pf.dirs]
 	f := File{
-		Source:        ft.dirs[pf.srcDir] + "/" + src,
-		Destination:   ft.dirs[pf.dstDir] + "/" + dst,
+		Source:        ft.dirs[dirs.src] + "/" + src,
+		Destination:   ft.dirs[dirs.dst] + "/" + dst,
 		Bytes:         pf.bytes,
 		State:         packedStates[pf.state],
 		Reason:        ft.reasons[i],
