@@ -138,6 +138,11 @@ func (m *Manager) finishSources(ctx context.Context, lease ha.Lease, id string, 
 	}
 }
 
+// reshareEvery is how many files a run goes through between shares of its
+// transfer (State.Shared): a share held for a whole run would keep a copy
+// of every segment the run's own events change, a second table.
+const reshareEvery = 1024
+
 // runFiles copies every file of the transfer that has not ended, and
 // applies the source disposition of completed ones. A returned error is
 // transient.
@@ -145,7 +150,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	if err := m.prepare(ctx, lease, id); err != nil { // names and directories (dirs.go)
 		return err
 	}
-	t, ok := m.state.Live(id)
+	t, ok := m.state.Shared(id)
 	if !ok {
 		return nil
 	}
@@ -157,7 +162,16 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	p := m.newSmallPipe(ctx, lease, t, limiters)
 	defer p.stop() // normally done already: waits for what is in flight
 	groupBytes := m.smallGroupBytes(t)
+	shared := 0 // the index at which t was shared
 	for i := 0; i < t.FileCount(); i++ {
+		if i-shared >= reshareEvery {
+			// A fresh share: the state has copied the segments it
+			// changed since the last one, which this lets go.
+			if nt, ok := m.state.Shared(id); ok {
+				t, shared = nt, i
+				p.t.Store(nt)
+			}
+		}
 		f := t.FileAt(i)
 		if ctx.Err() != nil {
 			if err := p.drain(batch); err != nil {

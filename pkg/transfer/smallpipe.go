@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
@@ -101,12 +102,15 @@ type copied struct {
 // queue up and are finished together, so the copies do not wait for each
 // sync; at most smallQueued groups wait.
 type smallPipe struct {
-	m        *Manager
-	ctx      context.Context // the run's
-	copyCtx  context.Context // the copies': cancelled when a finishing fails
-	cancel   context.CancelFunc
-	lease    ha.Lease
-	t        *Transfer
+	m       *Manager
+	ctx     context.Context // the run's
+	copyCtx context.Context // the copies': cancelled when a finishing fails
+	cancel  context.CancelFunc
+	lease   ha.Lease
+	// t is the transfer, its files shared with the state; the run
+	// replaces it with a fresh share as it goes (runFiles), so that the
+	// segments the state copied since the last one are let go.
+	t        atomic.Pointer[Transfer]
 	limiters []*copyloop.Limiter
 
 	mu       sync.Mutex
@@ -145,7 +149,8 @@ func (g *copiedGroup) release() {
 
 func (m *Manager) newSmallPipe(ctx context.Context, lease ha.Lease, t *Transfer, limiters []*copyloop.Limiter) *smallPipe {
 	cctx, cancel := context.WithCancel(ctx)
-	p := &smallPipe{m: m, ctx: ctx, copyCtx: cctx, cancel: cancel, lease: lease, t: t, limiters: limiters}
+	p := &smallPipe{m: m, ctx: ctx, copyCtx: cctx, cancel: cancel, lease: lease, limiters: limiters}
+	p.t.Store(t)
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -288,7 +293,7 @@ func (p *smallPipe) stop() {
 // recorded per file; an error is transient (or the context's): the files
 // that were started are resumed one by one on the next try.
 func (p *smallPipe) run(group []int) error {
-	m, t := p.m, p.t
+	m, t := p.m, p.t.Load()
 	if err := p.failure(); err != nil {
 		return err
 	}
@@ -338,7 +343,7 @@ func (p *smallPipe) record(evs []FileEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	err := p.m.recordFiles(p.lease.Epoch, replicated.FilesCmd{ID: p.t.ID, Time: time.Now().UTC(), Events: evs})
+	err := p.m.recordFiles(p.lease.Epoch, replicated.FilesCmd{ID: p.t.Load().ID, Time: time.Now().UTC(), Events: evs})
 	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}
@@ -377,7 +382,7 @@ func (ps *preparedSet) waitStarted() error {
 // are to be deleted, checks by name that they are still the files copied;
 // the lease check runs meanwhile.
 func (p *smallPipe) prepare(gs []*copiedGroup) *preparedSet {
-	m, t, ctx := p.m, p.t, p.ctx
+	m, t, ctx := p.m, p.t.Load(), p.ctx
 	defer func() {
 		for _, g := range gs {
 			g.parts.Close()
@@ -451,7 +456,7 @@ type renamedSet struct {
 // stay started); any other failure comes back in the renamedSet, to be
 // recorded with the events gathered before it.
 func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
-	m, t, ctx := p.m, p.t, p.ctx
+	m, t, ctx := p.m, p.t.Load(), p.ctx
 	if err := ps.waitStarted(); err != nil {
 		return nil, err
 	}
@@ -496,7 +501,7 @@ func (p *smallPipe) rename(ps *preparedSet) (*renamedSet, error) {
 // completions (with its failures, and the sources deleted before), then
 // deletes the sources.
 func (p *smallPipe) recordSet(rs *renamedSet) error {
-	m, t, ctx := p.m, p.t, p.ctx
+	m, t, ctx := p.m, p.t.Load(), p.ctx
 	evs := append(p.deleted, rs.evs...)
 	p.deleted = nil
 	if len(rs.renamed) > 0 {
