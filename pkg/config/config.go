@@ -61,7 +61,7 @@ type Config struct {
 	MaxSourceTransfers      int           // default 25
 	MaxDestinationTransfers int           // default 25
 	MaxQueuedTransfers      int           // default 1000
-	MaxFilesPerTransfer     int           // default 100000
+	MaxFilesPerTransfer     int           // default 1000000
 	TransferRecoveryTimeout time.Duration // default RecoverForever (< 0: retry forever); 0: fail at once
 	CheckpointBytes         int64         // key checkpointInterval; default 64 MiB, at least 64 KiB
 	CheckpointTime          time.Duration // key checkpointTimeInterval; default 5s
