@@ -247,13 +247,12 @@ func (s *state) restore(r io.Reader) error {
 		return s.refuseLocked(&RefusalError{Snapshot: true, Format: d.Format, Knows: s.knows(), Err: ErrNewerFormat})
 	}
 	var commitApp func()
-	t, err := dec.Token()
+	// null is the zero snapshot, as json.Unmarshal reads it.
+	null, err := replog.OpenValue(dec, '{')
 	if err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	switch t {
-	case nil: // null: the zero snapshot, as json.Unmarshal reads it
-	case json.Delim('{'):
+	if !null {
 		for dec.More() {
 			t, err := dec.Token()
 			if err != nil {
@@ -286,8 +285,6 @@ func (s *state) restore(r io.Reader) error {
 		if _, err := dec.Token(); err != nil {
 			return fmt.Errorf("decode snapshot: %w", err)
 		}
-	default:
-		return fmt.Errorf("decode snapshot: %v where an object was expected", t)
 	}
 	if t, err := dec.Token(); err != io.EOF {
 		if err != nil {

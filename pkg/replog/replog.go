@@ -12,6 +12,7 @@ package replog
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -64,6 +65,25 @@ type Snapshot interface {
 	// Release lets go of what Snapshot captured, once the snapshot is
 	// written or abandoned.
 	Release()
+}
+
+// OpenValue reads the first token of dec's next JSON value, which must be
+// null (null true) or the opening delimiter open ('{' or '['): the start of
+// an object or array that the caller then reads a member at a time.
+func OpenValue(dec *json.Decoder, open json.Delim) (null bool, err error) {
+	t, err := dec.Token()
+	switch {
+	case err != nil:
+		return false, err
+	case t == nil:
+		return true, nil
+	case t == open:
+		return false, nil
+	case open == '{':
+		return false, fmt.Errorf("%v where an object was expected", t)
+	default:
+		return false, fmt.Errorf("%v where an array was expected", t)
+	}
 }
 
 // SkipValue reads past the next JSON value of dec, checking its syntax but

@@ -179,16 +179,8 @@ func (s *State) Restore(dec *json.Decoder) (commit func(), err error) {
 
 func decodeSnapshot(dec *json.Decoder) (map[string]*Transfer, error) {
 	m := map[string]*Transfer{}
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t {
-	case nil:
-		return m, nil
-	case json.Delim('{'):
-	default:
-		return nil, fmt.Errorf("%v where an object was expected", t)
+	if null, err := replog.OpenValue(dec, '{'); null || err != nil {
+		return m, err
 	}
 	for dec.More() {
 		key, err := dec.Token()
@@ -215,16 +207,11 @@ func decodeSnapshot(dec *json.Decoder) (map[string]*Transfer, error) {
 // each recounted, and trimmed if it has ended.
 func decodeTransfers(dec *json.Decoder) (map[string]*Transfer, error) {
 	m := map[string]*Transfer{}
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t {
-	case nil:
+	if null, err := replog.OpenValue(dec, '['); null || err != nil {
+		if err != nil {
+			return nil, fmt.Errorf("transfers: %w", err)
+		}
 		return m, nil
-	case json.Delim('['):
-	default:
-		return nil, fmt.Errorf("transfers: %v where an array was expected", t)
 	}
 	for i := 0; dec.More(); i++ {
 		tj, err := decodeTransfer(dec)
@@ -262,16 +249,8 @@ func decodeTransfers(dec *json.Decoder) (map[string]*Transfer, error) {
 // first's files, which a stream no longer holds; no build writes a key
 // twice).
 func decodeTransfer(dec *json.Decoder) (*transferJSON, error) {
-	t, err := dec.Token()
-	if err != nil {
+	if null, err := replog.OpenValue(dec, '{'); null || err != nil {
 		return nil, err
-	}
-	switch t {
-	case nil:
-		return nil, nil
-	case json.Delim('{'):
-	default:
-		return nil, fmt.Errorf("%v where an object was expected", t)
 	}
 	var files *fileTable
 	rest := []byte{'{'}
@@ -315,16 +294,11 @@ func decodeTransfer(dec *json.Decoder) (*transferJSON, error) {
 // batch at a time.
 func decodeFiles(dec *json.Decoder) (*fileTable, error) {
 	ft := newFileTable(nil)
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch t {
-	case nil:
+	if null, err := replog.OpenValue(dec, '['); null || err != nil {
+		if err != nil {
+			return nil, fmt.Errorf("files: %w", err)
+		}
 		return ft, nil
-	case json.Delim('['):
-	default:
-		return nil, fmt.Errorf("files: %v where an array was expected", t)
 	}
 	batch := make([]File, 0, segmentSize)
 	for n := 0; dec.More(); n++ {
