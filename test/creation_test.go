@@ -147,13 +147,34 @@ func TestKill9DuringLargeCreation(t *testing.T) {
 	}
 	xferNoParts(t, c)
 	t.Logf("%v: destination checked", time.Since(t0))
-	// The new active discarded the half-created transfer, or the retry
-	// replaced it: either way the log says the creation was given up or
-	// the transfer created anew by the new active.
-	b, _ := os.ReadFile(filepath.Join(c.Dir, next+".log"))
-	if !strings.Contains(string(b), "creation of a transfer not finished") && !strings.Contains(string(b), `"transfer accepted"`) {
-		t.Fatalf("%s's log shows neither the discard nor the new creation", next)
+	// The killed active never finished the creation; the new one created
+	// the transfer whole (in parts: the retry's own open create, appends
+	// and seal), whether it discarded the half-created one first or the
+	// retry replaced it.
+	if ev, ok := accepted(t, c, active, id); ok {
+		t.Fatalf("%s, killed during the creation, logged it accepted: %v", active, ev)
 	}
+	ev, ok := accepted(t, c, next, id)
+	if !ok || ev["kind"] != transfer.KindCreateOpen || ev["files"] != float64(len(want)) {
+		t.Fatalf("%s's log: transfer %s accepted %v (%v), want accepted as %s with %d files", next, id, ok, ev, transfer.KindCreateOpen, len(want))
+	}
+}
+
+// accepted returns the "transfer accepted" line of instance name's log for
+// transfer id.
+func accepted(t *testing.T, c *harness.Cluster, name, id string) (map[string]any, bool) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev map[string]any
+		if json.Unmarshal([]byte(line), &ev) == nil && ev["message"] == "transfer accepted" && ev["transfer"] == id {
+			return ev, true
+		}
+	}
+	return nil, false
 }
 
 // activeTransfer asks instance name for transfer id without its files.
