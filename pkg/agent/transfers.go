@@ -152,7 +152,7 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			// without its files, however often it changes; the answer
 			// is rendered once, with the window, when the wait is over.
 			extendDeadlines(w, tq.wait+writeTimeout)
-			_, ok = in.transfers.WaitView(r.Context(), id, in.cfg.TransferRoot, transfer.FilesNone, tq.wait)
+			_, ok = in.transfers.WaitView(r.Context(), id, in.cfg.TransferRoot, tq.wait)
 		}
 		var v transfer.View
 		if ok {

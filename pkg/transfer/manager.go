@@ -346,7 +346,7 @@ func (m *Manager) Draining(root string) []View {
 	}
 	out := []View{}
 	for _, id := range m.drainWaitsFor() {
-		if v, ok := m.View(id, root, false); ok {
+		if v, ok := m.View(id, root); ok {
 			out = append(out, v)
 		}
 	}
@@ -753,24 +753,24 @@ func (m *Manager) Get(id string) (*Transfer, bool) {
 	return m.state.Shared(id)
 }
 
-// View returns the client view of one transfer, with live progress, without
-// copying the transfer first; with files false, Files is nil.
-func (m *Manager) View(id, root string, files bool) (View, bool) {
-	return m.state.View(id, root, files, m.liveOf(id))
+// View returns the client view of one transfer without its files, with
+// live progress, without copying the transfer first.
+func (m *Manager) View(id, root string) (View, bool) {
+	return m.state.ViewPage(id, root, nil, false, m.liveOf(id))
 }
 
-// What WaitView lists of a transfer's files.
+// What a view lists of a transfer's files (ViewPage).
 const (
 	FilesAll   = "all"   // always
 	FilesNone  = "none"  // never (Files nil)
 	FilesEnded = "ended" // once the transfer has ended
 )
 
-// WaitView returns the view of transfer id once it has ended, or once wait
-// has passed, or ctx is done, whichever comes first: a client following a
-// transfer learns of its end at once, not at its next poll. files is
-// FilesAll, FilesNone or FilesEnded.
-func (m *Manager) WaitView(ctx context.Context, id, root, files string, wait time.Duration) (View, bool) {
+// WaitView returns the view of transfer id, without its files, once it
+// has ended, or once wait has passed, or ctx is done, whichever comes
+// first: a client following a transfer learns of its end at once, not at
+// its next poll. Its files are ViewPage's to render, once, after the wait.
+func (m *Manager) WaitView(ctx context.Context, id, root string, wait time.Duration) (View, bool) {
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -779,11 +779,8 @@ func (m *Manager) WaitView(ctx context.Context, id, root, files string, wait tim
 	}
 	for {
 		changed := m.state.Changed()
-		v, ok := m.View(id, root, files == FilesAll)
+		v, ok := m.View(id, root)
 		if !ok || wait <= 0 || Terminal(v.State) {
-			if ok && files == FilesEnded && Terminal(v.State) {
-				v, ok = m.View(id, root, true)
-			}
 			return v, ok
 		}
 		select {

@@ -46,27 +46,13 @@ func (s *State) Pending() []*Transfer {
 	return out
 }
 
-// View makes the client view of one transfer under the read lock, without
-// copying the transfer first; with files false it leaves the files out
-// (Files nil) but still names the current file. live, if set, adjusts
-// the checkpointed offset of file i (the active's progress beyond it).
-func (s *State) View(id, root string, files bool, live func(t *Transfer) (int, int64)) (View, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	t, ok := s.transfers[id]
-	if !ok {
-		return View{}, false
-	}
-	var w *Window
-	if files {
-		w = all(t)
-	}
-	return viewOf(t, root, w, live), true
-}
-
-// ViewPage is View with the files and directories of w (none when w is
-// nil, or when whenEnded and the transfer has not ended: decided under
-// the same lock as the view, so a view that has ended has its files).
+// ViewPage makes the client view of one transfer under the read lock,
+// without copying the transfer first, with the files and directories of w
+// (none when w is nil, or when whenEnded and the transfer has not ended:
+// decided under the same lock as the view, so a view that has ended has
+// its files). Without files it still names the current file. live, if
+// set, adjusts the checkpointed offset of file i (the active's progress
+// beyond it).
 func (s *State) ViewPage(id, root string, w *Window, whenEnded bool, live func(t *Transfer) (int, int64)) (View, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

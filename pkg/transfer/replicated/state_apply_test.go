@@ -96,7 +96,7 @@ func TestEndedTransferPacked(t *testing.T) {
 	if !got.SourcesToDelete() {
 		t.Fatal("no sources to delete")
 	}
-	if v, _ := a.s.View("t", "/r", true, nil); len(v.Files) != 3 || v.Files[2].Destination != "out/c" || v.BytesDone != 8 || v.Files[0].SHA256 != sum {
+	if v, _ := a.s.ViewPage("t", "/r", &Window{Limit: 3, DirLimit: 1}, false, nil); len(v.Files) != 3 || v.Files[2].Destination != "out/c" || v.BytesDone != 8 || v.Files[0].SHA256 != sum {
 		t.Fatalf("view %+v", v)
 	}
 	// Only sourceDeleted events, and only of completed files.
