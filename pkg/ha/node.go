@@ -226,6 +226,11 @@ func (n *Node) raftConfig() *raft.Config {
 	return rc
 }
 
+// logCacheEntries is how many of the newest raft entries each instance
+// keeps in memory. Entries are bounded (a creation part or a batch of file
+// events is at most some 150 KiB), so the cache holds a few MiB at most.
+const logCacheEntries = 64
+
 // startRaft opens the stores and transport and starts a raft node on them.
 func (n *Node) startRaft() error {
 	rc := n.raftConfig()
@@ -257,7 +262,16 @@ func (n *Node) startRaft() error {
 			bolt.Close()
 			return fmt.Errorf("open snapshot store: %w", err)
 		}
-		logs, stable, snaps = bolt, bolt, fss
+		// The cache keeps the last entries in memory: the leader reads each
+		// entry back to replicate it, and every instance to apply it, and
+		// read through bolt's memory map those reads would keep the whole
+		// recent log resident (a million-file transfer's log is 80 MB).
+		cached, err := raft.NewLogCache(logCacheEntries, bolt)
+		if err != nil {
+			bolt.Close()
+			return fmt.Errorf("raft log cache: %w", err)
+		}
+		logs, stable, snaps = cached, bolt, fss
 	}
 	closeStores := func() {
 		if bolt != nil {
