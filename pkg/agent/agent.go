@@ -178,8 +178,16 @@ func Start(opts Options) (*Instance, error) {
 		Version:            opts.Version,
 		Logger:             agentLog,
 		NewTransport: func() (raft.Transport, error) {
+			layer := mux.NewRaftLayer(self.Address)
+			// Spare connections to the other instances, so that a standby
+			// that becomes the active does not wait for handshakes.
+			for _, p := range cfg.Instances {
+				if p.Name != self.Name {
+					layer.Warm(p.Address)
+				}
+			}
 			return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-				Stream:  mux.NewRaftLayer(self.Address),
+				Stream:  layer,
 				MaxPool: 3,
 				Timeout: 2 * time.Second,
 				Logger:  ha.RaftLogger(log),

@@ -114,6 +114,7 @@ func (m *Mux) API() net.Listener { return m.api }
 // close the mux, so a restarted raft node can take a new one.
 func (m *Mux) NewRaftLayer(advertise string) *RaftLayer {
 	l := &RaftLayer{chanListener: newChanListener(m.ln.Addr(), m.done), advertise: advertise, dialer: m.dialer}
+	l.spares = newSpares(l.dial)
 	m.mu.Lock()
 	m.raft = l
 	m.mu.Unlock()
@@ -252,20 +253,43 @@ type Conn struct {
 // TLS is the connection's TLS state, nil when it is plaintext.
 func (c *Conn) TLS() *tls.ConnectionState { return c.state }
 
-// RaftLayer is a raft.StreamLayer over the mux.
+// RaftLayer is a raft.StreamLayer over the mux. It keeps spare connections
+// to its peers (see spares).
 type RaftLayer struct {
 	*chanListener
 	advertise string
 	dialer    *trust.Dialer
+	spares    *spares
 }
 
 var _ raft.StreamLayer = (*RaftLayer)(nil)
 
-// Dial opens a raft connection to a peer and sends the header byte.
+// Dial hands raft a spare connection to the peer, or opens one.
 func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if c := l.spares.take(string(address)); c != nil {
+		return c, nil
+	}
+	l.spares.dialled(string(address))
+	return l.dial(string(address), timeout)
+}
+
+// Warm names peers to keep spare connections to before raft first dials
+// them (a follower never does until it stands for election).
+func (l *RaftLayer) Warm(addresses ...string) { l.spares.want(addresses...) }
+
+// Close stops the layer: raft's listener sees ErrClosed, and the spare
+// connections are closed.
+func (l *RaftLayer) Close() error {
+	l.chanListener.Close()
+	l.spares.close()
+	return nil
+}
+
+// dial opens a raft connection to a peer and sends the header byte.
+func (l *RaftLayer) dial(address string, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := l.dialer.DialContext(ctx, "tcp", string(address))
+	conn, err := l.dialer.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err
 	}
