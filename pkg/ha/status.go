@@ -171,8 +171,13 @@ func (n *Node) publishFinal() {
 	}
 }
 
+// leaderChangePublishDelay is how long after a change of leader a standby
+// publishes its status to the new active (or the publish interval, if
+// shorter).
+const leaderChangePublishDelay = 200 * time.Millisecond
+
 // publishLoop sends this instance's status to the active every publish
-// interval, and at once whenever the leader changes. While no leader is known
+// interval, and soon (leaderChangePublishDelay) whenever the leader changes. While no leader is known
 // it waits for one (raft tells it) rather than polling.
 func (n *Node) publishLoop() {
 	timer := time.NewTimer(0)
@@ -185,6 +190,15 @@ func (n *Node) publishLoop() {
 		case <-timer.C:
 		case <-n.leaderSeen:
 			bo.Reset()
+			// Not at the very moment of the change: a new active's first
+			// entries (its barrier, its lease) are what ends the fail-over,
+			// and a new connection to it (with TLS, a handshake on both
+			// ends) would compete with them for the CPU.
+			select {
+			case <-n.shutdownCh:
+				return
+			case <-time.After(min(leaderChangePublishDelay, n.cfg.PublishInterval)):
+			}
 		}
 		next := n.cfg.PublishInterval
 		r := n.r()
