@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,7 +164,20 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := client.New(addrs, client.WithPolicy(p), client.WithDialer(d.DialContext))
+	agent := ""
+	if cfg != nil {
+		agent = cfg.AgentName
+	}
+	file := rememberFile(agent, addrs)
+	last := remembered(file, addrs)
+	cl, err := client.New(addrs, client.WithPolicy(p), client.WithDialer(d.DialContext),
+		client.WithPreferred(last),
+		client.WithAnswered(func(a string) {
+			if a != last && slices.Contains(addrs, a) {
+				remember(file, a)
+				last = a
+			}
+		}))
 	if err != nil {
 		return nil, nil, Usagef("%v", err)
 	}

@@ -187,6 +187,7 @@ func confirmActive(ctx context.Context, cl *client.Client, cfg *config.Config, r
 		case !since.IsZero() && time.Since(since) >= hold:
 			res.Epoch = epoch
 			res.Message = fmt.Sprintf("%s stopped; %s is now active (epoch %d)", res.Instance, res.NewActive, epoch)
+			cl.Moved(addr)
 			return nil
 		case since.IsZero() && time.Now().After(deadline):
 			return fmt.Errorf("%s, but %s does not answer as the active at epoch %d (%s); see ftagent show",

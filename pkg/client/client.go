@@ -46,10 +46,20 @@ type Client struct {
 	hc     *http.Client
 	dial   func(ctx context.Context, network, address string) (net.Conn, error)
 
+	// preferred is tried once before the first-connect plan (see
+	// WithPreferred); onAnswer is told of each new answering address.
+	preferred string
+	onAnswer  func(address string)
+
 	mu        sync.Mutex
 	current   string // the address that last answered
 	connected bool   // a request has succeeded: failures now use the reconnect plan
 }
+
+// PreferredConnectTimeout bounds the connection (and TLS handshake) to the
+// preferred address (WithPreferred): a remembered instance whose host has
+// gone costs a command at most this before the plan begins.
+const PreferredConnectTimeout = 500 * time.Millisecond
 
 // Option configures a Client.
 type Option func(*Client)
@@ -82,6 +92,20 @@ func WithRand(f func() float64) Option {
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
 	return func(c *Client) { c.dial = dial }
 }
+
+// WithPreferred names an address to try first, once, before the
+// first-connect plan: the instance that answered last time (the commands
+// remember it between runs), so that a request for the active reaches it
+// at once rather than through a 421 pointer from the primary. Connecting
+// to it may take at most PreferredConnectTimeout (with the client's own
+// HTTP client); if it cannot be reached, or does not answer, the plan
+// follows as if it had not been named. "" or the primary changes nothing.
+func WithPreferred(address string) Option { return func(c *Client) { c.preferred = address } }
+
+// WithAnswered calls f with the address that answered a request (Do)
+// whenever it differs from the one before: for a caller that remembers
+// it (see WithPreferred). f must not call the client.
+func WithAnswered(f func(address string)) Option { return func(c *Client) { c.onAnswer = f } }
 
 // WithHTTPClient sets the HTTP client. Its Timeout, if any, applies on top of
 // Policy.RequestTimeout.
@@ -130,10 +154,18 @@ func defaultHTTPClient(dial func(ctx context.Context, network, address string) (
 			KeepAlive: 15 * time.Second,
 		}).DialContext
 	}
+	bounded := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return dial(ctx, network, address)
+	}
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:                 nil,
-			DialContext:           dial,
+			DialContext:           bounded,
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       10 * time.Second,
 			ResponseHeaderTimeout: 0, // the per-attempt context bounds it
@@ -167,9 +199,23 @@ func (c *Client) Current() string {
 
 func (c *Client) answered(address string) {
 	c.mu.Lock()
+	changed := c.current != address
 	c.current = address
 	c.connected = true
 	c.mu.Unlock()
+	if changed && c.onAnswer != nil {
+		c.onAnswer(address)
+	}
+}
+
+// Moved records that the active is now at address, learnt otherwise than
+// from an answer (a stop that handed the lease over names the new active):
+// the next request starts there, as if it had answered last.
+func (c *Client) Moved(address string) {
+	if checkAddress(address) != nil {
+		return
+	}
+	c.answered(address)
 }
 
 // Do sends one JSON request (body may be nil) and decodes a 2xx JSON response
@@ -207,10 +253,14 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		}
 	}
 	plan := c.policy.Plan(list, start, reconnect, c.rnd)
+	preferred := !reconnect && c.preferred != "" && c.preferred != list[0]
+	if preferred {
+		plan = append([]Attempt{{Address: c.preferred}}, plan...)
+	}
 	c.mu.Unlock()
 
 	var tried triedSet
-	for _, a := range plan {
+	for i, a := range plan {
 		if err := ctx.Err(); err != nil {
 			return stopped(err, &tried)
 		}
@@ -220,11 +270,16 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 			}
 		}
 		address := a.Address
+		actx := ctx
+		if preferred && i == 0 {
+			actx = context.WithValue(ctx, connectTimeoutKey{}, PreferredConnectTimeout)
+		}
 		for hops := 0; ; hops++ {
 			if err := ctx.Err(); err != nil {
 				return stopped(err, &tried)
 			}
-			r := c.attempt(ctx, address, method, path, payload, out)
+			r := c.attempt(actx, address, method, path, payload, out)
+			actx = ctx // a pointer's target is connected to as any other
 			switch r.kind {
 			case resultDone:
 				c.answered(address)
@@ -326,6 +381,10 @@ type result struct {
 }
 
 type timeoutKey struct{}
+
+// connectTimeoutKey carries a bound on connecting for one attempt (the
+// preferred address's).
+type connectTimeoutKey struct{}
 
 // WithRequestTimeout returns a context under which each attempt of a request
 // may take d instead of Policy.RequestTimeout: for requests that are slow by
