@@ -254,6 +254,11 @@ func (s *Store) ServerConfig(requireClient bool) *tls.Config {
 			Certificates: []tls.Certificate{m.cert},
 			ClientAuth:   auth,
 			ClientCAs:    m.pool,
+			// No client resumes a session (instances and commands keep
+			// no session cache, and a resumed session would outlive a
+			// change of the CA bundle): a ticket after every handshake
+			// would be work on each new connection's path for nothing.
+			SessionTicketsDisabled: true,
 		}, nil
 	}
 	return base
