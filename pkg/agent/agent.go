@@ -26,6 +26,7 @@ import (
 	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/config"
 	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/metrics"
 	"github.com/ftagent/ftagent/pkg/netmux"
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -58,6 +59,7 @@ type Instance struct {
 	trail     *audit.Log // nil unless auditLog is set
 	tlsMode   trust.Mode
 	tls       *trust.Store // nil with tlsMode=disabled
+	metrics   *metrics.Metrics
 	watchCtx  context.Context
 	stopWatch context.CancelFunc
 	// refusedMu guards the rate limit of refused connections' records
@@ -153,11 +155,14 @@ func Start(opts Options) (*Instance, error) {
 	}
 	state := transfer.NewState()
 	var mgr *transfer.Manager // set below, before raft can call back
+	var node *ha.Node         // set below; the metrics probe reads it once serving
+	in.metrics = metrics.New(metrics.Info{Agent: cfg.AgentName, Instance: self.Name, Version: opts.Version},
+		func() metrics.Sample { return sample(node, state, mux) })
 	var instances []ha.Peer
 	for _, p := range cfg.Instances {
 		instances = append(instances, ha.Peer{Name: p.Name, Address: p.Address, Witness: p.Witness})
 	}
-	node, err := ha.New(ha.Config{
+	node, err = ha.New(ha.Config{
 		AgentName:          cfg.AgentName,
 		Name:               self.Name,
 		Address:            self.Address,
@@ -199,6 +204,7 @@ func Start(opts Options) (*Instance, error) {
 			if err := trail.Lease(l.Epoch, time.Now()); err != nil {
 				log.Error().Err(err).Msg("cannot write the audit log")
 			}
+			in.metrics.LeaseAcquired()
 			mgr.Run(ctx, l)
 		},
 		Drain:        func(ctx context.Context) error { return mgr.Drain(ctx) },
@@ -215,7 +221,8 @@ func Start(opts Options) (*Instance, error) {
 				MaxBandwidth:            cfg.MaxBandwidth,
 				HistoryCount:            cfg.TransferHistoryCount,
 				HistoryAge:              cfg.TransferHistoryAge,
-			}, state, node, endpoint.Fenced{Endpoint: local, Fence: node, Audit: trail}, sb, log)
+			}, state, timedLog{Log: node, m: in.metrics}, endpoint.Fenced{Endpoint: local, Fence: node, Audit: trail}, sb, log)
+			mgr.SetObserver(in.metrics)
 		},
 	})
 	if err != nil {

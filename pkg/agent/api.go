@@ -30,6 +30,9 @@ func (in *Instance) handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathInstance, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, in.node.Status())
 	}))
+	if in.metrics != nil { // nil in handler tests that build an Instance by hand
+		mux.HandleFunc("GET "+api.PathMetrics, in.guard(needMonitor, in.metrics.Handler().ServeHTTP))
+	}
 	mux.HandleFunc("GET "+api.PathAgent, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		v, err := in.node.View()
 		if err != nil {

@@ -25,6 +25,9 @@ import (
 // Paths any instance answers itself.
 const (
 	PathInstance = "/v1/instance" // GET: this instance's own status (ha.InstanceStatus)
+	// PathMetrics is GET: this instance's Prometheus metrics, in the text
+	// format (role monitor; see docs/monitoring.md).
+	PathMetrics = "/metrics"
 	// PathStop is POST: stop this instance (StopRequest, answered with
 	// StopResult), and GET: what its stop waits for (StopProgress). With
 	// QueryTarget=TargetActive the request is for the active.

@@ -357,3 +357,21 @@ func (n *Node) View() (AgentView, error) {
 	}
 	return v, nil
 }
+
+// RaftStats is this instance's raft progress: its commit and applied
+// indexes, its raft state, and when it last heard from the leader (zero on
+// the leader, and before any contact).
+type RaftStats struct {
+	CommitIndex, AppliedIndex uint64
+	State                     string
+	LastContact               time.Time
+}
+
+// RaftStats reports this instance's raft progress.
+func (n *Node) RaftStats() RaftStats {
+	r := n.r()
+	if r == nil {
+		return RaftStats{State: "Shutdown"}
+	}
+	return RaftStats{CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(), State: r.State().String(), LastContact: r.LastContact()}
+}

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -77,6 +78,30 @@ type Mux struct {
 
 	closeOnce sync.Once
 	done      chan struct{}
+
+	refusals [numRefusals]atomic.Uint64 // by RefusalReasons' index
+}
+
+// RefusalReasons name the classes of connections refused before they
+// reached raft or the API (see Refusals).
+var RefusalReasons = [numRefusals]string{"tls_handshake", "plaintext", "raft_identity", "peer_limit"}
+
+const (
+	refusedHandshake = iota
+	refusedPlaintext
+	refusedRaftIdentity
+	refusedPeerLimit
+	numRefusals
+)
+
+// Refusals counts the connections refused since the listener opened, by
+// class (RefusalReasons): every one, also those whose report was held back.
+func (m *Mux) Refusals() map[string]uint64 {
+	out := make(map[string]uint64, numRefusals)
+	for i, r := range RefusalReasons {
+		out[r] = m.refusals[i].Load()
+	}
+	return out
 }
 
 // Listen opens the instance's listener on address.
@@ -157,6 +182,7 @@ func (m *Mux) serve() {
 		// costly part): over its peer's bound it is closed at once.
 		counted, why := m.limit.admit(conn)
 		if counted == nil {
+			m.refusals[refusedPeerLimit].Add(1)
 			if why != "" {
 				m.refuse(conn, why)
 			}
@@ -181,6 +207,7 @@ func (m *Mux) route(raw net.Conn) {
 		tc := tls.Server(&conn.peekedConn, m.serverTLS)
 		_ = raw.SetDeadline(time.Now().Add(trust.HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
+			m.refusals[refusedHandshake].Add(1)
 			m.refuse(raw, "TLS handshake: "+err.Error())
 			raw.Close()
 			return
@@ -195,6 +222,7 @@ func (m *Mux) route(raw net.Conn) {
 		}
 		conn = &Conn{peekedConn: peekedConn{Conn: tc, r: tbr}, state: &state}
 	case m.sec.Mode == trust.Required:
+		m.refusals[refusedPlaintext].Add(1)
 		m.refuse(raw, "plaintext connection: TLS is required")
 		if first[0] != RaftHeader {
 			_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
@@ -210,6 +238,7 @@ func (m *Mux) route(raw net.Conn) {
 			id, ok, err := trust.PeerIdentity(*conn.state)
 			switch {
 			case err != nil:
+				m.refusals[refusedRaftIdentity].Add(1)
 				m.refuse(raw, "raft: "+err.Error())
 				conn.Close()
 				return
@@ -218,6 +247,7 @@ func (m *Mux) route(raw net.Conn) {
 				if ok {
 					who = id.String()
 				}
+				m.refusals[refusedRaftIdentity].Add(1)
 				m.refuse(raw, fmt.Sprintf("raft from %s: only instances of agent %s may speak raft here", who, m.sec.Agent))
 				conn.Close()
 				return

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,4 +246,28 @@ func TestAlive(t *testing.T) {
 	peer.expectLine(t, "still usable\n")
 	peer.stop()
 	waitFor(t, "the TLS close is seen", func() bool { return !alive(tc) })
+}
+
+// Refusals counts each refused connection by class.
+func TestRefusalsAreCounted(t *testing.T) {
+	_, sec := tlsPair(t)
+	m, err := Listen("127.0.0.1:0", sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := net.Dial("tcp", m.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.Contains(string(b), "400") {
+		t.Fatalf("a plaintext request got %q", b)
+	}
+	got := m.Refusals()
+	if got["plaintext"] != 1 || got["tls_handshake"] != 0 || got["raft_identity"] != 0 || got["peer_limit"] != 0 {
+		t.Fatalf("refusals %v, want one plaintext", got)
+	}
 }

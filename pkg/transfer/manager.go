@@ -93,6 +93,7 @@ type Manager struct {
 	creating map[string]int
 	wake     chan struct{}
 	idle     *sync.Cond // signalled when a job ends
+	observer Observer   // nil: no metrics
 }
 
 type job struct {
@@ -441,6 +442,9 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 // instance reads its format and the events allow it, else as KindFiles.
 func (m *Manager) recordFiles(epoch uint64, c replicated.FilesCmd) error {
 	_, _, err := m.applyNewest(epoch, KindFilesV2, func() (any, bool) { return replicated.CompactFiles(c) }, KindFiles, c)
+	if err == nil {
+		m.observeFiles(c)
+	}
 	return err
 }
 

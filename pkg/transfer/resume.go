@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
 	"github.com/ftagent/ftagent/pkg/ha"
@@ -130,7 +131,12 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 			batch.add(FileEvent{Index: i, Kind: EventCheckpoint, Checkpoint: checkpoint.Checkpoint{
 				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: ident,
 			}})
-			return batch.flush(ctx)
+			start := time.Now()
+			err := batch.flush(ctx)
+			if err == nil && m.observer != nil {
+				m.observer.CheckpointRecorded(time.Since(start))
+			}
+			return err
 		},
 		Progress: func(offset int64) {
 			j.mu.Lock()

@@ -163,3 +163,19 @@ func (t *Transfer) SourcesToDelete() bool {
 	}
 	return false
 }
+
+// Counts is how many transfers the state holds in each state (ended ones
+// included until they are pruned), and how many are still being created.
+func (s *State) Counts() (byState map[string]int, creating int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	byState = map[string]int{}
+	for _, t := range s.transfers {
+		if t.Open {
+			creating++
+			continue
+		}
+		byState[t.State]++
+	}
+	return byState, creating
+}
