@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,8 +58,15 @@ func transferCommand() *cli.Command {
 				Action: transferShow,
 			},
 			{
-				Name: "list", Usage: "list the transfers the agent keeps", UsageText: "ftagent transfer list [--json]",
-				Flags: command.ClientFlags(), Action: transferList,
+				Name: "list", Usage: "list the transfers the agent keeps, a page at a time",
+				UsageText: "ftagent transfer list [--state STATE,...] [--since 24h|TIME] [--count N] [--after NEXT] [--json]",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "state", Usage: "only transfers in these states (comma-separated: queued, running, recovering, completed, failed, cancelled)"},
+					&cli.StringFlag{Name: "since", Usage: "only transfers created within this duration (24h) or at or after this time (RFC 3339)"},
+					&cli.IntFlag{Name: "count", DefaultText: fmt.Sprint(api.DefaultLimit), Usage: fmt.Sprintf("list at most N transfers (1-%d)", api.MaxLimit)},
+					&cli.StringFlag{Name: "after", Usage: "the page after the one whose last line gave this value (next: ...)"},
+				}, command.ClientFlags()...),
+				Action: transferList,
 			},
 			{
 				Name: "cancel", Usage: "cancel a transfer", UsageText: "ftagent transfer cancel [--json] ID",
@@ -323,24 +331,57 @@ func transferList(c *cli.Context) error {
 	if c.Bool(command.FlagJSON) {
 		listed = transfer.FilesAll
 	}
-	vs, err := agentclient.ListTransfers(c.Context, cl, listed)
+	opts := agentclient.ListOptions{Since: c.String("since"), After: c.String("after")}
+	if v := c.String("state"); v != "" {
+		opts.States = strings.Split(v, ",")
+	}
+	if c.IsSet("count") {
+		if n := c.Int("count"); n < 1 || n > api.MaxLimit {
+			return command.Usagef("--count %d: give a number from 1 to %d", n, api.MaxLimit)
+		}
+		opts.Count = c.Int("count")
+	}
+	vs, next, err := agentclient.ListTransfersPage(c.Context, cl, listed, opts)
 	if err != nil {
 		return err
+	}
+	// The command for the next page: this one's filters, after this page.
+	nextLine := ""
+	if next != "" {
+		nextLine = "next: ftagent transfer list --after " + next
+		for _, f := range []string{"state", "since"} {
+			if c.IsSet(f) {
+				nextLine += fmt.Sprintf(" --%s %s", f, c.String(f))
+			}
+		}
+		if c.IsSet("count") {
+			nextLine += fmt.Sprintf(" --count %d", c.Int("count"))
+		}
 	}
 	if c.Bool(command.FlagJSON) {
 		out := make([]any, len(vs))
 		for i, v := range vs {
 			out[i] = v.JSONValue()
 		}
+		if nextLine != "" {
+			fmt.Fprintln(c.App.ErrWriter, nextLine)
+		}
 		return printJSON(out)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	w := bufio.NewWriter(os.Stdout)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFILES\tBYTES\tDONE\tFAILOVERS\tPRIORITY\tCREATED\tREASON")
 	for _, v := range vs {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", v.ID, v.State, v.FilesTotal, command.Size(v.Bytes),
 			command.Percent(v.BytesDone, v.Bytes), v.Failovers, v.Priority, v.Created.Local().Format(time.DateTime), transfer.Text(v.Reason))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if nextLine != "" {
+		fmt.Fprintf(w, "%d transfers shown; %s\n", len(vs), nextLine)
+	}
+	return w.Flush()
 }
 
 func printTransfer(w io.Writer, v transfer.View) {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -30,6 +33,49 @@ var firstPage = transfer.Window{Limit: api.DefaultLimit, DirLimit: api.DefaultLi
 
 // parseTransferQuery reads a transferQuery; a value it cannot take is an
 // error that says so, for a 400.
+// parseListFilter reads the transfers a list asks for (api.QueryState,
+// QuerySince, QueryCount, QueryAfter); paged is whether it asks for a
+// page (api.TransferList) rather than the array of every match.
+func parseListFilter(q url.Values, now time.Time) (f transfer.ListFilter, paged bool, err error) {
+	if v := q.Get(api.QueryState); v != "" {
+		f.States = map[string]bool{}
+		for _, st := range strings.Split(v, ",") {
+			st = strings.TrimSpace(st)
+			if !slices.Contains(listStates, st) {
+				return f, false, fmt.Errorf("%s=%q: %q is not one of %s", api.QueryState, v, st, strings.Join(listStates, ", "))
+			}
+			f.States[st] = true
+		}
+	}
+	if v := q.Get(api.QuerySince); v != "" {
+		if t, terr := time.Parse(time.RFC3339, v); terr == nil {
+			f.Since = t
+		} else if d, derr := time.ParseDuration(v); derr == nil && d >= 0 {
+			f.Since = now.Add(-d)
+		} else {
+			return f, false, fmt.Errorf("%s=%q is neither a time (RFC 3339, e.g. 2026-12-06T02:00:00Z) nor a duration (e.g. 24h)", api.QuerySince, v)
+		}
+	}
+	if v := q.Get(api.QueryCount); v != "" {
+		n, cerr := strconv.Atoi(v)
+		if cerr != nil || n < 1 || n > api.MaxLimit {
+			return f, false, fmt.Errorf("%s=%q is not a number from 1 to %d", api.QueryCount, v, api.MaxLimit)
+		}
+		f.Count, paged = n, true
+	}
+	if v := q.Get(api.QueryAfter); v != "" {
+		f.After, paged = v, true
+	}
+	if paged && f.Count == 0 {
+		f.Count = api.DefaultLimit
+	}
+	return f, paged, nil
+}
+
+// listStates are the states a list may ask for.
+var listStates = []string{transfer.StateQueued, transfer.StateRunning, transfer.StateRecovering,
+	transfer.StateCompleted, transfer.StateFailed, transfer.StateCancelled}
+
 func parseTransferQuery(r *http.Request) (transferQuery, error) {
 	q := r.URL.Query()
 	tq := transferQuery{files: q.Get(api.QueryFiles), window: firstPage}
@@ -127,12 +173,34 @@ func (in *Instance) transferRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		vs := in.transfers.ListPage(in.cfg.TransferRoot, tq.files, tq.window)
-		out := make([]any, len(vs))
-		for i, v := range vs {
-			out[i] = v.JSONValue()
+		f, paged, err := parseListFilter(r.URL.Query(), time.Now())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
 		}
-		writeJSON(w, http.StatusOK, out)
+		vs, next, err := in.transfers.ListPage(in.cfg.TransferRoot, tq.files, tq.window, f)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s=%q: %v", api.QueryAfter, f.After, err))
+			return
+		}
+		if !paged {
+			out := make([]any, len(vs))
+			for i, v := range vs {
+				out[i] = v.JSONValue()
+			}
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+		page := api.TransferList{Transfers: make([]json.RawMessage, len(vs)), Next: next}
+		for i, v := range vs {
+			b, err := json.Marshal(v.JSONValue())
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, err.Error())
+				return
+			}
+			page.Transfers[i] = b
+		}
+		writeJSON(w, http.StatusOK, page)
 	}))
 	mux.HandleFunc("GET "+api.PathTransfers+"/{id}", in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
 		if !in.node.IsActive() {

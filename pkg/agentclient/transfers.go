@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/api"
@@ -168,17 +169,54 @@ func ParseTransferBody(raw []byte) (TransferBody, error) {
 	return b, nil
 }
 
-// ListTransfers returns every transfer the agent keeps, each with its
-// files as files says (api.QueryFiles): the first page of them, or none
-// with transfer.FilesNone, for a caller that needs only their counts.
-func ListTransfers(ctx context.Context, cl *client.Client, files string) ([]transfer.View, error) {
-	path := api.PathTransfers
+// ListOptions choose the transfers ListTransfersPage lists (see
+// api.QueryState and the others).
+type ListOptions struct {
+	States []string
+	Since  string // a time (RFC 3339) or a duration before now (24h)
+	Count  int    // the page's size (0: api.DefaultLimit)
+	After  string // the Next of the page before
+}
+
+// ListTransfersPage lists a page of the transfers opts chooses, with the
+// files of each as files says; next, when more follow, is the After of
+// the next page. An agent from before paging answers with every transfer
+// and without filters: the page is then all of them.
+func ListTransfersPage(ctx context.Context, cl *client.Client, files string, opts ListOptions) (vs []transfer.View, next string, err error) {
+	q := url.Values{}
 	if files != "" && files != transfer.FilesAll {
-		path += "?" + url.Values{api.QueryFiles: {files}}.Encode()
+		q.Set(api.QueryFiles, files)
 	}
-	var vs []transfer.View
-	err := cl.Do(ctx, http.MethodGet, path, nil, &vs)
-	return vs, err
+	if len(opts.States) > 0 {
+		q.Set(api.QueryState, strings.Join(opts.States, ","))
+	}
+	if opts.Since != "" {
+		q.Set(api.QuerySince, opts.Since)
+	}
+	count := opts.Count
+	if count <= 0 {
+		count = api.DefaultLimit
+	}
+	q.Set(api.QueryCount, strconv.Itoa(count))
+	if opts.After != "" {
+		q.Set(api.QueryAfter, opts.After)
+	}
+	var raw client.Raw
+	if err := cl.Do(ctx, http.MethodGet, api.PathTransfers+"?"+q.Encode(), nil, &raw); err != nil {
+		return nil, "", err
+	}
+	if b := bytes.TrimSpace(raw); len(b) > 0 && b[0] == '[' {
+		err := json.Unmarshal(b, &vs)
+		return vs, "", err
+	}
+	var page struct {
+		Transfers []transfer.View `json:"transfers"`
+		Next      string          `json:"next"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return nil, "", fmt.Errorf("decoding the transfer list: %w", err)
+	}
+	return page.Transfers, page.Next, nil
 }
 
 // CancelTransfer cancels a transfer that has not ended.

@@ -109,3 +109,21 @@ const (
 	// MaxTransferWait bounds QueryWait.
 	MaxTransferWait = 30 * time.Second
 )
+
+// Query parameters of GET PathTransfers that choose the transfers listed.
+// With QueryCount or QueryAfter the answer is a TransferList (a page);
+// without both, the array of every transfer that matches, as agents
+// answered before the parameters existed.
+const (
+	// QueryState: the states listed, comma-separated (queued, running,
+	// recovering, completed, failed, cancelled); all when absent.
+	QueryState = "state"
+	// QuerySince: transfers created at or after a time (RFC 3339) or
+	// within a duration before now (Go syntax, e.g. 24h).
+	QuerySince = "since"
+	// QueryCount: at most this many transfers (1 to MaxLimit).
+	QueryCount = "count"
+	// QueryAfter: the transfers after the page whose TransferList.Next
+	// this is, in creation order.
+	QueryAfter = "after"
+)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -52,4 +53,13 @@ type StopProgress struct {
 	Since        time.Time       `json:"since,omitzero"`
 	DrainTimeout float64         `json:"drainTimeout"` // seconds
 	Waiting      []transfer.View `json:"waiting"`
+}
+
+// TransferList is the answer of GET PathTransfers with QueryCount or
+// QueryAfter: a page of transfers (each a transfer view, as GET
+// TransferPath answers) in creation order, and, when more match after
+// them, Next: the QueryAfter of the next page.
+type TransferList struct {
+	Transfers []json.RawMessage `json:"transfers"`
+	Next      string            `json:"next,omitempty"`
 }

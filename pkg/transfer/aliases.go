@@ -9,18 +9,19 @@ import "github.com/ftagent/ftagent/pkg/transfer/replicated"
 
 // The replicated state's types.
 type (
-	State     = replicated.State
-	Transfer  = replicated.Transfer
-	File      = replicated.File
-	Dir       = replicated.Dir
-	Request   = replicated.Request
-	Duration  = replicated.Duration
-	FileEvent = replicated.FileEvent
-	DirEvent  = replicated.DirEvent
-	View      = replicated.View
-	FileView  = replicated.FileView
-	DirView   = replicated.DirView
-	Window    = replicated.Window
+	State      = replicated.State
+	Transfer   = replicated.Transfer
+	File       = replicated.File
+	Dir        = replicated.Dir
+	Request    = replicated.Request
+	Duration   = replicated.Duration
+	FileEvent  = replicated.FileEvent
+	DirEvent   = replicated.DirEvent
+	View       = replicated.View
+	FileView   = replicated.FileView
+	DirView    = replicated.DirView
+	Window     = replicated.Window
+	ListFilter = replicated.ListFilter
 )
 
 // Transfer and file states.

@@ -11,9 +11,10 @@ func (m *Manager) ViewPage(id, root, files string, w Window) (View, bool) {
 	return m.state.ViewPage(id, root, pageOf(files, w), files == FilesEnded, m.liveOf(id))
 }
 
-// ListPage is ViewPage of every transfer, in creation order: each lists
-// the files and directories of w.
-func (m *Manager) ListPage(root, files string, w Window) []View {
+// ListPage is ViewPage of the transfers f chooses, in creation order:
+// each lists the files and directories of w; next is the After of the
+// following page.
+func (m *Manager) ListPage(root, files string, w Window, f ListFilter) (views []View, next string, err error) {
 	// The live progress of every running job, looked up before the
 	// state's lock is taken (liveOf takes m.mu).
 	m.mu.Lock()
@@ -28,7 +29,7 @@ func (m *Manager) ListPage(root, files string, w Window) []View {
 			live[id] = l
 		}
 	}
-	return m.state.ViewPages(root, pageOf(files, w), files == FilesEnded, func(id string) func(*Transfer) (int, int64) { return live[id] })
+	return m.state.ListViews(root, pageOf(files, w), files == FilesEnded, func(id string) func(*Transfer) (int, int64) { return live[id] }, f)
 }
 
 // pageOf is the window files lists: none for FilesNone.

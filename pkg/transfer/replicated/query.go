@@ -5,7 +5,10 @@ package replicated
 // lock rather than whole transfers with every file.
 
 import (
+	"errors"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -63,26 +66,64 @@ func (s *State) ViewPage(id, root string, w *Window, whenEnded bool, live func(t
 	return viewOf(t, root, listed(t, w, whenEnded), live), true
 }
 
-// ViewPages is ViewPage of every transfer, in creation order (List's),
-// without copying them first; live, if set, gives a transfer's live
-// progress by its id.
-func (s *State) ViewPages(root string, w *Window, whenEnded bool, live func(id string) func(*Transfer) (int, int64)) []View {
+// ListFilter chooses the transfers ListViews lists.
+type ListFilter struct {
+	States map[string]bool // nil: every state
+	Since  time.Time       // created at or after; zero: any
+	// After is a page's Next: the transfers after it (in creation
+	// order). Count bounds the page (0: no bound).
+	After string
+	Count int
+}
+
+// ErrBadCursor is a ListFilter.After that is not a page's Next.
+var ErrBadCursor = errors.New("not the next-page value of a transfer list")
+
+// ListViews is ViewPage of each transfer f chooses, in creation order
+// (List's), without copying them first: at most f.Count of them, and
+// next, the After of the following page when more match. live, if set,
+// gives a transfer's live progress by its id.
+func (s *State) ListViews(root string, w *Window, whenEnded bool, live func(id string) func(*Transfer) (int, int64), f ListFilter) (views []View, next string, err error) {
+	var afterSeq uint64
+	var afterID string
+	if f.After != "" {
+		seq, id, ok := strings.Cut(f.After, ".")
+		n, perr := strconv.ParseUint(seq, 10, 64)
+		if !ok || perr != nil || id == "" {
+			return nil, "", ErrBadCursor
+		}
+		afterSeq, afterID = n, id
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ts := make([]*Transfer, 0, len(s.transfers))
 	for _, t := range s.transfers {
+		if f.States != nil && !f.States[t.State] {
+			continue
+		}
+		if !f.Since.IsZero() && t.Created.Before(f.Since) {
+			continue
+		}
+		if f.After != "" && !(t.Seq > afterSeq || t.Seq == afterSeq && t.ID > afterID) {
+			continue
+		}
 		ts = append(ts, t)
 	}
 	sort.Slice(ts, func(i, j int) bool { return seqBefore(ts[i], ts[j]) })
-	out := make([]View, len(ts))
+	if f.Count > 0 && len(ts) > f.Count {
+		ts = ts[:f.Count]
+		last := ts[len(ts)-1]
+		next = strconv.FormatUint(last.Seq, 10) + "." + last.ID
+	}
+	views = make([]View, len(ts))
 	for i, t := range ts {
 		var l func(*Transfer) (int, int64)
 		if live != nil {
 			l = live(t.ID)
 		}
-		out[i] = viewOf(t, root, listed(t, w, whenEnded), l)
+		views[i] = viewOf(t, root, listed(t, w, whenEnded), l)
 	}
-	return out
+	return views, next, nil
 }
 
 // listed is the window a view of t lists: w, or nil when whenEnded and t

@@ -129,7 +129,7 @@ func TestViewPageWhenEnded(t *testing.T) {
 	if _, ok := s.ViewPage("c", "/r", w, false, nil); ok {
 		t.Error("an unknown transfer has a view")
 	}
-	vs := s.ViewPages("/r", w, true, nil)
+	vs, _, _ := s.ListViews("/r", w, true, nil, ListFilter{})
 	if len(vs) != 2 || vs[0].ID != "b" || len(vs[0].Files) != 2 || vs[1].ID != "a" || vs[1].Files != nil || vs[1].FilesTotal != 20 {
 		t.Errorf("ViewPages: %+v", vs)
 	}
