@@ -170,7 +170,7 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 	}
 	file := rememberFile(agent, addrs)
 	last := remembered(file, addrs)
-	cl, err := client.New(addrs, client.WithPolicy(p), client.WithDialer(d.DialContext),
+	cl, err := client.New(addrs, client.WithPolicy(p), client.WithDialer(d.DialContext), client.WithRefusal(d.Reason),
 		client.WithPreferred(last),
 		client.WithAnswered(func(a string) {
 			if a != last && slices.Contains(addrs, a) {
@@ -230,8 +230,9 @@ func ExitCode(err error) int {
 	}
 	var ce *config.Error
 	var ue *UsageError
-	if errors.As(err, &ce) || errors.As(err, &ue) {
-		return ExitUsage
+	var re *client.RefusedError
+	if errors.As(err, &ce) || errors.As(err, &ue) || errors.As(err, &re) {
+		return ExitUsage // certificates that do not fit: the configuration
 	}
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {

@@ -80,5 +80,6 @@ func Dialer(cfg *config.Config) (*trust.Dialer, error) {
 	if cfg != nil {
 		agent = cfg.AgentName
 	}
-	return &trust.Dialer{Mode: trust.Mode(mode), Store: store, Check: trust.ExpectInstanceOf(agent)}, nil
+	return &trust.Dialer{Mode: trust.Mode(mode), Store: store, Check: trust.ExpectInstanceOf(agent),
+		Files: trust.Files{Certificate: cert, PrivateKey: key, CA: ca}, Keys: keys}, nil
 }

@@ -30,7 +30,8 @@ func FetchView(ctx context.Context, cl *client.Client, cfg *config.Config) (ha.A
 		return v, nil
 	}
 	var apiErr *client.APIError
-	if errors.As(err, &apiErr) || ctx.Err() != nil {
+	var refused *client.RefusedError
+	if errors.As(err, &apiErr) || errors.As(err, &refused) || ctx.Err() != nil {
 		return v, err
 	}
 	v = ha.AgentView{Status: ha.StatusUnreachable, Standbys: []string{}, Instances: []ha.InstanceView{}}

@@ -50,6 +50,9 @@ type Client struct {
 	// WithPreferred); onAnswer is told of each new answering address.
 	preferred string
 	onAnswer  func(address string)
+	// refusal classifies connection errors that retrying cannot mend (see
+	// WithRefusal).
+	refusal func(err error) (reason string, ok bool)
 
 	mu        sync.Mutex
 	current   string // the address that last answered
@@ -106,6 +109,16 @@ func WithPreferred(address string) Option { return func(c *Client) { c.preferred
 // whenever it differs from the one before: for a caller that remembers
 // it (see WithPreferred). f must not call the client.
 func WithAnswered(f func(address string)) Option { return func(c *Client) { c.onAnswer = f } }
+
+// WithRefusal sets how the client recognises an error that retrying
+// cannot mend, such as a certificate the instance refuses or one the
+// client does not trust: f returns the reason to give the user. Once every
+// address of the list has failed with such an error, Do stops with a
+// *RefusedError rather than going on with its plan (more passes, their
+// delays) and ending with an *UnreachableError.
+func WithRefusal(f func(err error) (reason string, ok bool)) Option {
+	return func(c *Client) { c.refusal = f }
+}
 
 // WithHTTPClient sets the HTTP client. Its Timeout, if any, applies on top of
 // Policy.RequestTimeout.
@@ -260,6 +273,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	c.mu.Unlock()
 
 	var tried triedSet
+	refused := map[string]string{} // address -> reason, for WithRefusal
 	for i, a := range plan {
 		if err := ctx.Err(); err != nil {
 			return stopped(err, &tried)
@@ -301,6 +315,14 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 					return stopped(err, &tried)
 				}
 				tried.add(address, r.reason)
+				if why, ok := c.refused(r.err); ok {
+					refused[address] = why
+					if refusedAll(list, refused) {
+						return &RefusedError{Tried: slices.Clone(tried.list), Reason: why}
+					}
+				} else {
+					delete(refused, address)
+				}
 			}
 			break
 		}
@@ -373,7 +395,7 @@ const (
 
 type result struct {
 	kind     resultKind
-	err      error     // resultFinal
+	err      error     // resultFinal; resultFailed: the transport's error, if any
 	answered bool      // resultFinal: the instance answered (it becomes current)
 	pointer  string    // resultPointer
 	reason   string    // resultFailed: short text for TriedAddress
@@ -424,7 +446,7 @@ func (c *Client) attempt(ctx context.Context, address, method, path string, payl
 		// Drop pooled connections: after a failure they may lead to a dead
 		// instance.
 		c.hc.CloseIdleConnections()
-		return result{kind: resultFailed, reason: describe(err, timeout)}
+		return result{kind: resultFailed, reason: describe(err, timeout), err: err}
 	}
 	defer resp.Body.Close()
 
@@ -456,6 +478,24 @@ func (c *Client) attempt(ctx context.Context, address, method, path string, payl
 		return result{kind: resultFailed, reason: reason, apiErr: apiErr}
 	}
 	return result{kind: resultFinal, answered: true, err: apiErr}
+}
+
+// refused classifies a connection error with WithRefusal's function.
+func (c *Client) refused(err error) (string, bool) {
+	if c.refusal == nil || err == nil {
+		return "", false
+	}
+	return c.refusal(err)
+}
+
+// refusedAll reports whether every address of list has refused.
+func refusedAll(list []string, refused map[string]string) bool {
+	for _, a := range list {
+		if _, ok := refused[a]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Raw, as Do's out, receives a 2xx response body as it came, undecoded:

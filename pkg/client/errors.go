@@ -72,3 +72,19 @@ func (s *triedSet) add(address, err string) {
 	}
 	s.list = append(s.list, TriedAddress{Address: address, Err: err})
 }
+
+// RefusedError says that every instance refused the connection for a
+// reason that retrying cannot mend (see WithRefusal): Reason, the last
+// one, as the user should read it; Tried, each address with its error.
+type RefusedError struct {
+	Tried  []TriedAddress
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	addrs := make([]string, len(e.Tried))
+	for i, t := range e.Tried {
+		addrs[i] = t.Address
+	}
+	return fmt.Sprintf("%s (every instance: %s)", e.Reason, strings.Join(addrs, ", "))
+}

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,4 +129,49 @@ func TestMovedStartsTheNextRequestThere(t *testing.T) {
 	equal(t, "answered by", got.Instance, "b")
 	equal(t, "tried", h.rec.take(), []string{a.addr, b.addr})
 	equal(t, "told", told, []string{a.addr, b.addr})
+}
+
+// Once every address has refused for a reason retrying cannot mend, Do
+// stops with that reason; an address that is merely down keeps the plan
+// going.
+func TestDoStopsWhenEveryInstanceRefuses(t *testing.T) {
+	a, b := newInstance(t, "a"), newInstance(t, "b")
+	refusing := map[string]bool{a.addr: true, b.addr: true}
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if refusing[address] {
+			return nil, errors.New("remote error: tls: certificate required")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	refusal := func(err error) (string, bool) {
+		if strings.Contains(err.Error(), "certificate required") {
+			return "the instances refuse this certificate", true
+		}
+		return "", false
+	}
+	var slept []time.Duration
+	sleep := func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	cl, err := New([]string{a.addr, b.addr}, WithDialer(dial), WithRefusal(refusal), WithSleep(sleep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cl.Do(context.Background(), http.MethodGet, "/v1/agent", nil, nil)
+	var re *RefusedError
+	if !errors.As(err, &re) || len(re.Tried) != 2 || len(slept) != 0 || !strings.HasPrefix(err.Error(), "the instances refuse this certificate (every instance: ") {
+		t.Fatalf("err %v (%T), slept %v: want a RefusedError after one pass", err, err, slept)
+	}
+
+	// One instance down, the other refusing: the whole plan, then
+	// unreachable.
+	dead := deadAddr(t)
+	cl, err = New([]string{dead, b.addr}, WithDialer(dial), WithRefusal(refusal), WithSleep(sleep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cl.Do(context.Background(), http.MethodGet, "/v1/agent", nil, nil)
+	var ue *UnreachableError
+	if !errors.As(err, &ue) || len(slept) == 0 {
+		t.Fatalf("err %v (%T), slept %v: want the plan's passes and an UnreachableError", err, err, slept)
+	}
 }

@@ -37,6 +37,10 @@ type Dialer struct {
 	// Check accepts the server's identity (e.g. ExpectInstanceOf).
 	Check   func(Identity) error
 	Timeout time.Duration // connect and handshake; default HandshakeTimeout
+	// Files and Keys, if known, say which files the store was loaded
+	// from and where they were named, for the user (Reason).
+	Files Files
+	Keys  Keys
 }
 
 // DialContext connects to address (host:port).

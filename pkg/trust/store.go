@@ -283,10 +283,12 @@ func (s *Store) ClientConfig(check func(Identity) error) *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			id, err := s.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
 			if err != nil {
-				return err
+				return &PeerError{Err: err}
 			}
 			if check != nil {
-				return check(id)
+				if err := check(id); err != nil {
+					return &PeerError{Err: err}
+				}
 			}
 			return nil
 		},
