@@ -227,7 +227,9 @@ func setUpTLS(dir, props string, cfg *config.Config) error {
 	for _, inst := range cfg.Instances {
 		names = append(names, inst.Name)
 	}
-	res, err := trust.Init(trust.InitOptions{Dir: filepath.Join(dir, "tls"), Agent: cfg.AgentName, Instances: names,
+	// The instances listen on loopback: their certificates name it too,
+	// so that tools that check host names (curl, Prometheus) accept them.
+	res, err := trust.Init(trust.InitOptions{Dir: filepath.Join(dir, "tls"), Agent: cfg.AgentName, Instances: names, Hosts: []string{"127.0.0.1", "localhost"},
 		Clients: []trust.ClientSpec{{Name: "dev", Role: trust.RoleAdmin}}})
 	if err != nil {
 		return fmt.Errorf("set up TLS: %w", err)
