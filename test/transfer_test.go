@@ -384,9 +384,16 @@ func TestTransferCancelMidway(t *testing.T) {
 	if got := xferSum(t, xferPath(c, "in/slow.bin")); got != sum {
 		t.Errorf("source changed by the cancelled transfer: %s, want %s", got, sum)
 	}
-	// Cancelling again is refused: it has ended.
-	if r, err := c.Transfer(ctx, "cancel", id); err != nil || r.Exit == 0 {
-		t.Errorf("second cancel: exit %d %v %s", r.Exit, err, r.Stdout)
+	// Cancelling again answers as the first did (a client retrying a
+	// cancel whose answer it lost must not be told it failed).
+	if r, err := c.Transfer(ctx, "cancel", id); err != nil || r.Exit != 0 || !strings.Contains(r.Stdout, "cancelled") {
+		t.Errorf("second cancel: exit %d %v %q %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	// A completed transfer cannot be cancelled.
+	xferRandomFile(t, c, "in/small.bin", 1000, 6)
+	done := xferCreate(t, c, "--wait", "in/small.bin", "out/small.bin")
+	if r, err := c.Transfer(ctx, "cancel", done); err != nil || r.Exit != 1 || !strings.Contains(r.Stderr, "has already ended (completed)") {
+		t.Errorf("cancel of a completed transfer: exit %d %v %q", r.Exit, err, r.Stderr)
 	}
 }
 

@@ -219,8 +219,15 @@ func ListTransfersPage(ctx context.Context, cl *client.Client, files string, opt
 	return page.Transfers, page.Next, nil
 }
 
-// CancelTransfer cancels a transfer that has not ended.
+// CancelTimeout is how long one attempt of a cancel may take.
+const CancelTimeout = 2 * time.Minute
+
+// CancelTransfer cancels a transfer that has not ended; a transfer
+// already cancelled is answered as cancelled (a retried cancel).
 func CancelTransfer(ctx context.Context, cl *client.Client, id string) (transfer.View, error) {
+	// A cancel waits for the run to stop and for its .part files to be
+	// removed: seconds for a transfer of a million files.
+	ctx = client.WithRequestTimeout(ctx, CancelTimeout)
 	var v transfer.View
 	err := cl.Do(ctx, http.MethodPost, api.CancelPath(id), nil, &v)
 	return v, err

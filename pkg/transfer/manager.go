@@ -712,6 +712,11 @@ func (m *Manager) Cancel(ctx context.Context, id string) (*Transfer, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
+	if t.State == StateCancelled {
+		// Already what was asked: a retried cancel (its first answer lost,
+		// or slower than the client's patience) is answered as the first.
+		return t, nil
+	}
 	if Terminal(t.State) {
 		return nil, &RequestError{Reason: fmt.Sprintf("transfer %s has already ended (%s)", id, t.State)}
 	}
