@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -215,7 +213,6 @@ func TestMetricsFollowTransfersAndFailover(t *testing.T) {
 			t.Errorf("standby %s: last contact with the leader %vs ago", n, got)
 		}
 	}
-	_ = os.Remove(filepath.Join(c.Root, "out", "big.bin"))
 }
 
 func diffFrom(before, after map[string]*dto.MetricFamily, name string, labels ...string) float64 {

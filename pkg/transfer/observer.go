@@ -27,18 +27,17 @@ func (m *Manager) observeFiles(c replicated.FilesCmd) {
 	if m.observer == nil {
 		return
 	}
-	files, bytes, resent := 0, int64(0), int64(0)
+	var done []int
+	var resent int64
 	for _, ev := range c.Events {
 		switch ev.Kind {
 		case EventDone:
-			if f, ok := m.state.File(c.ID, ev.Index); ok {
-				files++
-				bytes += f.Bytes
-			}
+			done = append(done, ev.Index)
 		case EventStart:
 			resent += ev.Resent
 		}
 	}
+	files, bytes := m.state.Bytes(c.ID, done)
 	if files > 0 || resent > 0 {
 		m.observer.FilesDone(files, bytes, resent)
 	}

@@ -220,3 +220,24 @@ func (s *State) Counts() (byState map[string]int, creating int) {
 	}
 	return byState, creating
 }
+
+// Bytes sums the sizes of files indexes of transfer id, under one read of
+// the lock and without building each File (the active's metrics read it
+// for every entry of completions); indexes out of range count nothing.
+func (s *State) Bytes(id string, indexes []int) (files int, bytes int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	if !ok {
+		return 0, 0
+	}
+	for _, i := range indexes {
+		if i < 0 || i >= t.FileCount() {
+			continue
+		}
+		_, b, _ := t.progressAt(i)
+		files++
+		bytes += b
+	}
+	return files, bytes
+}
