@@ -38,11 +38,23 @@ func TestRememberedActive(t *testing.T) {
 			t.Fatalf("remembered %q from %q", got, bad)
 		}
 	}
-	// An unwritable cache directory loses the shortcut, nothing else.
-	ro := filepath.Join(t.TempDir(), "ro")
-	if err := os.Mkdir(ro, 0o500); err != nil {
+	// A cache directory that cannot be made loses the shortcut, nothing
+	// else (a regular file stands where the directory would go: even root
+	// cannot write beneath it).
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	remember(filepath.Join(ro, "sub", "active-x"), addrs[0])
-	remember("", addrs[0])
+	bad := filepath.Join(blocker, "ftagent", "active-x")
+	remember(bad, addrs[0])
+	if got := remembered(bad, addrs); got != "" {
+		t.Fatalf("remembered %q beneath a file", got)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Fatal("a file was written beneath a regular file")
+	}
+	remember("", addrs[0]) // no cache directory at all: nothing to do
+	if got := remembered("", addrs); got != "" {
+		t.Fatalf("remembered %q without a file", got)
+	}
 }
