@@ -155,9 +155,19 @@ func TestMetricsFollowTransfersAndFailover(t *testing.T) {
 	if got := diff("ftagent_raft_apply_seconds", "kind", "transfer.start"); got < 2 {
 		t.Errorf("ftagent_raft_apply_seconds{kind=transfer.start} count grew by %v, want 2 or more", got)
 	}
-	// Every instance holds the replicated transfers.
+	// Every instance holds the replicated transfers once it has applied
+	// what the active had applied when the transfers ended (a standby
+	// learns of the last commit on the next heartbeat).
+	applied := mustMetric(t, after, "ftagent_raft_applied_index")
 	for _, n := range c.Names {
 		fams := scrape(t, c, hc, n)
+		for deadline := time.Now().Add(10 * time.Second); mustMetric(t, fams, "ftagent_raft_applied_index") < applied; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: applied index %v, never reached the active's %v", n, mustMetric(t, fams, "ftagent_raft_applied_index"), applied)
+			}
+			time.Sleep(20 * time.Millisecond)
+			fams = scrape(t, c, hc, n)
+		}
 		if got := mustMetric(t, fams, "ftagent_transfers", "state", "completed"); got != 2 {
 			t.Errorf("%s: ftagent_transfers{state=completed} %v, want 2", n, got)
 		}
