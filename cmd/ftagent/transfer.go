@@ -42,6 +42,7 @@ func transferCommand() *cli.Command {
 					&cli.IntFlag{Name: "priority", Value: 0, Usage: "0-9, higher first"},
 					&cli.StringFlag{Name: "recovery-timeout", Usage: "how long to retry after transient errors: -1 forever, 0 fail at once, seconds or a duration (default: transferRecoveryTimeout)"},
 					&cli.StringFlag{Name: "bwlimit", Usage: "bandwidth limit of this transfer in bytes per second, e.g. 512K, 64M, 1G; at least 1K; 0 means unlimited (the default)"},
+					&cli.StringFlag{Name: "dest-agent", Usage: "send the files to this other agent (one of agent.NAME.instances); DEST is then a path of that agent's, resolved under its transferRoot and sandbox"},
 					&cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the transfer to its end; exit 0 only if it completed"},
 				}, command.ClientFlags()...),
 				Action: transferCreate,
@@ -97,6 +98,8 @@ func transferCreate(c *cli.Context) error {
 		Priority:    c.Int("priority"),
 		Overwrite:   transfer.OverwriteError,
 		Disposition: transfer.DispositionLeave,
+
+		DestinationAgent: strings.TrimSpace(c.String("dest-agent")),
 	}
 	if c.Bool("overwrite") {
 		req.Overwrite = transfer.OverwriteAlways
@@ -388,6 +391,9 @@ func printTransfer(w io.Writer, v transfer.View) {
 	fmt.Fprintf(w, "Transfer:  %s\nState:     %s\n", v.ID, v.State)
 	if v.Reason != "" {
 		fmt.Fprintf(w, "Reason:    %s\n", transfer.Text(v.Reason))
+	}
+	if v.DestinationAgent != "" {
+		fmt.Fprintf(w, "To agent:  %s\n", v.DestinationAgent)
 	}
 	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", command.Size(v.BytesDone), command.Size(v.Bytes), command.Percent(v.BytesDone, v.Bytes))
 	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, command.Size(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))

@@ -135,6 +135,11 @@ func Start(opts Options) (*Instance, error) {
 		mux.Close()
 		return nil, err
 	}
+	links, err := agentLinks(cfg, in.tlsMode, store)
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
 	sb, err := sandbox.New(cfg.TransferRoot, cfg.SandboxRoot)
 	if err != nil {
 		mux.Close()
@@ -223,6 +228,7 @@ func Start(opts Options) (*Instance, error) {
 				HistoryAge:              cfg.TransferHistoryAge,
 			}, state, timedLog{Log: node, m: in.metrics}, endpoint.Fenced{Endpoint: local, Fence: node, Audit: trail}, sb, log)
 			mgr.SetObserver(in.metrics)
+			mgr.SetReceivers(links)
 		},
 	})
 	if err != nil {

@@ -41,6 +41,7 @@ func (in *Instance) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, v)
 	}))
+	in.inboundRoutes(mux)
 	mux.HandleFunc("POST "+api.PathStandby, in.guard(needInstance, func(w http.ResponseWriter, r *http.Request) {
 		var s ha.InstanceStatus
 		if err := json.NewDecoder(r.Body).Decode(&s); err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/ftagent/ftagent/pkg/api"
 )
 
 // Limits of the client API's HTTP server. The listener bounds what comes
@@ -64,6 +66,11 @@ func limitBodies(h http.Handler) http.Handler {
 		case (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength != 0:
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusBadRequest, r.Method+" takes no request body")
+			return
+		case r.URL.Path == api.PathInboundData && r.Method == http.MethodPut:
+			// A file's bytes, as many as the request announces (the
+			// handler bounds them by the file's size).
+			h.ServeHTTP(w, r)
 			return
 		case r.ContentLength > maxBodyBytes:
 			w.Header().Set("Connection", "close")

@@ -54,6 +54,9 @@ type Client struct {
 	// WithRefusal).
 	refusal func(err error) (reason string, ok bool)
 
+	// header is sent with every request (WithHeader).
+	header http.Header
+
 	mu        sync.Mutex
 	current   string // the address that last answered
 	connected bool   // a request has succeeded: failures now use the reconnect plan
@@ -94,6 +97,16 @@ func WithRand(f func() float64) Option {
 // http://, and TLS is the connection's business).
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
 	return func(c *Client) { c.dial = dial }
+}
+
+// WithHeader sends the header key: value with every request.
+func WithHeader(key, value string) Option {
+	return func(c *Client) {
+		if c.header == nil {
+			c.header = http.Header{}
+		}
+		c.header.Set(key, value)
+	}
 }
 
 // WithPreferred names an address to try first, once, before the
@@ -364,6 +377,53 @@ func (c *Client) DoAt(ctx context.Context, address, method, path string, body, o
 	return &UnreachableError{Tried: []TriedAddress{{Address: address, Err: r.reason}}, Passes: 1}
 }
 
+// Stream sends one request whose body is streamed from body (bytes that
+// cannot be sent again, so there is no failover and no per-attempt
+// timeout: ctx bounds it) to the instance that last answered, or the first
+// address when none has. A 2xx answer is decoded into out; any other is
+// returned as *APIError (a 421 included: the caller's next Do follows its
+// pointer); a connection error as *UnreachableError naming the address.
+func (c *Client) Stream(ctx context.Context, method, path string, header http.Header, body io.Reader, out any) error {
+	c.mu.Lock()
+	address := c.current
+	if address == "" {
+		address = c.addrs[0]
+	}
+	c.mu.Unlock()
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+address+path, body)
+	if err != nil {
+		return fmt.Errorf("building request %s %s: %w", method, path, err)
+	}
+	for _, h := range []http.Header{c.header, header} {
+		for k, v := range h {
+			req.Header[k] = v
+		}
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.hc.CloseIdleConnections()
+		if ctx.Err() != nil {
+			return stopped(ctx.Err(), nil)
+		}
+		return &UnreachableError{Tried: []TriedAddress{{Address: address, Err: describe(err, 0)}}, Passes: 1}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if err := decodeBody(resp.Body, out); err != nil {
+			return fmt.Errorf("%s: %s %s: decoding response: %w", address, method, path, err)
+		}
+		return nil
+	}
+	apiErr := &APIError{Address: address, Status: resp.StatusCode}
+	apiErr.Message, apiErr.Code = errorBody(resp.Body)
+	return apiErr
+}
+
 // stopped is the error of a request abandoned because its context is done.
 func stopped(err error, tried *triedSet) error {
 	if tried == nil || len(tried.list) == 0 {
@@ -436,6 +496,9 @@ func (c *Client) attempt(ctx context.Context, address, method, path string, payl
 	if err != nil {
 		return result{kind: resultFinal, err: fmt.Errorf("building request %s %s: %w", method, path, err)}
 	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Accept", "application/json")
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -458,7 +521,8 @@ func (c *Client) attempt(ctx context.Context, address, method, path string, payl
 		return result{kind: resultDone}
 	}
 
-	apiErr := &APIError{Address: address, Status: resp.StatusCode, Message: errorMessage(resp.Body)}
+	apiErr := &APIError{Address: address, Status: resp.StatusCode}
+	apiErr.Message, apiErr.Code = errorBody(resp.Body)
 	switch resp.StatusCode {
 	case http.StatusMisdirectedRequest:
 		ptr := strings.TrimSpace(resp.Header.Get(ActiveHeader))
@@ -528,18 +592,26 @@ func decodeBody(body io.Reader, out any) error {
 // errorMessage returns the "error" field of a JSON error body, or else the body
 // text (trimmed, shortened).
 func errorMessage(body io.Reader) string {
+	msg, _ := errorBody(body)
+	return msg
+}
+
+// errorBody returns errorMessage's text and the "code" field of a JSON
+// error body, if any.
+func errorBody(body io.Reader) (msg, code string) {
 	b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
 	var e struct {
 		Error string `json:"error"`
+		Code  string `json:"code"`
 	}
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return e.Error
+		return e.Error, e.Code
 	}
 	s := strings.TrimSpace(string(b))
 	if len(s) > 300 {
 		s = s[:300] + "…"
 	}
-	return s
+	return s, ""
 }
 
 // describe turns a transport error into a short reason such as

@@ -12,6 +12,7 @@ type APIError struct {
 	Address string // the instance that answered
 	Status  int    // the HTTP status code
 	Message string // the "error" field of the JSON body, or the body text
+	Code    string // the "code" field of the JSON body, when it has one
 }
 
 // Error is the agent's reason as it gave it, for the user: the instance

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,23 @@ type Instance struct {
 	Name    string // e.g. "ha1"
 	Address string // host:port, as written (host may be a name or an IP; port 1-65535)
 	Witness bool   // listed in witnessInstances
+}
+
+// RemoteAgent is another agent that this agent may send files to: one
+// agent.NAME.instances property.
+type RemoteAgent struct {
+	Name      string     // the NAME of the key, that agent's agentName
+	Instances []Instance // as written, in order; never witnesses (the other agent's witnessInstances are its own business)
+}
+
+// Addresses returns the host:port of every instance of the agent in the
+// listed order, the order in which a sender tries them.
+func (ra RemoteAgent) Addresses() []string {
+	out := make([]string, len(ra.Instances))
+	for i, in := range ra.Instances {
+		out[i] = in.Address
+	}
+	return out
 }
 
 // Config is a loaded, validated agent.properties.
@@ -88,6 +106,10 @@ type Config struct {
 	TLSCA             string // as TLSCertificate
 	ClientCertificate string // absolute; "" when unset
 	ClientPrivateKey  string // absolute; "" when unset
+
+	// Other agents
+	RemoteAgents []RemoteAgent // one per agent.NAME.instances key with a value, sorted by Name (byte order); nil when there are none
+	AcceptFrom   []string      // agent names as written, trimmed, in order; nil (the default) when this agent receives from no other agent
 
 	Warnings []string // e.g. unknown keys: `agent.properties: unknown key "standbyStatusPublishIntervall" (ignored; did you mean "standbyStatusPublishInterval"?)`
 
@@ -197,6 +219,17 @@ func parse(data []byte, display, abs string) (*Config, error) {
 type checker struct {
 	c     *Config
 	props *properties.Properties
+
+	// addrs maps the canonical form of every address that instances and
+	// the agent.NAME.instances keys list to the entry that listed it first:
+	// one host:port is one listener, so it cannot be two instances.
+	addrs map[string]addrOwner
+}
+
+// addrOwner is the instance that an address was first listed for.
+type addrOwner struct {
+	key  string // instances or agent.NAME.instances
+	name string // instance name
 }
 
 func (l *checker) errorf(key, format string, args ...any) *Error {
@@ -377,6 +410,14 @@ func (l *checker) load() error {
 		return err
 	}
 
+	// agent.NAME.instances, acceptFrom
+	if err := l.loadRemoteAgents(); err != nil {
+		return err
+	}
+	if err := l.loadAcceptFrom(); err != nil {
+		return err
+	}
+
 	l.groupWarnings()
 	return nil
 }
@@ -402,14 +443,27 @@ func (l *checker) checkKeys() {
 }
 
 // suggest returns the known key closest to an unknown one, or "".
+//
+// A Pattern key is compared with the unknown key in the form it would have
+// with the unknown key's own name in it, taking the name to be what lies
+// between the first and the last '.', so that "agent.PAYMENTS.instancez"
+// suggests "agent.PAYMENTS.instances" rather than the pattern itself.
 func suggest(unknown string) string {
 	best, bestDist := "", 3 // suggest only within an edit distance of 2
 	for _, k := range Keys {
-		if strings.EqualFold(k.Name, unknown) {
-			return k.Name
+		name := k.Name
+		if k.Pattern {
+			first, last := strings.Index(unknown, "."), strings.LastIndex(unknown, ".")
+			if last-first < 2 {
+				continue // no name to put in the pattern
+			}
+			name = k.withName(unknown[first+1 : last])
 		}
-		if d := editDistance(strings.ToLower(unknown), strings.ToLower(k.Name)); d < bestDist {
-			best, bestDist = k.Name, d
+		if strings.EqualFold(name, unknown) {
+			return name
+		}
+		if d := editDistance(strings.ToLower(unknown), strings.ToLower(name)); d < bestDist {
+			best, bestDist = name, d
 		}
 	}
 	return best
@@ -624,44 +678,68 @@ func splitList(v string) []string {
 	return parts
 }
 
+// loadInstances reads this agent's own instances.
 func (l *checker) loadInstances() error {
 	v, ok := l.value(KeyInstances)
 	if !ok {
 		return l.errorf(KeyInstances, "required: a comma-separated list of name@host:port, e.g. ha1@host1:7101,ha2@host2:7101,ha3@host3:7101")
 	}
+	instances, err := l.parseInstances(KeyInstances, v)
+	if err != nil {
+		return err
+	}
+	l.c.Instances = instances
+	return nil
+}
+
+// parseInstances checks v, the non-empty value of key (instances or an
+// agent.NAME.instances), as a comma-separated list of name@host:port and
+// returns its entries in order. Both keys describe a group of instances in
+// the same way, so they are held to the same rules, and errors name the
+// key they are about. Each address is recorded in l.addrs, so that an
+// address listed under two keys is refused as well as one listed twice
+// under one key.
+func (l *checker) parseInstances(key, v string) ([]Instance, error) {
+	if l.addrs == nil {
+		l.addrs = map[string]addrOwner{}
+	}
+	var instances []Instance
 	byName := map[string]int{} // lower-case name -> entry number
-	byAddr := map[string]int{} // canonical address -> index in Instances
 	for i, entry := range splitList(v) {
 		n := i + 1
 		if entry == "" {
-			return l.errorf(KeyInstances, "entry %d is empty (check for a stray comma)", n)
+			return nil, l.errorf(key, "entry %d is empty (check for a stray comma)", n)
 		}
 		name, addr, found := strings.Cut(entry, "@")
 		name, addr = strings.TrimSpace(name), strings.TrimSpace(addr)
 		switch {
 		case !found:
-			return l.errorf(KeyInstances, "entry %d %q: missing '@' (want name@host:port)", n, entry)
+			return nil, l.errorf(key, "entry %d %q: missing '@' (want name@host:port)", n, entry)
 		case name == "":
-			return l.errorf(KeyInstances, "entry %d %q: empty instance name (want name@host:port)", n, entry)
+			return nil, l.errorf(key, "entry %d %q: empty instance name (want name@host:port)", n, entry)
 		case !validName(name):
-			return l.errorf(KeyInstances, "entry %d %q: instance name %q may contain only letters, digits, '.', '_' and '-'", n, entry, name)
+			return nil, l.errorf(key, "entry %d %q: instance name %q may contain only letters, digits, '.', '_' and '-'", n, entry, name)
 		}
 		canon, err := checkAddress(addr)
 		if err != nil {
-			return l.errorf(KeyInstances, "entry %d %q: %v", n, entry, err)
+			return nil, l.errorf(key, "entry %d %q: %v", n, entry, err)
 		}
 		if prev, dup := byName[strings.ToLower(name)]; dup {
-			return l.errorf(KeyInstances, "instance name %q is listed twice (entries %d and %d; names are compared ignoring case)", name, prev, n)
+			return nil, l.errorf(key, "instance name %q is listed twice (entries %d and %d; names are compared ignoring case)", name, prev, n)
 		}
 		byName[strings.ToLower(name)] = n
-		if prev, dup := byAddr[canon]; dup {
-			return l.errorf(KeyInstances, "address %q of %q is also the address of %q; each instance needs its own host:port",
-				addr, name, l.c.Instances[prev].Name)
+		if prev, dup := l.addrs[canon]; dup {
+			where := ""
+			if prev.key != key {
+				where = " in " + prev.key
+			}
+			return nil, l.errorf(key, "address %q of %q is also the address of %q%s; each instance needs its own host:port",
+				addr, name, prev.name, where)
 		}
-		byAddr[canon] = len(l.c.Instances)
-		l.c.Instances = append(l.c.Instances, Instance{Name: name, Address: addr})
+		l.addrs[canon] = addrOwner{key: key, name: name}
+		instances = append(instances, Instance{Name: name, Address: addr})
 	}
-	return nil
+	return instances, nil
 }
 
 // checkAddress checks a host:port and returns a canonical form used to
@@ -1000,4 +1078,119 @@ func FileError(file string, err error) error {
 		file = "environment"
 	}
 	return &Error{File: file, Key: key, Msg: msg, err: err}
+}
+
+// maxRemoteAgentName is the longest name of another agent: pkg/trust's
+// limit on the names in certificates. It is looser than maxAgentName,
+// which this agent's own name keeps for IBM MQ MFT's sake.
+const maxRemoteAgentName = 64
+
+// checkAgentName says why s cannot name another agent, nil when it can.
+// It is pkg/trust's CheckName rule, restated here rather than imported so
+// that config, which every command loads, stays free of the TLS code (as
+// FileError does through fileKeyError): a name that rule refuses could
+// never match the agent of a certificate, so it is refused when the file
+// is loaded instead of when a transfer is refused. TestAgentNameRule keeps
+// the two in step.
+func checkAgentName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty agent name")
+	case len(s) > maxRemoteAgentName:
+		return fmt.Errorf("agent name %q is %d characters long; at most %d are allowed", s, len(s), maxRemoteAgentName)
+	case !nameRE.MatchString(s):
+		return fmt.Errorf("agent name %q may contain only letters, digits, '.', '_' and '-'", s)
+	}
+	return nil
+}
+
+// loadRemoteAgents reads every agent.NAME.instances key: the other agents
+// that this agent may send files to, and where their instances listen. A
+// key with an empty value is as if it were absent, as for any key, but its
+// NAME is still checked.
+func (l *checker) loadRemoteAgents() error {
+	c := l.c
+	pattern, _ := LookupKey(KeyAgentInstances)
+	var names []string
+	for _, k := range l.props.Keys() {
+		if name, ok := pattern.nameIn(k); ok {
+			names = append(names, name)
+		}
+	}
+	// Sorted, so that RemoteAgents and the first error reported do not
+	// depend on the order of the lines in the file.
+	slices.Sort(names)
+	for _, name := range names {
+		key := AgentInstancesKey(name)
+		if err := checkAgentName(name); err != nil {
+			if name == "" {
+				return l.errorf(key, "no agent name between %q and %q", agentKeyPrefix, agentKeySuffix)
+			}
+			return l.errorf(key, "%v", err)
+		}
+		if name == c.AgentName {
+			return l.errorf(key, "names this agent itself; its instances are in %q", KeyInstances)
+		}
+		v, ok := l.value(key)
+		if !ok {
+			continue
+		}
+		instances, err := l.parseInstances(key, v)
+		if err != nil {
+			return err
+		}
+		c.RemoteAgents = append(c.RemoteAgents, RemoteAgent{Name: name, Instances: instances})
+	}
+	return nil
+}
+
+// loadAcceptFrom reads acceptFrom, the other agents that may send files to
+// this agent. Names are compared exactly, as pkg/trust compares the agent
+// of a certificate, so "ORDERS" and "orders" are two agents.
+func (l *checker) loadAcceptFrom() error {
+	c := l.c
+	v, ok := l.value(KeyAcceptFrom)
+	if !ok {
+		return nil
+	}
+	seen := map[string]int{} // name -> entry number
+	names := splitList(v)
+	for i, name := range names {
+		n := i + 1
+		if name == "" {
+			return l.errorf(KeyAcceptFrom, "entry %d is empty (check for a stray comma)", n)
+		}
+		if err := checkAgentName(name); err != nil {
+			return l.errorf(KeyAcceptFrom, "entry %d: %v", n, err)
+		}
+		if name == c.AgentName {
+			return l.errorf(KeyAcceptFrom, "entry %d %q is this agent itself; its own instances need no acceptFrom", n, name)
+		}
+		if prev, dup := seen[name]; dup {
+			return l.errorf(KeyAcceptFrom, "%q is listed twice (entries %d and %d)", name, prev, n)
+		}
+		seen[name] = n
+	}
+	c.AcceptFrom = names
+	return nil
+}
+
+// RemoteAgent returns the agent.NAME.instances entry whose NAME is exactly
+// name (case-sensitive, as agent names in certificates are); ok is false
+// when the file does not list that agent.
+func (c *Config) RemoteAgent(name string) (RemoteAgent, bool) {
+	for _, ra := range c.RemoteAgents {
+		if ra.Name == name {
+			return ra, true
+		}
+	}
+	return RemoteAgent{}, false
+}
+
+// Accepts reports whether acceptFrom lists agent, exactly
+// (case-sensitive). It is false for every agent when acceptFrom is unset,
+// and for this agent's own name, which acceptFrom cannot hold: whether a
+// caller of this agent's own is let in is not acceptFrom's business.
+func (c *Config) Accepts(agent string) bool {
+	return slices.Contains(c.AcceptFrom, agent)
 }

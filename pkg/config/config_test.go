@@ -907,6 +907,7 @@ func TestKeysTable(t *testing.T) {
 		"TLSCertificate":  KeyTLSCertificate,
 		"TLSPrivateKey":   KeyTLSPrivateKey,
 		"TLSCA":           KeyTLSCA,
+		"RemoteAgents":    KeyAgentInstances,
 	}
 	typ := reflect.TypeOf(Config{})
 	for i := 0; i < typ.NumField(); i++ {
@@ -946,13 +947,18 @@ func TestExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range Keys {
-		re := regexp.MustCompile(`(?m)^#?` + regexp.QuoteMeta(k.Name) + `=`)
+		name := regexp.QuoteMeta(k.Name)
+		if k.Pattern {
+			// A pattern key is shown with an example name in its place.
+			name = strings.Replace(name, regexp.QuoteMeta(NamePlaceholder), `[A-Za-z0-9._-]+`, 1)
+		}
+		re := regexp.MustCompile(`(?m)^#?` + name + `=`)
 		if !re.Match(text) {
 			t.Errorf("example file has no line %q or %q", k.Name+"=", "#"+k.Name+"=")
 		}
 		// A commented-out key shows the default.
 		if k.Default != "" {
-			re := regexp.MustCompile(`(?m)^#` + regexp.QuoteMeta(k.Name) + `=(.*)$`)
+			re := regexp.MustCompile(`(?m)^#` + name + `=(.*)$`)
 			if m := re.FindSubmatch(text); m != nil && strings.TrimSpace(string(m[1])) != k.Default {
 				t.Errorf("example shows #%s=%s, but the default is %s", k.Name, m[1], k.Default)
 			}

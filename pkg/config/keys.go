@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 // Property names of agent.properties. Names are case-sensitive, as in Java
 // properties files and IBM MQ MFT.
 const (
@@ -55,7 +57,30 @@ const (
 	KeyTLSCA             = "tlsCA"
 	KeyClientCertificate = "clientCertificate"
 	KeyClientPrivateKey  = "clientPrivateKey"
+
+	// KeyAgentInstances is a pattern key: the file writes one
+	// agent.NAME.instances for each other agent NAME that this agent may
+	// send files to (see AgentInstancesKey).
+	KeyAgentInstances = agentKeyPrefix + NamePlaceholder + agentKeySuffix
+	KeyAcceptFrom     = "acceptFrom"
 )
+
+// NamePlaceholder in the Name of a pattern key (KeyDoc.Pattern) stands for
+// the name that the file writes in its place.
+const NamePlaceholder = "<NAME>"
+
+// The parts of KeyAgentInstances around NamePlaceholder.
+const (
+	agentKeyPrefix = "agent."
+	agentKeySuffix = ".instances"
+)
+
+// AgentInstancesKey is the key that lists the instances of agent name,
+// e.g. "agent.PAYMENTS.instances", for messages that tell the user what to
+// add to the file.
+func AgentInstancesKey(name string) string {
+	return agentKeyPrefix + name + agentKeySuffix
+}
 
 // TLS modes (tlsMode).
 const (
@@ -75,12 +100,18 @@ type KeyDoc struct {
 	Form     string // accepted forms, e.g. "duration > 0"
 	Required bool
 	Doc      string // one or two sentences
+
+	// Pattern marks a key that the file may write any number of times,
+	// each with its own name in place of the NamePlaceholder in Name
+	// (KeyAgentInstances).
+	Pattern bool
 }
 
 // Keys lists every property Load understands, in the order the example file
 // and the reference documentation present them. Any other key in the file is
 // reported in Config.Warnings and otherwise ignored. The Default strings are
-// the values Load applies when a key is absent or empty.
+// the values Load applies when a key is absent or empty. A Pattern key
+// stands for every key that its Name matches (see LookupKey).
 var Keys = []KeyDoc{
 	{Name: KeyAgentName, Required: true,
 		Form: "1-28 characters: letters, digits, '.', '_', '-'",
@@ -224,16 +255,49 @@ var Keys = []KeyDoc{
 	{Name: KeyClientPrivateKey, Default: "",
 		Form: "PEM file path, as tlsCertificate",
 		Doc:  "The private key of clientCertificate. FTAGENT_CLIENT_PRIVATE_KEY overrides it."},
+
+	{Name: KeyAgentInstances, Default: "", Pattern: true,
+		Form: "NAME: 1-64 letters, digits, '.', '_', '-', not this agent's own name; value: comma-separated name@host:port, as instances",
+		Doc:  "Every instance of agent NAME, another agent that this agent may send files to, in the order they are tried. One key per agent; NAME is case-sensitive and must match the agentName of that agent. Default: none (this agent sends to no other agent)."},
+	{Name: KeyAcceptFrom, Default: "",
+		Form: "comma-separated agent names (1-64 letters, digits, '.', '_', '-'), not this agent's own name",
+		Doc:  "The other agents whose instances may send files to this agent; their instance certificates must be signed by a CA in tlsCA. Default: none (this agent receives from no other agent)."},
 }
 
-// LookupKey returns the description of a known key.
+// LookupKey returns the description of a known key. A key that a Pattern
+// key matches ("agent.PAYMENTS.instances") is known, whether or not the
+// name in it is valid: Load reports a bad name as an error of that key
+// rather than as an unknown key.
 func LookupKey(name string) (KeyDoc, bool) {
 	for _, k := range Keys {
 		if k.Name == name {
 			return k, true
 		}
+		if _, ok := k.nameIn(name); ok {
+			return k, true
+		}
 	}
 	return KeyDoc{}, false
+}
+
+// nameIn returns the part of key that stands in for NamePlaceholder when
+// k is a Pattern key that key matches; ok is false otherwise. The name may
+// be empty ("agent..instances"), for the caller to refuse.
+func (k KeyDoc) nameIn(key string) (name string, ok bool) {
+	if !k.Pattern {
+		return "", false
+	}
+	prefix, suffix, _ := strings.Cut(k.Name, NamePlaceholder)
+	if len(key) < len(prefix)+len(suffix) || !strings.HasPrefix(key, prefix) || !strings.HasSuffix(key, suffix) {
+		return "", false
+	}
+	return key[len(prefix) : len(key)-len(suffix)], true
+}
+
+// withName is the Name of a Pattern key with name in place of
+// NamePlaceholder.
+func (k KeyDoc) withName(name string) string {
+	return strings.Replace(k.Name, NamePlaceholder, name, 1)
 }
 
 // defaultOf returns the Default of a known key; it panics on an unknown

@@ -24,8 +24,9 @@ import (
 // transfer.create.v3, a create with directories, or with file names that are
 // not UTF-8 (escaped); format 5 transfer.prune, which forgets ended
 // transfers by name; format 6 transfer.create.open and transfer.append, which
-// create a transfer of many files in several bounded entries.
-const FormatVersion = 6
+// create a transfer of many files in several bounded entries; format 7
+// inbound (what other agents send here) and a request's destination agent.
+const FormatVersion = 7
 
 // KindLease is the command kind of a lease entry. Kinds that pkg/ha does not
 // own are handed to the replog.StateMachine.

@@ -134,7 +134,9 @@ func (cr *creation) finish() (string, any, error) {
 // check refuses the current part's files whose destination exists, when
 // the request may not overwrite.
 func (cr *creation) check() error {
-	if cr.c.Transfer.Request.Overwrite == OverwriteError {
+	// Another agent's destinations are checked there, when each file
+	// begins.
+	if cr.c.Transfer.Request.Overwrite == OverwriteError && cr.c.Transfer.Request.DestinationAgent == "" {
 		return cr.m.checkNoDestination(cr.cur.files)
 	}
 	return nil

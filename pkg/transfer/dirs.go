@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,6 +43,10 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 	// Parents come before their children in t.Dirs (tree.go); a
 	// directory's parent that failed fails it too, by the endpoint's
 	// own error.
+	recv, err := m.receiver(t)
+	if err != nil {
+		return err
+	}
 	var evs []DirEvent
 	for i, d := range t.Dirs {
 		if Terminal(d.State) {
@@ -51,13 +56,21 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 			return err
 		}
 		err := m.nameError(d.Source, d.Destination)
-		if err == nil {
+		refused := false // by the destination agent, for good
+		switch {
+		case err == nil && recv != nil:
+			err = recv.Mkdir(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch, Path: d.Destination})
+			var ie *InboundError
+			if refused = errors.As(err, &ie) && (ie.Code == InboundRefused || ie.Code == InboundExists); refused {
+				err = fmt.Errorf("agent %s refused: %w", t.Request.DestinationAgent, err)
+			}
+		case err == nil:
 			err = m.ep.MakeDir(ctx, d.Destination)
 		}
 		switch {
 		case err == nil:
 			evs = append(evs, DirEvent{Index: i, Kind: EventDone})
-		case endpoint.Permanent(err):
+		case refused || endpoint.Permanent(err):
 			evs = append(evs, DirEvent{Index: i, Kind: EventFailed, Reason: Text(err.Error())})
 		default:
 			if len(evs) > 0 {

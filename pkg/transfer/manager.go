@@ -76,6 +76,11 @@ type Manager struct {
 
 	mu       sync.Mutex
 	lease    *ha.Lease // set while active
+	// runCtx is Run's context while active (its epoch set): inbound
+	// requests work under it.
+	runCtx context.Context
+	// receiving: the inbound writes in flight (inbound.go).
+	receiving receiving
 	draining bool
 	// drainSkips holds the transfers seen recovering during a drain: it
 	// does not wait for them.
@@ -94,6 +99,8 @@ type Manager struct {
 	wake     chan struct{}
 	idle     *sync.Cond // signalled when a job ends
 	observer Observer   // nil: no metrics
+	// receivers are the agents this one may send to (remote.go).
+	receivers Receivers
 }
 
 type job struct {
@@ -104,6 +111,10 @@ type job struct {
 	mu      sync.Mutex
 	file    int
 	written int64
+	// sent is how far a copy to another agent got in the file sentFile
+	// before it stopped: what it sends again is counted as resent.
+	sentFile int
+	sent     int64
 }
 
 // NewManager builds the manager; it does nothing until Run.
@@ -143,7 +154,7 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 	// Every change to storage made for this term is fenced by its epoch.
 	ctx = endpoint.WithEpoch(ctx, lease.Epoch)
 	m.mu.Lock()
-	m.lease, m.draining, m.drainSkips = &lease, false, nil
+	m.lease, m.runCtx, m.draining, m.drainSkips = &lease, ctx, false, nil
 	m.mu.Unlock()
 	m.log.Info().Uint64("epoch", lease.Epoch).Msg("resuming transfers")
 	tick := time.NewTicker(time.Second)
@@ -158,7 +169,7 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 		select {
 		case <-ctx.Done():
 			m.mu.Lock()
-			m.lease = nil
+			m.lease, m.runCtx = nil, nil
 			for _, j := range m.jobs {
 				j.cancel()
 			}
@@ -221,7 +232,7 @@ func (m *Manager) schedule(ctx context.Context, lease ha.Lease) {
 		// Recovering transfers wait for their backoff inside their job; a
 		// job ended by an error is retried here on the next tick.
 		jctx, cancel := context.WithCancel(ctx)
-		j := &job{cancel: cancel, done: make(chan struct{}), file: -1}
+		j := &job{cancel: cancel, done: make(chan struct{}), file: -1, sentFile: -1}
 		m.jobs[t.ID] = j
 		run := m.runTransfer
 		if Terminal(t.State) {
@@ -393,6 +404,9 @@ func (m *Manager) SubmitAs(ctx context.Context, owner, id string, req Request) (
 	if req, err = normalize(req); err != nil {
 		return nil, err
 	}
+	if req, err = m.checkRemote(req); err != nil {
+		return nil, err
+	}
 	if t, ok := m.state.Shared(id); ok {
 		same := replicated.SameRequest(t.Request, req) && t.Owner == owner
 		switch {
@@ -548,12 +562,19 @@ func normalize(req Request) (Request, error) {
 // discards them (creation.end).
 func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	bad := func(format string, args ...any) error { return &RequestError{Reason: fmt.Sprintf(format, args...)} }
-	dest, err := m.sb.Resolve(req.Destination)
-	if err != nil {
-		return bad("destination %v", err)
+	remote := req.DestinationAgent != ""
+	dest := strings.TrimSuffix(req.Destination, "/") // another agent's path (checkRemote)
+	if dest == "" {
+		dest = "/"
+	}
+	if !remote {
+		var err error
+		if dest, err = m.sb.Resolve(req.Destination); err != nil {
+			return bad("destination %v", err)
+		}
 	}
 	destIsDir := strings.HasSuffix(req.Destination, "/")
-	if info, err := m.ep.Stat(context.Background(), dest); err == nil && info.IsDir {
+	if info, err := m.ep.Stat(context.Background(), dest); err == nil && info.IsDir && !remote {
 		destIsDir = true
 	}
 	// One plain source file and a destination that is not an existing
@@ -582,7 +603,12 @@ func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 			}
 		}
 	}
-	resolver := m.sb.NewResolver() // each destination directory resolved once
+	// Each destination directory resolved once; another agent resolves
+	// its own.
+	var resolver *sandbox.Resolver
+	if !remote {
+		resolver = m.sb.NewResolver()
+	}
 	// stop is an error of the plan's own (a refusal, an entry that could
 	// not be committed), which ends a walk and is returned as it is.
 	var stop error
@@ -647,8 +673,10 @@ func (m *Manager) planFile(f sandbox.File, dest, prefix string, single bool, res
 	target := dest
 	if !single {
 		target = filepath.Join(dest, prefix, filepath.FromSlash(f.Rel))
-		if _, err := resolver.Resolve(target); err != nil {
-			return bad("destination %v", err)
+		if resolver != nil {
+			if _, err := resolver.Resolve(target); err != nil {
+				return bad("destination %v", err)
+			}
 		}
 	}
 	if seen != nil {

@@ -42,7 +42,13 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 	backoff := time.Second
 	for {
 		err := m.runFiles(ctx, lease, id, j)
-		if err == nil || ctx.Err() != nil {
+		if err == nil {
+			if t, ok := m.state.Live(id); ok && Terminal(t.State) {
+				m.endAtAgent(ctx, lease, t)
+			}
+			return
+		}
+		if ctx.Err() != nil {
 			return
 		}
 		t, ok := m.state.Live(id)
@@ -99,6 +105,13 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 func (m *Manager) removeParts(ctx context.Context, id string) {
 	t, ok := m.state.Live(id)
 	if !ok {
+		return
+	}
+	if t.Request.DestinationAgent != "" {
+		// The destination agent removes what it holds of it.
+		if epoch, ok := endpoint.EpochOf(ctx); ok {
+			m.endAtAgent(ctx, ha.Lease{Epoch: epoch}, t)
+		}
 		return
 	}
 	for i := range t.FileCount() {
@@ -159,6 +172,10 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 	if t.Request.BandwidthLimit > 0 {
 		limiters = append(limiters, copyloop.NewLimiter(t.Request.BandwidthLimit))
 	}
+	recv, err := m.receiver(t)
+	if err != nil {
+		return err
+	}
 	p := m.newSmallPipe(ctx, lease, t, limiters)
 	defer p.stop() // normally done already: waits for what is in flight
 	groupBytes := m.smallGroupBytes(t)
@@ -179,7 +196,7 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 			}
 			return ctx.Err()
 		}
-		if group := smallGroup(t, i, groupBytes); len(group) > 1 {
+		if group := smallGroup(t, i, groupBytes); len(group) > 1 && recv == nil {
 			if err := p.run(group); err != nil {
 				_ = p.drain(batch) // the groups queued before are finished
 				if ferr := batch.flush(ctx); ferr != nil {
@@ -208,7 +225,12 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 		j.mu.Lock()
 		j.file, j.written = i, f.Checkpoint.Offset
 		j.mu.Unlock()
-		err := m.copyFile(ctx, lease, t, i, j, batch, limiters)
+		var err error
+		if recv != nil {
+			err = m.copyToAgent(ctx, lease, recv, t, i, j, batch, limiters, false)
+		} else {
+			err = m.copyFile(ctx, lease, t, i, j, batch, limiters)
+		}
 		switch {
 		case err == nil:
 			if t.Request.Disposition == DispositionDelete {

@@ -78,8 +78,10 @@ func walkDirs(sb *sandbox.Sandbox, res *sandbox.Resolver, user, dir, to string, 
 		}
 		return err
 	}
-	if _, err := res.Resolve(to); err != nil {
-		return err
+	if res != nil { // nil: another agent's directory, resolved there
+		if _, err := res.Resolve(to); err != nil {
+			return err
+		}
 	}
 	if err := emit(Dir{Source: dir, Destination: to}); err != nil {
 		return err

@@ -69,6 +69,10 @@ type Options struct {
 	// from a CA of the test's own: see SetUpTLS), or "disabled" (no
 	// certificates), or "optional".
 	TLSMode string
+	// TLSDir, when set, is the directory whose tls/ holds the CA (made
+	// there if missing): agents set up with the same one trust each other,
+	// as `ftagent tls init` run again with another --agent makes them.
+	TLSDir string
 }
 
 // Cluster is one agent's instances on this machine.
@@ -151,7 +155,11 @@ func New(bin Binaries, dir string, opts Options) (*Cluster, error) {
 	}
 	c.HTTP = &http.Client{Timeout: 5 * time.Second}
 	if opts.TLSMode != "disabled" {
-		t, err := SetUpTLS(dir, opts.AgentName, opts.Names)
+		tlsDir := dir
+		if opts.TLSDir != "" {
+			tlsDir = opts.TLSDir
+		}
+		t, err := SetUpTLS(tlsDir, opts.AgentName, opts.Names)
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ func init() {
 	replog.RegisterKind(KindPrune, FormatPrune)
 	replog.RegisterKind(KindCreateOpen, FormatOpen)
 	replog.RegisterKind(KindAppend, FormatOpen)
+	replog.RegisterKind(KindInbound, FormatInbound)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.

@@ -38,9 +38,16 @@ func (s *State) Snapshot() (replog.Snapshot, error) {
 	for _, t := range s.transfers {
 		all = append(all, t.shared())
 	}
+	inbound := make([]*InboundTransfer, 0, len(s.inbound))
+	for _, t := range s.inbound {
+		inbound = append(inbound, t.clone())
+	}
 	s.mu.Unlock()
 	sort.Slice(all, func(i, j int) bool { return seqBefore(all[i], all[j]) })
-	return &snapshot{transfers: all}, nil
+	sort.Slice(inbound, func(i, j int) bool {
+		return InboundKey(inbound[i].Agent, inbound[i].ID) < InboundKey(inbound[j].Agent, inbound[j].ID)
+	})
+	return &snapshot{transfers: all, inbound: inbound}, nil
 }
 
 // seqBefore orders transfers by creation (Seq, the log index of their
@@ -54,9 +61,16 @@ func seqBefore(a, b *Transfer) bool {
 // snapshot is the state as Snapshot captured it: the transfers in creation
 // order, copies that Apply does not change (the file tables they share
 // with the state, it copies before it changes).
-type snapshot struct{ transfers []*Transfer }
+type snapshot struct {
+	transfers []*Transfer
+	// inbound is what other agents send here (inbound.go), copied: it is
+	// small, a record per file in flight. Written as "inbound" after the
+	// transfers only when there is any, so that an agent that receives
+	// nothing writes the bytes it always wrote.
+	inbound []*InboundTransfer
+}
 
-func (snap *snapshot) Release() { snap.transfers = nil }
+func (snap *snapshot) Release() { snap.transfers, snap.inbound = nil, nil }
 
 func (snap *snapshot) WriteJSON(w io.Writer) error {
 	jw := &jsonWriter{w: w}
@@ -71,7 +85,12 @@ func (snap *snapshot) WriteJSON(w io.Writer) error {
 			return fmt.Errorf("write transfer %s: %w", t.ID, jw.err)
 		}
 	}
-	jw.raw("]}")
+	jw.raw("]")
+	if len(snap.inbound) > 0 {
+		jw.raw(`,"inbound":`)
+		jw.value(snap.inbound)
+	}
+	jw.raw("}")
 	return jw.err
 }
 
@@ -172,35 +191,63 @@ func (s *State) Restore(dec *json.Decoder) (commit func(), err error) {
 	}
 	return func() {
 		s.mu.Lock()
-		s.transfers = m
+		s.transfers, s.inbound = m.transfers, m.inbound
 		s.mu.Unlock()
 	}, nil
 }
 
-func decodeSnapshot(dec *json.Decoder) (map[string]*Transfer, error) {
-	m := map[string]*Transfer{}
+// decoded is a snapshot's state, decoded.
+type decoded struct {
+	transfers map[string]*Transfer
+	inbound   map[string]*InboundTransfer
+}
+
+func decodeSnapshot(dec *json.Decoder) (decoded, error) {
+	d := decoded{transfers: map[string]*Transfer{}}
 	if null, err := replog.OpenValue(dec, '{'); null || err != nil {
-		return m, err
+		return d, err
 	}
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {
-			return nil, err
+			return decoded{}, err
 		}
-		if k, _ := key.(string); !strings.EqualFold(k, "transfers") {
-			if err := replog.SkipValue(dec); err != nil {
-				return nil, err
+		k, _ := key.(string)
+		switch {
+		case strings.EqualFold(k, "transfers"):
+			if d.transfers, err = decodeTransfers(dec); err != nil {
+				return decoded{}, err
 			}
-			continue
-		}
-		if m, err = decodeTransfers(dec); err != nil {
-			return nil, err
+		case k == "inbound":
+			var list []*InboundTransfer
+			if err := dec.Decode(&list); err != nil {
+				return decoded{}, fmt.Errorf("inbound: %w", err)
+			}
+			d.inbound = make(map[string]*InboundTransfer, len(list))
+			for i, t := range list {
+				if t == nil || t.Agent == "" || t.ID == "" {
+					return decoded{}, fmt.Errorf("inbound transfer %d names no agent or id", i)
+				}
+				if t.Files == nil && !t.Ended {
+					t.Files = map[string]*InboundFile{}
+				}
+				for p, f := range t.Files {
+					if f == nil {
+						return decoded{}, fmt.Errorf("inbound transfer %d: file %q is null", i, p)
+					}
+				}
+				d.inbound[InboundKey(t.Agent, t.ID)] = t
+			}
+		default:
+			if err := replog.SkipValue(dec); err != nil {
+				return decoded{}, err
+			}
 		}
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, err
+		return decoded{}, err
 	}
-	return m, nil
+	return d, nil
 }
 
 // decodeTransfers decodes the transfers' array, one transfer at a time,

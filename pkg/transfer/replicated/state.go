@@ -91,6 +91,12 @@ type Request struct {
 	// retries forever, 0 fails at once.
 	RecoveryTimeout *Duration `json:"recoveryTimeout,omitempty"`
 	BandwidthLimit  int64     `json:"bandwidthLimit,omitempty"` // bytes/s, 0 unlimited
+	// DestinationAgent names the agent the files go to (agent.NAME.instances
+	// of agent.properties); empty: this agent's own storage. The
+	// destination is then a path of that agent's, resolved there. Only
+	// from command format 7 (FormatInbound): earlier builds would copy
+	// locally.
+	DestinationAgent string `json:"destinationAgent,omitempty"`
 }
 
 // Duration is a time.Duration that writes as a Go duration string ("90s")
@@ -361,7 +367,9 @@ type ReasonCmd struct {
 type State struct {
 	mu        sync.RWMutex
 	transfers map[string]*Transfer
-	changed   chan struct{} // closed by the next Apply (see Changed)
+	// inbound is what other agents send here, by InboundKey (inbound.go).
+	inbound map[string]*InboundTransfer
+	changed chan struct{} // closed by the next Apply (see Changed)
 }
 
 // NewState returns an empty state.
@@ -421,6 +429,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.pruneIDs(c)
+	case KindInbound:
+		var c InboundCmd
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.applyInbound(c)
 	case KindRecovering, KindFail, KindCancel:
 		var c ReasonCmd
 		if err := json.Unmarshal(data, &c); err != nil {

@@ -8,17 +8,19 @@ import (
 
 // View is a transfer as clients see it (`ftagent transfer show --json`).
 type View struct {
-	ID          string     `json:"id"`
-	State       string     `json:"state"`
-	Bytes       int64      `json:"bytes"`
-	BytesDone   int64      `json:"bytesDone"`
-	Failovers   int        `json:"failovers"`
-	BytesResent int64      `json:"bytesResent"`
-	Reason      string     `json:"reason"`
-	Priority    int        `json:"priority"`
-	Owner       string     `json:"owner,omitempty"`
-	Created     time.Time  `json:"created"`
-	Ended       *time.Time `json:"ended,omitempty"`
+	ID          string `json:"id"`
+	State       string `json:"state"`
+	Bytes       int64  `json:"bytes"`
+	BytesDone   int64  `json:"bytesDone"`
+	Failovers   int    `json:"failovers"`
+	BytesResent int64  `json:"bytesResent"`
+	Reason      string `json:"reason"`
+	Priority    int    `json:"priority"`
+	Owner       string `json:"owner,omitempty"`
+	// DestinationAgent is the agent the files go to, when not this one.
+	DestinationAgent string     `json:"destinationAgent,omitempty"`
+	Created          time.Time  `json:"created"`
+	Ended            *time.Time `json:"ended,omitempty"`
 	// CurrentFile is the source being copied, when one is.
 	CurrentFile string `json:"currentFile,omitempty"`
 	// Creating: the transfer is still being created in several entries
@@ -95,8 +97,9 @@ func viewOf(t *Transfer, root string, w *Window, live func(*Transfer) (int, int6
 		ID: t.ID, State: t.State, Bytes: t.Bytes,
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
 		Priority: t.Request.Priority, Owner: t.Owner, Created: t.Created, Ended: t.Ended,
-		Creating:   t.Open && !Terminal(t.State),
-		FilesTotal: t.FileCount(), Directories: len(t.Dirs),
+		DestinationAgent: t.Request.DestinationAgent,
+		Creating:         t.Open && !Terminal(t.State),
+		FilesTotal:       t.FileCount(), Directories: len(t.Dirs),
 	}
 	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)

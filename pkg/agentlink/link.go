@@ -1,0 +1,194 @@
+// Package agentlink is another agent as this agent's active sends files to
+// it: the client side of the inbound API (pkg/api/inbound.go), behind
+// pkg/transfer's Receiver. It reaches the other agent's active through the
+// same address-list client as users do (pkg/client: the instances of
+// agent.NAME.instances in order, connect and reconnect attempts, pointers
+// to the active), presenting this instance's own certificate.
+package agentlink
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/ftagent/ftagent/pkg/api"
+	"github.com/ftagent/ftagent/pkg/client"
+	"github.com/ftagent/ftagent/pkg/transfer"
+	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+)
+
+// Link sends to one other agent.
+type Link struct {
+	agent string
+	c     *client.Client
+}
+
+// New is a link to agent through c (whose addresses are its instances).
+func New(agent string, c *client.Client) *Link { return &Link{agent: agent, c: c} }
+
+// Agent is the name of the agent it sends to.
+func (l *Link) Agent() string { return l.agent }
+
+// Current is the address of the instance that last answered.
+func (l *Link) Current() string { return l.c.Current() }
+
+// Links are the agents this one may send to, by name.
+type Links map[string]*Link
+
+// Receiver implements transfer.Receivers.
+func (ls Links) Receiver(agent string) (transfer.Receiver, bool) {
+	l, ok := ls[agent]
+	if !ok {
+		return nil, false
+	}
+	return l, true
+}
+
+func ref(r transfer.InboundRef) api.InboundRef {
+	return api.InboundRef{ID: r.ID, Epoch: r.Epoch, Path: r.Path, Size: r.Size}
+}
+
+// sorted turns the other agent's refusals into *transfer.InboundError;
+// anything else (unreachable, failing over, busy) stays as it is: the
+// sender retries it.
+func sorted(err error) error {
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Code == "" || ae.Code == api.InboundBusy {
+		return err
+	}
+	code := ae.Code
+	switch code {
+	case api.InboundStale, api.InboundPartLost, api.InboundExists, api.InboundDigest, api.InboundRefused:
+	case api.InboundNotAllowed:
+		code = transfer.InboundRefused
+	default:
+		return err
+	}
+	return &transfer.InboundError{Code: code, Err: errors.New(ae.Message)}
+}
+
+func (l *Link) Status(ctx context.Context, r transfer.InboundRef) (transfer.InboundStatus, error) {
+	var st api.InboundStatus
+	if err := l.c.Do(ctx, http.MethodPost, api.PathInboundStatus, ref(r), &st); err != nil {
+		return transfer.InboundStatus{}, sorted(err)
+	}
+	return transfer.InboundStatus{Durable: st.Durable, Resumable: st.Resumable, Committed: st.Committed, Digest: st.Digest, Exists: st.Exists}, nil
+}
+
+func (l *Link) Commit(ctx context.Context, r transfer.InboundRef, digest string, overwrite bool) error {
+	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundCommit, api.InboundCommit{InboundRef: ref(r), Digest: digest, Overwrite: overwrite}, nil))
+}
+
+func (l *Link) Remove(ctx context.Context, r transfer.InboundRef) error {
+	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundRemove, ref(r), nil))
+}
+
+func (l *Link) Mkdir(ctx context.Context, r transfer.InboundRef) error {
+	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundMkdir, ref(r), nil))
+}
+
+func (l *Link) End(ctx context.Context, r transfer.InboundRef) error {
+	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundEnd, ref(r), nil))
+}
+
+// Send starts the file's bytes at offset (see transfer.Receiver).
+func (l *Link) Send(ctx context.Context, r transfer.InboundRef, offset int64, overwrite bool) (endpoint.PartFile, error) {
+	return &stream{l: l, ctx: ctx, ref: r, offset: offset, overwrite: overwrite}, nil
+}
+
+// stream writes a file's bytes as one PUT per stretch between syncs: the
+// bytes go through a pipe into the request body as they are written, so
+// that nothing waits for a round trip but a sync, and no more than a
+// write's buffer is held.
+type stream struct {
+	l         *Link
+	ctx       context.Context
+	ref       transfer.InboundRef
+	offset    int64 // where the next request begins: the last durable point
+	overwrite bool
+	sent      bool // a request was made
+
+	pw   *io.PipeWriter
+	done chan result
+}
+
+type result struct {
+	at  int64
+	err error
+}
+
+// errAborted ends a request whose bytes will not be synced.
+var errAborted = errors.New("the sender abandoned the write")
+
+func (s *stream) start() {
+	pr, pw := io.Pipe()
+	s.pw, s.done, s.sent = pw, make(chan result, 1), true
+	q := url.Values{}
+	q.Set(api.QueryInboundID, s.ref.ID)
+	q.Set(api.QueryInboundEpoch, strconv.FormatUint(s.ref.Epoch, 10))
+	q.Set(api.QueryInboundPath, s.ref.Path)
+	q.Set(api.QueryInboundSize, strconv.FormatInt(s.ref.Size, 10))
+	q.Set(api.QueryInboundOffset, strconv.FormatInt(s.offset, 10))
+	if s.overwrite {
+		q.Set(api.QueryInboundOverwrite, "true")
+	}
+	go func() {
+		var st api.InboundStatus
+		err := s.l.c.Stream(s.ctx, http.MethodPut, api.PathInboundData+"?"+q.Encode(), nil, pr, &st)
+		// The writer learns at once that the request has ended.
+		pr.CloseWithError(errors.Join(errAborted, err))
+		s.done <- result{at: st.Durable, err: sorted(err)}
+	}()
+}
+
+func (s *stream) Write(p []byte) (int, error) {
+	if s.pw == nil {
+		s.start()
+	}
+	n, err := s.pw.Write(p)
+	if err != nil {
+		// The request ended before its body: its answer says why.
+		res := s.finish()
+		if res.err != nil {
+			return n, res.err
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+func (s *stream) finish() result {
+	res := <-s.done
+	s.pw = nil
+	return res
+}
+
+// Sync ends the request in flight and returns once the other agent has
+// made its bytes durable and recorded them.
+func (s *stream) Sync() error {
+	if s.pw == nil {
+		if s.sent || s.ref.Size != 0 {
+			return nil // nothing written since the last sync
+		}
+		s.start() // an empty file: its one (empty) request
+	}
+	_ = s.pw.Close()
+	res := s.finish()
+	if res.err != nil {
+		return res.err
+	}
+	s.offset = res.at
+	return nil
+}
+
+// Close abandons a request in flight: its bytes are not recorded there.
+func (s *stream) Close() error {
+	if s.pw != nil {
+		s.pw.CloseWithError(errAborted)
+		s.finish()
+	}
+	return nil
+}

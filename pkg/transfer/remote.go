@@ -1,0 +1,289 @@
+package transfer
+
+// The source side of agent-to-agent transfers: a transfer whose request
+// names a destination agent is read here and pushed to that agent's active
+// (a Receiver, pkg/agentlink), which writes, syncs and records each durable
+// point in its own log. This active records its own checkpoint of a file
+// only once the destination has acknowledged the same offset as durable,
+// so its checkpoint is always one the destination can resume at (the
+// destination keeps its last two: replicated/inbound.go).
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/checkpoint"
+	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
+	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
+)
+
+// Receiver is another agent as this agent's active sends to it. Its
+// errors are *InboundError for the destination's refusals; any other error
+// is transient (the destination unreachable, failing over, busy).
+type Receiver interface {
+	// Status presents this active's epoch for the transfer and returns
+	// what the destination holds of the file (or, without a path, of
+	// nothing: the epoch alone).
+	Status(ctx context.Context, ref InboundRef) (InboundStatus, error)
+	// Send starts the file's bytes from offset: Write sends, Sync ends the
+	// request and returns once the destination has made them durable and
+	// recorded them; a Write after a Sync starts the next request.
+	Send(ctx context.Context, ref InboundRef, offset int64, overwrite bool) (endpoint.PartFile, error)
+	// Commit asks the destination to check the digest and rename the
+	// file into place.
+	Commit(ctx context.Context, ref InboundRef, digest string, overwrite bool) error
+	Remove(ctx context.Context, ref InboundRef) error
+	Mkdir(ctx context.Context, ref InboundRef) error
+	End(ctx context.Context, ref InboundRef) error
+}
+
+// Receivers finds the Receiver of a destination agent (nil: no agent is
+// configured, agent.NAME.instances).
+type Receivers interface {
+	Receiver(agent string) (Receiver, bool)
+}
+
+// SetReceivers gives the manager the agents it may send to.
+func (m *Manager) SetReceivers(r Receivers) { m.receivers = r }
+
+// receiver is the Receiver of t's destination agent; nil for a local
+// transfer.
+func (m *Manager) receiver(t *Transfer) (Receiver, error) {
+	agent := t.Request.DestinationAgent
+	if agent == "" {
+		return nil, nil
+	}
+	if m.receivers != nil {
+		if r, ok := m.receivers.Receiver(agent); ok {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("agent %s is not configured here (agent.%s.instances)", agent, agent)
+}
+
+// checkRemote checks, before a request is accepted, that its destination
+// agent can be sent to, and cleans its destination path (a path of the
+// destination agent: resolved there, within its sandbox).
+func (m *Manager) checkRemote(req Request) (Request, error) {
+	if req.DestinationAgent == "" {
+		return req, nil
+	}
+	if m.receivers == nil {
+		return req, &RequestError{Reason: fmt.Sprintf("agent %s is not configured here: add agent.%s.instances to agent.properties", req.DestinationAgent, req.DestinationAgent)}
+	}
+	if _, ok := m.receivers.Receiver(req.DestinationAgent); !ok {
+		return req, &RequestError{Reason: fmt.Sprintf("agent %s is not configured here: add agent.%s.instances to agent.properties", req.DestinationAgent, req.DestinationAgent)}
+	}
+	if !m.raft.FormatAgreed(replicated.FormatInbound) {
+		return req, &RequestError{Reason: fmt.Sprintf("not every instance of this agent reads command format %d yet (transfers to other agents): upgrade them first", replicated.FormatInbound)}
+	}
+	d := req.Destination
+	if strings.ContainsRune(d, 0) {
+		return req, &RequestError{Reason: "destination holds a NUL byte"}
+	}
+	if slices.Contains(strings.Split(d, "/"), "..") {
+		return req, &RequestError{Reason: fmt.Sprintf("destination %q: \"..\" is not allowed in a path of another agent", d)}
+	}
+	clean := path.Clean(d)
+	if strings.HasSuffix(d, "/") && clean != "/" {
+		clean += "/"
+	}
+	req.Destination = clean
+	return req, nil
+}
+
+// copyToAgent copies file i of t to the destination agent r, resuming from
+// its checkpoint where the destination holds it. A permanent failure is
+// recorded for the file and returned as errFileFailed.
+func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t *Transfer, i int, j *job, batch *eventBatch, limiters []*copyloop.Limiter, retried bool) error {
+	f := t.FileAt(i)
+	ref := InboundRef{ID: t.ID, Epoch: lease.Epoch, Path: f.Destination, Size: f.Bytes}
+	fail := func(reason string) error {
+		if err := r.Remove(ctx, ref); err != nil {
+			m.log.Warn().Err(err).Str("file", f.Destination).Msg("remove the destination's .part of a failed file")
+		}
+		batch.add(FileEvent{Index: i, Kind: EventFailed, Reason: reason})
+		m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Str("reason", reason).Msg("file failed")
+		return errFileFailed
+	}
+	classify := func(what string, err error) error {
+		var ie *InboundError
+		if errors.As(err, &ie) {
+			switch ie.Code {
+			case InboundRefused, InboundExists:
+				return fail(fmt.Sprintf("%s: agent %s refused: %v", what, t.Request.DestinationAgent, err))
+			case InboundStale:
+				// This active has been deposed (the destination has seen
+				// a newer one): it stops; the new one carries on.
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		if endpoint.Permanent(err) {
+			return fail(fmt.Sprintf("%s: %v", what, err))
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+
+	st, err := r.Status(ctx, ref)
+	if err != nil {
+		return classify("ask the destination", err)
+	}
+	if st.Committed {
+		// Renamed into place there (after the destination checked the
+		// digest this active's predecessor sent), but not recorded here
+		// before a failover: the source must still be the file that was
+		// read, then the completion is recorded with that digest.
+		info, err := m.ep.Stat(ctx, f.Source)
+		if err != nil {
+			return classify("stat source", err)
+		}
+		if f.Checkpoint.Offset > 0 && !f.Checkpoint.Source.Same(info.Source) {
+			return fail(fmt.Sprintf("source changed: was %s, now %s", f.Checkpoint.Source, info.Source))
+		}
+		batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: st.Digest, Source: delivered(t, info.Source)})
+		return batch.flush(ctx)
+	}
+
+	src, err := m.ep.OpenSource(ctx, f.Source)
+	if err != nil {
+		return classify("open source", err)
+	}
+	defer src.Close()
+	info := src.Info()
+	from := f.Checkpoint
+	if from.Offset > 0 && !slices.Contains(st.Resumable, from.Offset) {
+		// The destination lost the point this active had recorded (its
+		// .part is gone): start again.
+		batch.add(FileEvent{Index: i, Kind: EventStart, Resent: from.Offset, Restart: true})
+		from = checkpoint.Checkpoint{}
+	}
+	if from.Offset > 0 && !from.Source.Same(info.Source) {
+		return fail(fmt.Sprintf("source changed: was %s, now %s", from.Source, info.Source))
+	}
+	if from.Offset == 0 && t.Request.Overwrite == OverwriteError && st.Exists {
+		return fail("destination exists: " + f.Destination + " at agent " + t.Request.DestinationAgent)
+	}
+	// What is sent again: what the destination holds beyond the point
+	// resumed from, or what this job had sent of the file before it
+	// stopped (lost in flight when the destination failed over).
+	j.mu.Lock()
+	reached := st.Durable
+	if j.sentFile == i {
+		reached = max(reached, j.sent)
+	}
+	j.mu.Unlock()
+	var resent int64
+	if reached > from.Offset {
+		resent = reached - from.Offset
+	}
+	if !f.Started || resent > 0 || f.State != StateRunning {
+		batch.add(FileEvent{Index: i, Kind: EventStart, Resent: resent})
+	}
+	if err := batch.flush(ctx); err != nil {
+		return err
+	}
+	overwrite := t.Request.Overwrite == OverwriteAlways
+	dst, err := r.Send(ctx, ref, from.Offset, overwrite)
+	if err != nil {
+		return classify("send", err)
+	}
+	defer dst.Close()
+	ident := info.Source
+	if from.Offset > 0 {
+		ident = from.Source
+	}
+	digest, err := copyloop.Copy(ctx, copyloop.Params{
+		Src:                src,
+		Dst:                dst,
+		From:               from,
+		CheckpointBytes:    m.limits.CheckpointBytes,
+		CheckpointInterval: m.limits.CheckpointTime,
+		Limiters:           limiters,
+		Checkpoint: func(ctx context.Context, offset int64, state []byte) error {
+			batch.add(FileEvent{Index: i, Kind: EventCheckpoint, Checkpoint: checkpoint.Checkpoint{
+				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: ident,
+			}})
+			start := time.Now()
+			err := batch.flush(ctx)
+			if err == nil && m.observer != nil {
+				m.observer.CheckpointRecorded(time.Since(start))
+			}
+			return err
+		},
+		Progress: func(offset int64) {
+			j.mu.Lock()
+			j.written, j.sentFile, j.sent = offset, i, offset
+			j.mu.Unlock()
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, checkpoint.ErrSourceChanged) {
+			return fail("source changed: " + err.Error())
+		}
+		return classify("send", err)
+	}
+	// The last bytes durable there (a file that ends between checkpoints,
+	// or an empty one).
+	if err := dst.Sync(); err != nil {
+		return classify("send", err)
+	}
+	_ = dst.Close()
+	now, err := m.ep.Stat(ctx, f.Source)
+	if err != nil {
+		return classify("stat source", err)
+	}
+	if !now.Source.Same(info.Source) {
+		return fail(fmt.Sprintf("source changed during the copy: was %s, now %s", info.Source, now.Source))
+	}
+	sum := hex.EncodeToString(digest)
+	err = r.Commit(ctx, ref, sum, overwrite)
+	var ie *InboundError
+	switch {
+	case err == nil:
+	case errors.As(err, &ie) && ie.Code == InboundDigest && !retried:
+		// What the destination wrote is not what was read here: the
+		// destination removed its .part; the file starts again, once.
+		m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Err(err).Msg("digest differs at the destination: sending the file again")
+		batch.add(FileEvent{Index: i, Kind: EventStart, Resent: f.Bytes, Restart: true})
+		if err := batch.flush(ctx); err != nil {
+			return err
+		}
+		nt, ok := m.state.Shared(t.ID)
+		if !ok {
+			return nil
+		}
+		return m.copyToAgent(ctx, lease, r, nt, i, j, batch, limiters, true)
+	case errors.As(err, &ie) && ie.Code == InboundDigest:
+		return fail(fmt.Sprintf("SHA-256 differs at agent %s twice: %v", t.Request.DestinationAgent, err))
+	case errors.As(err, &ie) && ie.Code == InboundPartLost:
+		return fmt.Errorf("commit: %w", err) // resumed from what the destination holds
+	default:
+		return classify("commit", err)
+	}
+	batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: sum, Source: delivered(t, info.Source)})
+	return batch.flush(ctx)
+}
+
+// endAtAgent tells the destination agent that t has ended, so that it
+// removes what was not committed and keeps only the fence. A failure is
+// logged: the destination keeps the .part files until it is told.
+func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
+	r, err := m.receiver(t)
+	if r == nil || err != nil {
+		return
+	}
+	if err := r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch}); err != nil {
+		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("could not tell the destination agent that the transfer ended")
+	}
+}

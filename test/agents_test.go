@@ -1,0 +1,304 @@
+package test
+
+// Transfers between two agents, each of three instances: ORDERS sends,
+// PAYMENTS receives on storage of its own, and either side fails over.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/audit"
+	"github.com/ftagent/ftagent/pkg/ha"
+	"github.com/ftagent/ftagent/pkg/transfer"
+	"github.com/ftagent/ftagent/pkg/trust"
+	"github.com/ftagent/ftagent/test/harness"
+)
+
+// twoAgents starts ORDERS (which may send to PAYMENTS) and PAYMENTS
+// (which accepts from ORDERS), each with three instances, its own
+// directory and storage, and certificates from one CA.
+func twoAgents(t *testing.T, extraOrders, extraPayments []string) (orders, payments *harness.Cluster) {
+	t.Helper()
+	base := t.TempDir()
+	kill := func(c *harness.Cluster) {
+		t.Cleanup(func() {
+			for _, n := range c.Names {
+				if c.Proc(n) != nil {
+					_ = c.Kill(n)
+				}
+			}
+		})
+	}
+	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: []string{"pay1", "pay2", "pay3"}, TLSDir: base,
+		Extra: append([]string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}, extraPayments...)})
+	kill(payments)
+	var entries []string
+	for _, n := range payments.Names {
+		entries = append(entries, n+"@"+payments.Addr[n])
+	}
+	orders = newCluster(t, harness.Options{AgentName: "ORDERS", TLSDir: base,
+		Extra: append([]string{"agent.PAYMENTS.instances=" + strings.Join(entries, ","), "checkpointTimeInterval=1"}, extraOrders...)})
+	kill(orders)
+	startAll(t, payments)
+	startAll(t, orders)
+	wait(t, payments, 20*time.Second, "PAYMENTS: one active and two standbys", activeWithStandbys(2))
+	wait(t, orders, 20*time.Second, "ORDERS: one active and two standbys", activeWithStandbys(2))
+	return orders, payments
+}
+
+// restartAsStandby starts name again and waits until it reports as a
+// standby.
+func restartAsStandby(t *testing.T, c *harness.Cluster, name string) {
+	t.Helper()
+	if _, err := c.Start(name); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, 20*time.Second, name+" back as a standby", func(v ha.AgentView) bool {
+		for _, s := range v.Standbys {
+			if s == name {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// A large file sent to another agent survives a kill -9 of the receiving
+// agent's active, then of the sending agent's, then a planned failover on
+// each side: it completes with the source's SHA-256, no .part is left on
+// either side, and what was sent again stays within one checkpoint
+// interval per failover.
+func TestAgentToAgentAcrossFailoversOfBothSides(t *testing.T) {
+	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"}, nil)
+	const size = 24 << 20
+	sum := xferRandomFile(t, orders, "in/big.bin", size, 7)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/big.bin", "inbox/big.bin")
+
+	step := int64(4 << 20)
+	var done int64
+	disrupt := []struct {
+		what string
+		c    *harness.Cluster
+		do   func(c *harness.Cluster, active string) error
+	}{
+		{"kill -9 of the receiving active", payments, func(c *harness.Cluster, a string) error { return c.Kill(a) }},
+		{"kill -9 of the sending active", orders, func(c *harness.Cluster, a string) error { return c.Kill(a) }},
+		{"ftstop -i on the receiving agent", payments, func(c *harness.Cluster, a string) error { return ftstopI(c) }},
+		{"ftstop -i on the sending agent", orders, func(c *harness.Cluster, a string) error { return ftstopI(c) }},
+	}
+	for i, d := range disrupt {
+		v := xferMidway(t, orders, id, done+step)
+		done = v.BytesDone
+		active := xferActive(t, d.c)
+		t.Logf("%s (%s) at %d MiB", d.what, active, done>>20)
+		if err := d.do(d.c, active); err != nil {
+			t.Fatalf("%s: %v", d.what, err)
+		}
+		xferNewActive(t, d.c, active)
+		restartAsStandby(t, d.c, active)
+		_ = i
+	}
+	v := xferEnded(t, orders, 120*time.Second, id)
+	if v.State != transfer.StateCompleted {
+		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(payments, "inbox/big.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+	}
+	if v.DestinationAgent != "PAYMENTS" {
+		t.Errorf("view's destinationAgent %q", v.DestinationAgent)
+	}
+	if _, err := os.Stat(xferPath(orders, "inbox/big.bin")); err == nil {
+		t.Errorf("the file was written at ORDERS too")
+	}
+	if v.Failovers < 2 {
+		t.Errorf("failovers of the sender %d, want at least 2", v.Failovers)
+	}
+	if limit := int64(len(disrupt)) * (1 << 20); v.BytesResent > limit {
+		t.Errorf("bytesResent %d, want at most %d (one checkpoint interval per failover)", v.BytesResent, limit)
+	}
+	t.Logf("completed: failovers %d, bytesResent %d", v.Failovers, v.BytesResent)
+	xferNoParts(t, orders)
+	xferNoParts(t, payments)
+}
+
+func ftstopI(c *harness.Cluster) error {
+	r, err := c.Ftstop(context.Background(), "-i")
+	if err != nil || r.Exit != 0 {
+		return fmt.Errorf("ftstop -i: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	return nil
+}
+
+// A recursive transfer of many small files to another agent arrives whole,
+// each file once, across a failover of each side.
+func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
+	orders, payments := twoAgents(t, nil, nil)
+	const n = 300
+	sums := map[string]string{}
+	for i := range n {
+		rel := fmt.Sprintf("batch/d%d/f%03d", i%5, i)
+		sums["inbox/"+rel] = xferRandomFile(t, orders, "in/"+rel, int64(512+i), uint64(100+i))
+	}
+	if err := os.MkdirAll(xferPath(orders, "in/batch/empty"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "in/batch", "inbox/")
+	for _, c := range []*harness.Cluster{payments, orders} {
+		xferWait(t, orders, 60*time.Second, id, "a third of the files", func(v transfer.View) bool {
+			return v.BytesDone > 0 || transfer.Terminal(v.State)
+		})
+		active := xferActive(t, c)
+		if err := c.Kill(active); err != nil {
+			t.Fatal(err)
+		}
+		xferNewActive(t, c, active)
+		restartAsStandby(t, c, active)
+	}
+	v := xferEnded(t, orders, 180*time.Second, id)
+	if v.State != transfer.StateCompleted {
+		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+	}
+	for rel, want := range sums {
+		if got := xferSum(t, xferPath(payments, rel)); got != want {
+			t.Errorf("%s: SHA-256 %s, want %s", rel, got, want)
+		}
+	}
+	if fi, err := os.Stat(xferPath(payments, "inbox/batch/empty")); err != nil || !fi.IsDir() {
+		t.Errorf("the empty directory did not arrive: %v", err)
+	}
+	xferNoParts(t, payments)
+}
+
+// The receiving agent refuses what it must: a sender not in acceptFrom, a
+// path outside its sandbox, a destination that exists. Each refusal is
+// the file's reason at the sender, and nothing is written.
+func TestAgentToAgentRefusals(t *testing.T) {
+	orders, payments := twoAgents(t, nil, []string{"auditLog=audit.jsonl"})
+	xferRandomFile(t, orders, "in/a.txt", 1000, 1)
+	xferRandomFile(t, payments, "inbox/exists.txt", 10, 2)
+
+	cases := []struct {
+		args   []string
+		reason string
+	}{
+		{[]string{"in/a.txt", "../outside.txt"}, `".." is not allowed`},
+		{[]string{"in/a.txt", "inbox/exists.txt"}, "destination exists"},
+		{[]string{"in/a.txt", "/etc/ftagent-test.txt"}, "outside"},
+	}
+	for _, tc := range cases {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		v, r, err := orders.CreateTransfer(ctx, append([]string{"--dest-agent", "PAYMENTS"}, tc.args...)...)
+		cancel()
+		if err == nil && r.Exit == 0 && v.ID != "" {
+			v = xferEnded(t, orders, 60*time.Second, v.ID)
+			text := harness.ViewText(v)
+			if v.State != transfer.StateFailed || !strings.Contains(text, tc.reason) {
+				t.Errorf("%v: %s, want failed with %q", tc.args, text, tc.reason)
+			}
+			continue
+		}
+		if !strings.Contains(r.Stderr, tc.reason) {
+			t.Errorf("%v: refused with %q, want %q", tc.args, r.Stderr, tc.reason)
+		}
+	}
+	if got := xferSum(t, xferPath(payments, "inbox/exists.txt")); got == "" {
+		t.Errorf("the existing file is gone")
+	}
+	xferNoParts(t, payments)
+
+	// An agent PAYMENTS does not accept from: its instances are refused,
+	// and the refusal is audited at PAYMENTS.
+	var st struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	d, err := orders.TLS.Dialer(harness.ClientAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Check = trust.ExpectInstanceOf("PAYMENTS")
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	pv := xferActive(t, payments)
+	resp, err := hc.Post("http://"+payments.Addr[pv]+"/v1/inbound/status", "application/json", strings.NewReader(`{"id":"x","epoch":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(st.Error, "not an instance") {
+		t.Errorf("a client of ORDERS at PAYMENTS' inbound API: %d %+v, want 403", resp.StatusCode, st)
+	}
+	recs, err := audit.ReadFile(filepath.Join(payments.Dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := false
+	for _, r := range recs {
+		audited = audited || r.Op == audit.OpRefused && r.Caller == "ORDERS/client/admin" && strings.Contains(r.Result, "not an instance")
+	}
+	if !audited {
+		t.Errorf("the refusal of ORDERS/client/admin is not in PAYMENTS' audit log")
+	}
+}
+
+
+// A sending active that was paused (SIGSTOP) while a standby took over is
+// refused by the receiving agent once it runs again: its lease epoch is
+// older than the one the receiver has seen for the transfer. The refusal
+// is in the receiver's audit log, and the file still completes.
+func TestAgentToAgentPausedSenderIsRefused(t *testing.T) {
+	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"},
+		[]string{"auditLog=audit.jsonl"})
+	sum := xferRandomFile(t, orders, "in/big.bin", 12<<20, 9)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/big.bin", "inbox/big.bin")
+	xferMidway(t, orders, id, 2<<20)
+	active := xferActive(t, orders)
+	if err := orders.Signal(active, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	newActive := xferNewActive(t, orders, active)
+	xferWait(t, orders, 30*time.Second, id, "resumed by "+newActive, func(v transfer.View) bool {
+		return v.Failovers >= 1 || transfer.Terminal(v.State)
+	})
+	// The new active has presented its epoch to PAYMENTS by now (it
+	// resumes by asking it); then the old one runs again.
+	if err := orders.Signal(active, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	v := xferEnded(t, orders, 120*time.Second, id)
+	if v.State != transfer.StateCompleted {
+		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(payments, "inbox/big.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+	}
+	// The paused active had a write in flight when it was stopped: when
+	// it ran again, PAYMENTS refused it as a stale sender.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		recs, _ := audit.ReadFile(filepath.Join(payments.Dir, "audit.jsonl"))
+		var found bool
+		for _, r := range recs {
+			if r.Op == audit.OpRefused && r.Caller == "ORDERS/instance/"+active && strings.Contains(r.Result, "stale") {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal of the paused sender %s in PAYMENTS' audit logs", active)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	xferNoParts(t, payments)
+}
