@@ -250,7 +250,6 @@ func TestAgentToAgentRefusals(t *testing.T) {
 	}
 }
 
-
 // A sending active that was paused (SIGSTOP) while a standby took over is
 // refused by the receiving agent once it runs again: its lease epoch is
 // older than the one the receiver has seen for the transfer. The refusal

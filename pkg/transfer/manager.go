@@ -74,14 +74,14 @@ type Manager struct {
 	sb     *sandbox.Sandbox
 	agent  *copyloop.Limiter
 
-	mu       sync.Mutex
-	lease    *ha.Lease // set while active
+	mu    sync.Mutex
+	lease *ha.Lease // set while active
 	// runCtx is Run's context while active (its epoch set): inbound
 	// requests work under it.
 	runCtx context.Context
 	// receiving: the inbound writes in flight (inbound.go).
 	receiving receiving
-	draining bool
+	draining  bool
 	// drainSkips holds the transfers seen recovering during a drain: it
 	// does not wait for them.
 	drainSkips map[string]bool
