@@ -152,10 +152,13 @@ func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "in/batch", "inbox/")
-	for _, c := range []*harness.Cluster{payments, orders} {
-		xferWait(t, orders, 60*time.Second, id, "a third of the files", func(v transfer.View) bool {
-			return v.BytesDone > 0 || transfer.Terminal(v.State)
+	for k, c := range []*harness.Cluster{payments, orders} {
+		v := xferWait(t, orders, 60*time.Second, id, fmt.Sprintf("%d files done", (k+1)*n/3), func(v transfer.View) bool {
+			return v.BytesDone >= int64((k+1)*n/3)*512 || transfer.Terminal(v.State)
 		})
+		if transfer.Terminal(v.State) {
+			t.Fatalf("the transfer ended before the failover it was to meet: %s", harness.ViewText(v))
+		}
 		active := xferActive(t, c)
 		if err := c.Kill(active); err != nil {
 			t.Fatal(err)
@@ -171,6 +174,9 @@ func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 		if got := xferSum(t, xferPath(payments, rel)); got != want {
 			t.Errorf("%s: SHA-256 %s, want %s", rel, got, want)
 		}
+	}
+	if v.Failovers < 1 {
+		t.Errorf("failovers of the sender %d, want 1", v.Failovers)
 	}
 	if fi, err := os.Stat(xferPath(payments, "inbox/batch/empty")); err != nil || !fi.IsDir() {
 		t.Errorf("the empty directory did not arrive: %v", err)
