@@ -142,7 +142,7 @@ func ftstopI(c *harness.Cluster) error {
 // each file once, across a failover of each side.
 func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 	orders, payments := twoAgents(t, nil, nil)
-	const n = 300
+	const n = 2000
 	sums := map[string]string{}
 	for i := range n {
 		rel := fmt.Sprintf("batch/d%d/f%03d", i%5, i)
@@ -151,7 +151,8 @@ func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 	if err := os.MkdirAll(xferPath(orders, "in/batch/empty"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "in/batch", "inbox/")
+	began := time.Now()
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "--bwlimit", "256K", "in/batch", "inbox/")
 	for k, c := range []*harness.Cluster{payments, orders} {
 		v := xferWait(t, orders, 60*time.Second, id, fmt.Sprintf("%d files done", (k+1)*n/3), func(v transfer.View) bool {
 			return v.BytesDone >= int64((k+1)*n/3)*512 || transfer.Terminal(v.State)
@@ -170,6 +171,7 @@ func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 	if v.State != transfer.StateCompleted {
 		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
 	}
+	t.Logf("%d files in %v across two failovers", n, time.Since(began).Round(time.Millisecond))
 	for rel, want := range sums {
 		if got := xferSum(t, xferPath(payments, rel)); got != want {
 			t.Errorf("%s: SHA-256 %s, want %s", rel, got, want)

@@ -116,7 +116,7 @@ func (in *Instance) inboundFailed(w http.ResponseWriter, r *http.Request, agent 
 
 func (in *Instance) inboundRoutes(mux *http.ServeMux) {
 	ref := func(agent string, b api.InboundRef) transfer.InboundRef {
-		return transfer.InboundRef{Agent: agent, ID: b.ID, Epoch: b.Epoch, Path: b.Path, Size: b.Size}
+		return transfer.InboundRef{Agent: agent, ID: b.ID, Epoch: b.Epoch, Path: b.Path, Size: b.Size, Digest: b.Digest}
 	}
 	decode := func(w http.ResponseWriter, r *http.Request, v any) bool {
 		// Read leniently: a newer sender may add fields.
@@ -157,6 +157,27 @@ func (in *Instance) inboundRoutes(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, api.InboundStatus{Durable: at, Resumable: []int64{0, at}, Receiver: in.self.Name})
+	}))
+	mux.HandleFunc("PUT "+api.PathInboundFiles, in.inbound(func(w http.ResponseWriter, r *http.Request, agent string) {
+		q := r.URL.Query()
+		epoch, err := strconv.ParseUint(q.Get(api.QueryInboundEpoch), 10, 64)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.InboundError{Error: "bad inbound files request: " + err.Error(), Code: api.InboundRefused})
+			return
+		}
+		rf := transfer.InboundRef{Agent: agent, ID: q.Get(api.QueryInboundID), Epoch: epoch}
+		body := &rollingDeadline{r: r.Body, rc: http.NewResponseController(w)}
+		body.extend()
+		res, err := in.transfers.ReceiveFiles(r.Context(), rf, q.Get(api.QueryInboundOverwrite) == "true", body)
+		if err != nil {
+			in.inboundFailed(w, r, agent, rf, err)
+			return
+		}
+		out := api.InboundFiles{Files: make([]api.InboundFileResult, len(res))}
+		for i, f := range res {
+			out.Files[i] = api.InboundFileResult{Path: f.Path, Code: f.Code, Error: f.Error}
+		}
+		writeJSON(w, http.StatusOK, out)
 	}))
 	mux.HandleFunc("POST "+api.PathInboundCommit, in.inbound(func(w http.ResponseWriter, r *http.Request, agent string) {
 		var b api.InboundCommit

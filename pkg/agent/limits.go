@@ -67,7 +67,7 @@ func limitBodies(h http.Handler) http.Handler {
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusBadRequest, r.Method+" takes no request body")
 			return
-		case r.URL.Path == api.PathInboundData && r.Method == http.MethodPut:
+		case (r.URL.Path == api.PathInboundData || r.URL.Path == api.PathInboundFiles) && r.Method == http.MethodPut:
 			// A file's bytes, as many as the request announces (the
 			// handler bounds them by the file's size).
 			h.ServeHTTP(w, r)

@@ -7,6 +7,7 @@
 package agentlink
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -48,7 +49,7 @@ func (ls Links) Receiver(agent string) (transfer.Receiver, bool) {
 }
 
 func ref(r transfer.InboundRef) api.InboundRef {
-	return api.InboundRef{ID: r.ID, Epoch: r.Epoch, Path: r.Path, Size: r.Size}
+	return api.InboundRef{ID: r.ID, Epoch: r.Epoch, Path: r.Path, Size: r.Size, Digest: r.Digest}
 }
 
 // sorted turns the other agent's refusals into *transfer.InboundError;
@@ -191,4 +192,45 @@ func (s *stream) Close() error {
 		s.finish()
 	}
 	return nil
+}
+
+// SendFiles sends small files whole in one PUT, their frames written into
+// the request body as files produces them.
+func (l *Link) SendFiles(ctx context.Context, r transfer.InboundRef, overwrite bool, files func(emit func(transfer.FileFrame, []byte) error) error) ([]transfer.FileResult, error) {
+	q := url.Values{}
+	q.Set(api.QueryInboundID, r.ID)
+	q.Set(api.QueryInboundEpoch, strconv.FormatUint(r.Epoch, 10))
+	if overwrite {
+		q.Set(api.QueryInboundOverwrite, "true")
+	}
+	pr, pw := io.Pipe()
+	produced := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := files(func(f transfer.FileFrame, data []byte) error { return transfer.WriteFrame(bw, f, data) })
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err) // nil: the body ends
+		produced <- err
+	}()
+	var out api.InboundFiles
+	err := l.c.Stream(ctx, http.MethodPut, api.PathInboundFiles+"?"+q.Encode(), nil, pr, &out)
+	pr.CloseWithError(errAborted) // the producer stops if the request ended first
+	perr := <-produced
+	if perr != nil && !errors.Is(perr, errAborted) {
+		return nil, perr // reading the sources failed: the request was cut
+	}
+	if err != nil {
+		return nil, sorted(err)
+	}
+	res := make([]transfer.FileResult, len(out.Files))
+	for i, f := range out.Files {
+		code := f.Code
+		if code == api.InboundNotAllowed {
+			code = transfer.InboundRefused
+		}
+		res[i] = transfer.FileResult{Path: f.Path, Code: code, Error: f.Error}
+	}
+	return res, nil
 }

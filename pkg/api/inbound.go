@@ -28,7 +28,26 @@ const (
 	// transfer has ended; the .part files of what was not committed are
 	// removed.
 	PathInboundEnd = "/v1/inbound/end"
+	// PathInboundFiles is PUT: small files whole, each a line of JSON
+	// (transfer.FileFrame) and its bytes, the transfer named by the query
+	// (QueryInboundID, QueryInboundEpoch, QueryInboundOverwrite).
+	// Answered (InboundFiles) once those committed are durable, in place
+	// and recorded.
+	PathInboundFiles = "/v1/inbound/files"
 )
+
+// InboundFiles is the answer of PathInboundFiles: each file's outcome, in
+// the order sent.
+type InboundFiles struct {
+	Files []InboundFileResult `json:"files"`
+}
+
+// InboundFileResult is one file's outcome: Code empty when committed.
+type InboundFileResult struct {
+	Path  string `json:"path"`
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+}
 
 // Query parameters of PathInboundData.
 const (
@@ -52,6 +71,10 @@ type InboundRef struct {
 	Path string `json:"path,omitempty"`
 	// Size is the file's size, known to the sender (PathInboundStatus).
 	Size int64 `json:"size,omitempty"`
+	// Digest (PathInboundStatus) is the source's SHA-256 of a file the
+	// sender started and has not seen committed: a file in place with it
+	// and without a record is this transfer's, and is recorded so.
+	Digest string `json:"digest,omitempty"`
 }
 
 // InboundCommit is the body of PathInboundCommit.

@@ -1,6 +1,8 @@
 // Package devagent runs a whole agent on one machine for trying ftagent out:
 // several instances as child processes on loopback ports, sharing one
-// generated agent.properties. It is what `ftagent dev` does.
+// generated agent.properties. It is what `ftagent dev` does. With two
+// agents, the first sends files to the second (agent.NAME.instances and
+// acceptFrom), both with certificates from one CA.
 package devagent
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,10 +34,19 @@ type Options struct {
 	Dir       string // working directory; "" makes a temporary one
 	Instances int
 	AgentName string
-	Out       io.Writer
+	// Agents is how many agents to run: 1 (0 means 1) or 2. The second
+	// is named after the first with "2" appended (DEV2), lives in
+	// Dir/<its name>/ with its own agent.properties, data and
+	// transferRoot, and accepts files from the first, which may send to
+	// it (ftagent transfer create --dest-agent).
+	Agents int
+	Out    io.Writer
 	// Executable is the ftagent binary to run; "" means this process's own.
 	Executable string
 }
+
+// maxAgentName is config's limit on agentName (IBM MQ MFT's).
+const maxAgentName = 28
 
 // child is one instance process.
 type child struct {
@@ -44,13 +56,30 @@ type child struct {
 	err  error
 }
 
-// Run starts the agent, waits until one instance is active, reports, and
-// stops every instance when ctx is cancelled or on SIGINT/SIGTERM.
+// devAgent is one agent that dev runs: its directory (which holds its
+// agent.properties and is its transferRoot), its configuration, and once
+// started its instances and a client of it.
+type devAgent struct {
+	dir, props string
+	cfg        *config.Config
+	children   []*child
+	cl         *client.Client
+}
+
+// Run starts the agent (or both agents), waits until one instance of each
+// is active, reports, and stops every instance when ctx is cancelled or on
+// SIGINT/SIGTERM.
 func Run(ctx context.Context, opts Options) error {
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	if opts.Out == nil {
 		opts.Out = os.Stdout
+	}
+	if opts.Agents == 0 {
+		opts.Agents = 1
+	}
+	if opts.Agents != 1 && opts.Agents != 2 {
+		return fmt.Errorf("dev runs 1 or 2 agents, not %d", opts.Agents)
 	}
 	dir := opts.Dir
 	var err error
@@ -67,44 +96,28 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	// One dev per directory: a second one would find the ports taken and
-	// describe the first one's agent as its own.
+	// describe the first one's agent as its own. The lock covers the
+	// second agent's directory inside it too.
 	lock, err := lockDir(dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	props := filepath.Join(dir, "agent.properties")
-	if _, err := os.Stat(props); errors.Is(err, os.ErrNotExist) {
-		if err := writeProperties(props, opts.AgentName, opts.Instances); err != nil {
-			return err
-		}
-	}
-	cfg, err := config.Load(props)
+	agents, err := prepare(dir, opts)
 	if err != nil {
 		return err
 	}
-	if cfg.TLSMode != config.TLSDisabled && cfg.TLSCertificate == "" {
-		// Its own throw-away CA, so that the tour runs with TLS as a
-		// deployment does (also for a directory of a build before TLS).
-		if err := setUpTLS(dir, props, cfg); err != nil {
-			return err
-		}
-		if cfg, err = config.Load(props); err != nil {
-			return err
-		}
-	}
-	if err := writeSample(filepath.Join(cfg.TransferRoot, "in", "sample.bin")); err != nil {
-		return err
-	}
-	// An instance of this agent may still run without a dev (one started
+	// An instance of an agent may still run without a dev (one started
 	// by hand, or left by a dev that was killed): its port is taken.
-	for _, inst := range cfg.Instances {
-		l, err := net.Listen("tcp", inst.Address)
-		if err != nil {
-			return fmt.Errorf("%s: instance %s's address %s is in use (is an instance of this agent still running? %s)",
-				dir, inst.Name, inst.Address, pidHint(cfg, inst.Name))
+	for _, a := range agents {
+		for _, inst := range a.cfg.Instances {
+			l, err := net.Listen("tcp", inst.Address)
+			if err != nil {
+				return fmt.Errorf("%s: instance %s's address %s is in use (is an instance of this agent still running? %s)",
+					a.dir, inst.Name, inst.Address, pidHint(a.cfg, inst.Name))
+			}
+			l.Close()
 		}
-		l.Close()
 	}
 	exe := opts.Executable
 	if exe == "" {
@@ -113,72 +126,247 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
-	var children []*child
-	for _, inst := range cfg.Instances {
-		c, err := startChild(exe, props, dir, inst.Name)
+	stopEvery := func() {
+		for _, a := range agents {
+			stopAll(a.children, "")
+		}
+	}
+	for _, a := range agents {
+		for _, inst := range a.cfg.Instances {
+			c, err := startChild(exe, a.props, a.dir, inst.Name)
+			if err != nil {
+				stopEvery()
+				return err
+			}
+			a.children = append(a.children, c)
+		}
+	}
+	views := make([]ha.AgentView, len(agents))
+	for i, a := range agents {
+		d, err := agentclient.Dialer(a.cfg)
 		if err != nil {
-			stopAll(children, "")
+			stopEvery()
 			return err
 		}
-		children = append(children, c)
+		if a.cl, err = client.New(a.cfg.Addresses(), client.WithDialer(d.DialContext)); err != nil {
+			stopEvery()
+			return err
+		}
+		if views[i], err = waitActive(ctx, a.cl, a.children, a.dir); err != nil {
+			stopEvery()
+			return err
+		}
 	}
 
-	d, err := agentclient.Dialer(cfg)
-	if err != nil {
-		stopAll(children, "")
-		return err
+	first, props := agents[0], agents[0].props
+	for i, a := range agents {
+		fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %s; %s is active (lease epoch %d)",
+			a.cfg.AgentName, instancesText(len(a.children)), views[i].Active, views[i].Epoch)
+		if i > 0 {
+			fmt.Fprintf(opts.Out, "; it accepts files from %s", first.cfg.AgentName)
+		}
+		fmt.Fprintln(opts.Out)
 	}
-	cl, err := client.New(cfg.Addresses(), client.WithDialer(d.DialContext))
-	if err != nil {
-		stopAll(children, "")
-		return err
-	}
-	view, err := waitActive(ctx, cl, children, dir)
-	if err != nil {
-		stopAll(children, "")
-		return err
-	}
-
-	fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %s; %s is active (lease epoch %d)\n\n",
-		cfg.AgentName, instancesText(len(children)), view.Active, view.Epoch)
+	fmt.Fprintln(opts.Out)
 	fmt.Fprintf(opts.Out, "  properties:  %s\n", props)
-	fmt.Fprintf(opts.Out, "  logs:        %s\n\n", filepath.Join(dir, "<instance>.log"))
+	fmt.Fprintf(opts.Out, "  logs:        %s\n", filepath.Join(dir, "<instance>.log"))
+	for _, a := range agents[1:] {
+		fmt.Fprintf(opts.Out, "  %-12s %s, logs %s\n", a.cfg.AgentName+":", a.props, filepath.Join(a.dir, "<instance>.log"))
+	}
+	fmt.Fprintln(opts.Out)
 	fmt.Fprintf(opts.Out, "Try, in another terminal:\n\n")
 	fmt.Fprintf(opts.Out, "  export FTAGENT_CONFIG=%s\n", props)
 	fmt.Fprintf(opts.Out, "  ftagent show             # who is active, which standbys report\n")
 	fmt.Fprintf(opts.Out, "  ftstop -i                # planned failover: the active hands over at once\n")
 	fmt.Fprintf(opts.Out, "  ftagent show             # a standby is active now, with a higher epoch\n")
-	fmt.Fprintf(opts.Out, "  ftagent start --instance %s   # restart the stopped instance: it rejoins as a standby\n", view.Active)
-	fmt.Fprintf(opts.Out, "  ftagent transfer create --wait in/sample.bin out/   # paths are relative to %s\n\n", dir)
+	fmt.Fprintf(opts.Out, "  ftagent start --instance %s   # restart the stopped instance: it rejoins as a standby\n", views[0].Active)
+	fmt.Fprintf(opts.Out, "  ftagent transfer create --wait in/sample.bin out/   # paths are relative to %s\n", dir)
+	for _, a := range agents[1:] {
+		name := a.cfg.AgentName
+		fmt.Fprintf(opts.Out, "  ftagent transfer create --wait --dest-agent %s in/sample.bin out/   # out/ of agent %s: %s\n",
+			name, name, filepath.Join(a.dir, "out"))
+		fmt.Fprintf(opts.Out, "  ftagent show --config %s   # agent %s (or FTAGENT_CONFIG=that file)\n", a.props, name)
+	}
+	fmt.Fprintln(opts.Out)
 	fmt.Fprintf(opts.Out, "(with `go run`, use `go run ./cmd/ftagent` and `go run ./cmd/ftstop`)\n")
-	fmt.Fprintf(opts.Out, "Press Ctrl-C to stop every instance.\n")
+	if len(agents) == 1 {
+		fmt.Fprintf(opts.Out, "Press Ctrl-C to stop every instance.\n")
+	} else {
+		fmt.Fprintf(opts.Out, "Press Ctrl-C to stop every instance of both agents.\n")
+	}
 
-	// Report instances that end while the agent runs (ftstop, a crash).
+	// Report instances that end while the agents run (ftstop, a crash).
 	var wg sync.WaitGroup
-	for _, c := range children {
-		wg.Add(1)
-		go func(c *child) {
-			defer wg.Done()
-			select {
-			case <-c.done:
-				fmt.Fprintf(opts.Out, "ftagent dev: instance %s ended (%s); restart it with: ftagent start --config %s --instance %s\n",
-					c.name, exitText(c.err), props, c.name)
-			case <-ctx.Done():
+	for _, a := range agents {
+		for _, c := range a.children {
+			what := "instance " + c.name
+			if len(agents) > 1 {
+				what += " of agent " + a.cfg.AgentName
 			}
-		}(c)
+			wg.Add(1)
+			go func(c *child, props string) {
+				defer wg.Done()
+				select {
+				case <-c.done:
+					fmt.Fprintf(opts.Out, "ftagent dev: %s ended (%s); restart it with: ftagent start --config %s --instance %s\n",
+						what, exitText(c.err), props, c.name)
+				case <-ctx.Done():
+				}
+			}(c, a.props)
+		}
 	}
 	<-ctx.Done()
-	fmt.Fprintf(opts.Out, "\nftagent dev: stopping the instances (standbys first)\n")
-	active := ""
-	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	if v, err := agentclient.FetchView(sctx, cl, cfg); err == nil {
-		active = v.Active
+	if len(agents) == 1 {
+		fmt.Fprintf(opts.Out, "\nftagent dev: stopping the instances (standbys first)\n")
+	} else {
+		// The sender first: the receiver stays until nothing sends to it.
+		fmt.Fprintf(opts.Out, "\nftagent dev: stopping the instances of %s, then of %s (standbys first)\n",
+			first.cfg.AgentName, agents[1].cfg.AgentName)
 	}
-	cancel()
-	stopAll(children, active)
+	for _, a := range agents {
+		active := ""
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if v, err := agentclient.FetchView(sctx, a.cl, a.cfg); err == nil {
+			active = v.Active
+		}
+		cancel()
+		stopAll(a.children, active)
+	}
 	wg.Wait()
-	fmt.Fprintf(opts.Out, "ftagent dev: stopped; state kept in %s (run `ftagent dev --dir %s` to start it again)\n", dir, dir)
+	if len(agents) == 1 {
+		fmt.Fprintf(opts.Out, "ftagent dev: stopped; state kept in %s (run `ftagent dev --dir %s` to start it again)\n", dir, dir)
+	} else {
+		fmt.Fprintf(opts.Out, "ftagent dev: stopped; state kept in %s (run `ftagent dev --agents 2 --dir %s` to start them again)\n", dir, dir)
+	}
 	return nil
+}
+
+// prepare writes what is missing of the agents' properties, certificates
+// and sample file in dir, and loads their configuration. A directory that
+// holds them already (a dev that ran before) keeps its agents, names and
+// ports; one of a single agent gains the second with --agents 2.
+func prepare(dir string, opts Options) ([]*devAgent, error) {
+	tlsDir := filepath.Join(dir, "tls")
+	first := &devAgent{dir: dir, props: filepath.Join(dir, "agent.properties")}
+	if opts.Agents < 2 {
+		if err := first.setUp(opts.AgentName, opts.Instances, nil, nil, tlsDir); err != nil {
+			return nil, err
+		}
+		if err := writeSample(filepath.Join(first.cfg.TransferRoot, "in", "sample.bin")); err != nil {
+			return nil, err
+		}
+		return []*devAgent{first}, nil
+	}
+
+	// The second agent is named after the first, whose name is its
+	// file's when there is one (as for one agent, --agent is then moot).
+	name := opts.AgentName
+	var firstCfg *config.Config
+	if _, err := os.Stat(first.props); !errors.Is(err, os.ErrNotExist) {
+		if firstCfg, err = config.Load(first.props); err != nil {
+			return nil, err
+		}
+		name = firstCfg.AgentName
+	}
+	name2 := name + "2"
+	if err := trust.CheckName("agent", name2); err != nil || len(name2) > maxAgentName {
+		return nil, fmt.Errorf("agent %q: the second agent is named after it, %q, which is not a valid agent name (1-%d letters, digits, '.', '_' or '-')",
+			name, name2, maxAgentName)
+	}
+	second := &devAgent{dir: filepath.Join(dir, name2)}
+	second.props = filepath.Join(second.dir, "agent.properties")
+	if err := os.MkdirAll(second.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("directory of agent %s: %w", name2, err)
+	}
+	var taken []config.Instance
+	if firstCfg != nil {
+		taken = firstCfg.Instances
+	}
+	if err := second.setUp(name2, opts.Instances, []string{
+		"# Agent " + name + " (" + first.props + ") may send files here: ftagent transfer create --dest-agent " + name2 + ".",
+		config.KeyAcceptFrom + "=" + name,
+	}, taken, tlsDir); err != nil {
+		return nil, err
+	}
+	if !second.cfg.Accepts(name) {
+		return nil, fmt.Errorf("%s: %s does not list agent %s (of %s), which sends to it", second.props, config.KeyAcceptFrom, name, first.props)
+	}
+
+	key := config.AgentInstancesKey(name2)
+	entries := instanceList(second.cfg.Instances)
+	sends := []string{
+		"# Agent " + name2 + " (" + second.props + ") accepts files from this agent: ftagent transfer create --dest-agent " + name2 + ".",
+		key + "=" + entries,
+	}
+	if firstCfg != nil {
+		if ra, ok := firstCfg.RemoteAgent(name2); !ok {
+			// A directory of one agent: it now sends to the second.
+			if err := appendLines(first.props, sends); err != nil {
+				return nil, err
+			}
+		} else if got := instanceList(ra.Instances); got != entries {
+			return nil, fmt.Errorf("%s: %s is %s, but agent %s's instances (%s) are %s: make them agree",
+				first.props, key, got, name2, second.props, entries)
+		}
+	}
+	if err := first.setUp(name, opts.Instances, sends, second.cfg.Instances, tlsDir); err != nil {
+		return nil, err
+	}
+	if err := writeSample(filepath.Join(first.cfg.TransferRoot, "in", "sample.bin")); err != nil {
+		return nil, err
+	}
+	return []*devAgent{first, second}, nil
+}
+
+// setUp writes a's agent.properties if it is missing (agent name, n
+// instances on free ports other than taken's, then the extra lines), loads
+// it, and issues its certificates from the CA in tlsDir unless it names
+// its own or disables TLS.
+func (a *devAgent) setUp(name string, n int, extra []string, taken []config.Instance, tlsDir string) error {
+	if _, err := os.Stat(a.props); errors.Is(err, os.ErrNotExist) {
+		if err := writeProperties(a.props, name, n, extra, taken); err != nil {
+			return err
+		}
+	}
+	cfg, err := config.Load(a.props)
+	if err != nil {
+		return err
+	}
+	if cfg.TLSMode != config.TLSDisabled && cfg.TLSCertificate == "" {
+		// Its own throw-away CA, so that the tour runs with TLS as a
+		// deployment does (also for a directory of a build before TLS).
+		if err := setUpTLS(tlsDir, a.props, cfg); err != nil {
+			return err
+		}
+		if cfg, err = config.Load(a.props); err != nil {
+			return err
+		}
+	}
+	a.cfg = cfg
+	return nil
+}
+
+// instanceList writes instances as the instances key lists them.
+func instanceList(instances []config.Instance) string {
+	var entries []string
+	for _, in := range instances {
+		entries = append(entries, in.Name+"@"+in.Address)
+	}
+	return strings.Join(entries, ",")
+}
+
+// appendLines adds lines at the end of the properties file path, after an
+// empty line.
+func appendLines(path string, lines []string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString("\n" + strings.Join(lines, "\n") + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func instancesText(n int) string {
@@ -195,14 +383,17 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-func writeProperties(path, agentName string, n int) error {
+// writeProperties writes a dev agent's agent.properties: n instances on
+// free loopback ports that taken's instances do not use, then the extra
+// lines.
+func writeProperties(path, agentName string, n int, extra []string, taken []config.Instance) error {
+	ports, err := freePorts(n, taken)
+	if err != nil {
+		return err
+	}
 	var entries []string
-	for i := 1; i <= n; i++ {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		entries = append(entries, fmt.Sprintf("ha%d@127.0.0.1:%d", i, port))
+	for i, port := range ports {
+		entries = append(entries, fmt.Sprintf("ha%d@127.0.0.1:%d", i+1, port))
 	}
 	body := fmt.Sprintf(`# Written by ftagent dev: a local agent of %s on loopback ports.
 # Every key is described in agent.properties.example.
@@ -213,23 +404,28 @@ dataDirectory=data
 standbyStatusPublishInterval=5
 standbyStatusDiscardTime=15
 `, instancesText(n), agentName, strings.Join(entries, ","))
+	if len(extra) > 0 {
+		body += strings.Join(extra, "\n") + "\n"
+	}
 	if err := os.WriteFile(path, []byte(body), 0o640); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
 
-// setUpTLS issues dev's certificates in dir/tls from a CA of its own: one
-// per instance, and the admin client "dev" that the commands of the tour
-// present; and adds the properties that name them.
-func setUpTLS(dir, props string, cfg *config.Config) error {
+// setUpTLS issues dev's certificates in tlsDir from the CA there (made on
+// the first call): one per instance, and the admin client "dev" that the
+// commands of the tour present; and adds the properties that name them.
+// Both agents of a dev share the CA, so that each trusts the other's
+// instances.
+func setUpTLS(tlsDir, props string, cfg *config.Config) error {
 	var names []string
 	for _, inst := range cfg.Instances {
 		names = append(names, inst.Name)
 	}
 	// The instances listen on loopback: their certificates name it too,
 	// so that tools that check host names (curl, Prometheus) accept them.
-	res, err := trust.Init(trust.InitOptions{Dir: filepath.Join(dir, "tls"), Agent: cfg.AgentName, Instances: names, Hosts: []string{"127.0.0.1", "localhost"},
+	res, err := trust.Init(trust.InitOptions{Dir: tlsDir, Agent: cfg.AgentName, Instances: names, Hosts: []string{"127.0.0.1", "localhost"},
 		Clients: []trust.ClientSpec{{Name: "dev", Role: trust.RoleAdmin}}})
 	if err != nil {
 		return fmt.Errorf("set up TLS: %w", err)
@@ -250,15 +446,38 @@ func setUpTLS(dir, props string, cfg *config.Config) error {
 	return f.Close()
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+// freePorts returns n distinct loopback ports that were free a moment ago
+// and that no instance of taken listens on.
+func freePorts(n int, taken []config.Instance) ([]int, error) {
+	avoid := map[int]bool{}
+	for _, in := range taken {
+		if _, p, err := net.SplitHostPort(in.Address); err == nil {
+			if port, err := strconv.Atoi(p); err == nil {
+				avoid[port] = true
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	// Each listener stays open until all are chosen, so that no port is
+	// handed out twice.
+	var ports []int
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		held = append(held, l)
+		if port := l.Addr().(*net.TCPAddr).Port; !avoid[port] {
+			ports = append(ports, port)
+		}
+	}
+	return ports, nil
 }
-
 func startChild(exe, props, dir, name string) (*child, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)

@@ -59,6 +59,11 @@ type InboundRef struct {
 	Epoch uint64
 	Path  string // as the sender's request names it
 	Size  int64
+	// Digest, in a status request, is the source's SHA-256 of a file the
+	// sender started but has not seen committed: a file of that digest
+	// found in place without a record here is this transfer's, renamed by
+	// an active of this agent that died before recording it.
+	Digest string
 }
 
 // InboundStatus is what this agent holds of a file.
@@ -260,6 +265,48 @@ func (m *Manager) ReceiveStatus(ctx context.Context, ref InboundRef) (InboundSta
 		return InboundStatus{}, fmt.Errorf("check %s: %w", abs, err)
 	}
 	st.Exists = exists
+	if exists && !st.Committed && st.Durable < 0 && ref.Digest != "" {
+		return m.replayedRename(wctx, ref, abs, st)
+	}
+	return st, nil
+}
+
+// replayedRename records a file found in place whose bytes are those the
+// sender read (ref.Digest): renamed here by an active that died before it
+// recorded the rename. Any other file there stays what it is.
+func (m *Manager) replayedRename(ctx context.Context, ref InboundRef, abs string, st InboundStatus) (InboundStatus, error) {
+	sf, err := m.ep.OpenSource(ctx, abs)
+	if err != nil {
+		return st, nil // not a regular file: the sender sees it exists
+	}
+	defer sf.Close()
+	if sf.Info().Size != ref.Size {
+		return st, nil
+	}
+	h := checkpoint.NewHash()
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(sf, 0, ref.Size), make([]byte, 1<<20)); err != nil {
+		return InboundStatus{}, classifyInbound("read "+abs, err)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != ref.Digest {
+		return st, nil
+	}
+	m.mu.Lock()
+	lease := m.lease
+	m.mu.Unlock()
+	if lease == nil {
+		return InboundStatus{}, ErrNotActive
+	}
+	// The instance that renamed it may have died before its directory
+	// sync: the rename is made durable before it is recorded.
+	if err := m.ep.SyncDirs(ctx, []string{abs}); err != nil {
+		return InboundStatus{}, classifyInbound("sync the directory of "+abs, err)
+	}
+	if err := m.applyInbound(*lease, replicated.InboundCmd{Op: replicated.InboundFiles, Agent: ref.Agent, ID: ref.ID, SenderEpoch: ref.Epoch,
+		Time: time.Now().UTC(), Files: []replicated.InboundDone{{Path: abs, Size: ref.Size, Digest: ref.Digest}}}); err != nil {
+		return InboundStatus{}, err
+	}
+	m.log.Info().Str("sender", ref.Agent).Str("transfer", ref.ID).Str("file", abs).Msg("a rename into place found done but not recorded: recorded now")
+	st.Committed, st.Digest, st.Durable, st.Resumable = true, ref.Digest, ref.Size, []int64{0}
 	return st, nil
 }
 

@@ -10,9 +10,11 @@ package transfer
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"slices"
 	"strings"
@@ -40,6 +42,9 @@ type Receiver interface {
 	// Commit asks the destination to check the digest and rename the
 	// file into place.
 	Commit(ctx context.Context, ref InboundRef, digest string, overwrite bool) error
+	// SendFiles sends small files whole in one request: files calls
+	// emit for each, in order; the results are in that order.
+	SendFiles(ctx context.Context, ref InboundRef, overwrite bool, files func(emit func(FileFrame, []byte) error) error) ([]FileResult, error)
 	Remove(ctx context.Context, ref InboundRef) error
 	Mkdir(ctx context.Context, ref InboundRef) error
 	End(ctx context.Context, ref InboundRef) error
@@ -135,6 +140,22 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 	st, err := r.Status(ctx, ref)
 	if err != nil {
 		return classify("ask the destination", err)
+	}
+	if f.Started && st.Exists && !st.Committed && st.Durable < 0 && t.Request.Overwrite == OverwriteError {
+		// The file is in place there without a record: renamed by an
+		// active of the destination that died before recording it, if its
+		// bytes are the source's. The destination compares them with the
+		// source's digest.
+		sum, _, err := m.hashFrom(ctx, f.Source, checkpoint.Checkpoint{})
+		if err != nil {
+			return classify("hash the source", err)
+		}
+		ref.Digest = sum
+		st, err = r.Status(ctx, ref)
+		ref.Digest = ""
+		if err != nil {
+			return classify("ask the destination", err)
+		}
 	}
 	if st.Committed {
 		// Renamed into place there (after the destination checked the
@@ -286,4 +307,140 @@ func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 	if err := r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch}); err != nil {
 		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("could not tell the destination agent that the transfer ended")
 	}
+}
+
+// sendGroup sends a group of small files of t that have not started to
+// the destination agent in one request (inbound_files.go): their starts are
+// recorded first, so that a new active knows the destination may hold
+// them, then each is read whole, its digest computed, and sent; the
+// outcomes are recorded in one entry. A file the destination found with
+// another digest is sent again on its own (copyToAgent), as is every file
+// of a group whose request failed (they are started: the run resumes them
+// one by one). A returned error is transient, or the lease's.
+func (m *Manager) sendGroup(ctx context.Context, lease ha.Lease, r Receiver, t *Transfer, group []int, j *job, batch *eventBatch, limiters []*copyloop.Limiter) error {
+	for _, i := range group {
+		batch.add(FileEvent{Index: i, Kind: EventStart})
+	}
+	if err := batch.flush(ctx); err != nil {
+		return err
+	}
+	type sent struct {
+		i      int
+		digest string
+		source checkpoint.Source
+	}
+	var sents []sent
+	var buf []byte
+	var failed []FileEvent
+	ref := InboundRef{ID: t.ID, Epoch: lease.Epoch}
+	res, err := r.SendFiles(ctx, ref, t.Request.Overwrite == OverwriteAlways, func(emit func(FileFrame, []byte) error) error {
+		for _, i := range group {
+			f := t.FileAt(i)
+			data, source, err := m.readWhole(ctx, f, limiters, &buf)
+			if err != nil {
+				if endpoint.Permanent(err) {
+					reason := "read source: " + err.Error()
+					if errors.Is(err, checkpoint.ErrSourceChanged) {
+						reason = "source changed: " + err.Error()
+					}
+					failed = append(failed, FileEvent{Index: i, Kind: EventFailed, Reason: reason})
+					continue
+				}
+				return err
+			}
+			sum := sha256Hex(data)
+			if err := emit(FileFrame{Path: f.Destination, Size: int64(len(data)), Digest: sum}, data); err != nil {
+				return err
+			}
+			sents = append(sents, sent{i: i, digest: sum, source: source})
+			j.mu.Lock()
+			j.file = i
+			j.mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		if len(failed) > 0 {
+			for _, e := range failed {
+				batch.add(e)
+			}
+			if ferr := batch.flush(ctx); ferr != nil {
+				return ferr
+			}
+		}
+		return fmt.Errorf("send %d files: %w", len(group), err)
+	}
+	if len(res) != len(sents) {
+		return fmt.Errorf("send %d files: the destination answered for %d", len(sents), len(res))
+	}
+	var again []int
+	for k, fr := range res {
+		s := sents[k]
+		switch fr.Code {
+		case "":
+			batch.add(FileEvent{Index: s.i, Kind: EventDone, SHA256: s.digest, Source: delivered(t, s.source)})
+		case InboundDigest:
+			again = append(again, s.i)
+		default:
+			batch.add(FileEvent{Index: s.i, Kind: EventFailed, Reason: fmt.Sprintf("agent %s refused: %s", t.Request.DestinationAgent, fr.Error)})
+		}
+	}
+	for _, e := range failed {
+		batch.add(e)
+	}
+	if err := batch.flush(ctx); err != nil {
+		return err
+	}
+	for _, i := range again {
+		nt, ok := m.state.Shared(t.ID)
+		if !ok {
+			return nil
+		}
+		if err := m.copyToAgent(ctx, lease, r, nt, i, j, batch, limiters, true); err != nil && !errors.Is(err, errFileFailed) {
+			return err
+		}
+	}
+	return nil
+}
+
+// readWhole reads a small source file whole into *buf, within the
+// limiters, and checks that it did not change while it was read.
+func (m *Manager) readWhole(ctx context.Context, f File, limiters []*copyloop.Limiter, buf *[]byte) ([]byte, checkpoint.Source, error) {
+	src, err := m.ep.OpenSource(ctx, f.Source)
+	if err != nil {
+		return nil, checkpoint.Source{}, err
+	}
+	defer src.Close()
+	info := src.Info()
+	if info.Size != f.Bytes {
+		return nil, checkpoint.Source{}, fmt.Errorf("%w: %d bytes when listed, %d now", checkpoint.ErrSourceChanged, f.Bytes, info.Size)
+	}
+	n := int(info.Size)
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	for _, l := range limiters {
+		if err := l.Wait(ctx, n); err != nil {
+			return nil, checkpoint.Source{}, err
+		}
+	}
+	if n > 0 {
+		got, err := src.ReadAt(b, 0)
+		if got < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				return nil, checkpoint.Source{}, fmt.Errorf("source ended at offset %d, before its size: %w", got, checkpoint.ErrSourceChanged)
+			}
+			return nil, checkpoint.Source{}, fmt.Errorf("read source at offset %d: %w", got, err)
+		}
+	}
+	if err := unchanged(src, info.Source); err != nil {
+		return nil, checkpoint.Source{}, err
+	}
+	return b, info.Source, nil
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -196,7 +196,13 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 			}
 			return ctx.Err()
 		}
-		if group := smallGroup(t, i, groupBytes); len(group) > 1 && recv == nil {
+		if group := smallGroup(t, i, groupBytes); len(group) > 1 && recv != nil {
+			if err := m.sendGroup(ctx, lease, recv, t, group, j, batch, limiters); err != nil {
+				return err
+			}
+			i += len(group) - 1
+			continue
+		} else if len(group) > 1 {
 			if err := p.run(group); err != nil {
 				_ = p.drain(batch) // the groups queued before are finished
 				if ferr := batch.flush(ctx); ferr != nil {

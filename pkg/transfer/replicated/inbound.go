@@ -14,6 +14,7 @@ package replicated
 // this agent's own hash state at that offset.
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -49,7 +50,17 @@ const (
 	InboundEnd = "end"
 	// InboundPrune forgets ended inbound transfers (Keys).
 	InboundPrune = "prune"
+	// InboundFiles records small files received whole and renamed into
+	// place together (Files), without checkpoints.
+	InboundFiles = "files"
 )
+
+// InboundDone is a file received whole and committed (InboundFiles).
+type InboundDone struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"`
+}
 
 // ErrStaleSender refuses what a sending agent's active asks under an older
 // lease epoch than one this agent has seen for the same transfer.
@@ -77,6 +88,31 @@ type InboundCmd struct {
 	Checkpoint checkpoint.Checkpoint `json:"checkpoint,omitzero"`
 	Digest     string                `json:"digest,omitempty"` // Op commit
 	Keys       []string              `json:"keys,omitempty"`   // Op prune: InboundKey values
+	Files      []InboundDone         `json:"files,omitempty"`  // Op files
+}
+
+// inboundCmdJSON is InboundCmd as JSON carries it: its Path escaped
+// (EncodeName), so that a name that is not UTF-8 is recorded as itself
+// (names.go). A UTF-8 name is written as it is: the same bytes as
+// InboundCmd without these methods.
+type inboundCmdJSON InboundCmd
+
+func (c InboundCmd) MarshalJSON() ([]byte, error) {
+	j := inboundCmdJSON(c)
+	j.Path = EncodeName(c.Path)
+	return json.Marshal(j)
+}
+
+func (c *InboundCmd) UnmarshalJSON(b []byte) error {
+	var j inboundCmdJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if err := decodeNames(&j.Path); err != nil {
+		return err
+	}
+	*c = InboundCmd(j)
+	return nil
 }
 
 // InboundTransfer is what this agent keeps of a transfer another agent
@@ -88,6 +124,51 @@ type InboundTransfer struct {
 	Updated     time.Time               `json:"updated"`
 	Ended       bool                    `json:"ended,omitempty"`
 	Files       map[string]*InboundFile `json:"files,omitempty"` // by destination path
+}
+
+// inboundTransferJSON is InboundTransfer as a snapshot carries it: the
+// names of its files escaped (EncodeName), as every name of a snapshot.
+type inboundTransferJSON InboundTransfer
+
+func (t InboundTransfer) MarshalJSON() ([]byte, error) {
+	j := inboundTransferJSON(t)
+	for p := range t.Files {
+		if !plainName(p) {
+			j.Files = make(map[string]*InboundFile, len(t.Files))
+			for p, f := range t.Files {
+				j.Files[EncodeName(p)] = f
+			}
+			break
+		}
+	}
+	return json.Marshal(j)
+}
+
+func (t *InboundTransfer) UnmarshalJSON(b []byte) error {
+	var j inboundTransferJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	for e := range j.Files {
+		if plainName(e) {
+			continue
+		}
+		files := make(map[string]*InboundFile, len(j.Files))
+		for e, f := range j.Files {
+			p, err := DecodeName(e)
+			if err != nil {
+				return err
+			}
+			if _, dup := files[p]; dup {
+				return fmt.Errorf("inbound transfer %s of agent %s: file %q given twice", j.ID, j.Agent, p)
+			}
+			files[p] = f
+		}
+		j.Files = files
+		break
+	}
+	*t = InboundTransfer(j)
+	return nil
 }
 
 // InboundFile is one file being received, or received.
@@ -202,7 +283,7 @@ func (s *State) applyInbound(c InboundCmd) any {
 	key := InboundKey(c.Agent, c.ID)
 	t, ok := s.inbound[key]
 	if !ok {
-		if c.Op != InboundEpoch && c.Op != InboundCheckpoint {
+		if c.Op != InboundEpoch && c.Op != InboundCheckpoint && c.Op != InboundFiles {
 			return fmt.Errorf("%w: transfer %s of agent %s is not being received here", ErrInboundState, c.ID, c.Agent)
 		}
 		t = &InboundTransfer{Agent: c.Agent, ID: c.ID, Files: map[string]*InboundFile{}}
@@ -250,6 +331,20 @@ func (s *State) applyInbound(c InboundCmd) any {
 		}
 		f.Committed, f.Digest = true, c.Digest
 		f.Prev, f.Last = checkpoint.Checkpoint{}, checkpoint.Checkpoint{Offset: f.Size}
+	case InboundFiles:
+		// Checked whole before any is recorded: the entry applies whole
+		// or not at all.
+		for _, d := range c.Files {
+			if f := t.Files[d.Path]; f != nil && f.Committed && f.Digest != d.Digest {
+				return fmt.Errorf("%w: %s was committed with another digest", ErrInboundState, d.Path)
+			}
+			if d.Path == "" || d.Size < 0 || d.Digest == "" {
+				return fmt.Errorf("%w: a file received whole needs a path, a size and a digest", ErrInboundState)
+			}
+		}
+		for _, d := range c.Files {
+			t.Files[d.Path] = &InboundFile{Size: d.Size, Last: checkpoint.Checkpoint{Offset: d.Size}, Committed: true, Digest: d.Digest}
+		}
 	case InboundRemove:
 		if f := t.Files[c.Path]; f != nil && f.Committed {
 			return fmt.Errorf("%w: %s was committed", ErrInboundState, c.Path)
