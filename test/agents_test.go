@@ -27,6 +27,14 @@ import (
 // directory and storage, and certificates from one CA.
 func twoAgents(t *testing.T, extraOrders, extraPayments []string) (orders, payments *harness.Cluster) {
 	t.Helper()
+	orders, payments, _ = twoAgentsLinked(t, false, extraOrders, extraPayments)
+	return orders, payments
+}
+
+// twoAgentsLinked is twoAgents, with ORDERS reaching PAYMENTS through a
+// link the test can cut when linked.
+func twoAgentsLinked(t *testing.T, linked bool, extraOrders, extraPayments []string) (orders, payments *harness.Cluster, link *harness.Link) {
+	t.Helper()
 	base := t.TempDir()
 	kill := func(c *harness.Cluster) {
 		t.Cleanup(func() {
@@ -40,9 +48,18 @@ func twoAgents(t *testing.T, extraOrders, extraPayments []string) (orders, payme
 	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: []string{"pay1", "pay2", "pay3"}, TLSDir: base,
 		Extra: append([]string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}, extraPayments...)})
 	kill(payments)
+	addrs := payments.Addr
+	if linked {
+		var err error
+		if link, err = harness.NewLink(payments.Addr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(link.Close)
+		addrs = link.Addr
+	}
 	var entries []string
 	for _, n := range payments.Names {
-		entries = append(entries, n+"@"+payments.Addr[n])
+		entries = append(entries, n+"@"+addrs[n])
 	}
 	orders = newCluster(t, harness.Options{AgentName: "ORDERS", TLSDir: base,
 		Extra: append([]string{"agent.PAYMENTS.instances=" + strings.Join(entries, ","), "checkpointTimeInterval=1"}, extraOrders...)})
@@ -51,7 +68,7 @@ func twoAgents(t *testing.T, extraOrders, extraPayments []string) (orders, payme
 	startAll(t, orders)
 	wait(t, payments, 20*time.Second, "PAYMENTS: one active and two standbys", activeWithStandbys(2))
 	wait(t, orders, 20*time.Second, "ORDERS: one active and two standbys", activeWithStandbys(2))
-	return orders, payments
+	return orders, payments, link
 }
 
 // restartAsStandby starts name again and waits until it reports as a
@@ -306,6 +323,71 @@ func TestAgentToAgentPausedSenderIsRefused(t *testing.T) {
 			t.Fatalf("no refusal of the paused sender %s in PAYMENTS' audit logs", active)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	xferNoParts(t, payments)
+}
+
+// A partition between the agents during a transfer: healed within the
+// transfer's recovery timeout, the transfer completes; healed after it,
+// the transfer has failed with the reason, and the destination holds no
+// final file (and, once it can be told, no .part either).
+func TestAgentToAgentPartition(t *testing.T) {
+	orders, payments, link := twoAgentsLinked(t, true, []string{"checkpointInterval=1M"}, nil)
+	const recovery = 8 * time.Second
+	for _, tc := range []struct {
+		name   string
+		cut    time.Duration // how long the link stays cut after the transfer went recovering
+		failed bool
+	}{
+		{"healed-in-time", recovery / 2, false},
+		{"healed-too-late", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "in/" + tc.name + ".bin"
+			sum := xferRandomFile(t, orders, src, 6<<20, 11)
+			dst := "inbox/" + tc.name + ".bin"
+			id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "1M", "--recovery-timeout", fmt.Sprint(recovery.Seconds()), src, dst)
+			xferMidway(t, orders, id, 2<<20)
+			link.Cut()
+			xferWait(t, orders, 30*time.Second, id, "recovering", func(v transfer.View) bool {
+				return v.State == transfer.StateRecovering || transfer.Terminal(v.State)
+			})
+			if !tc.failed {
+				time.Sleep(tc.cut) // the partition's length: the fault itself
+				link.Heal()
+				v := xferEnded(t, orders, 60*time.Second, id)
+				if v.State != transfer.StateCompleted {
+					t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+				}
+				if got := xferSum(t, xferPath(payments, dst)); got != sum {
+					t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+				}
+				return
+			}
+			v := xferEnded(t, orders, 60*time.Second, id)
+			// Cut off, PAYMENTS still holds what was durable there.
+			if _, err := os.Stat(xferPath(payments, dst+".part")); err != nil {
+				t.Fatalf("no .part at PAYMENTS while the link is cut: %v (%s)", err, harness.ViewText(v))
+			}
+			link.Heal()
+			if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "recovery timeout") {
+				t.Fatalf("transfer %s (%q), want failed for its recovery timeout", v.State, v.Reason)
+			}
+			if _, err := os.Stat(xferPath(payments, dst)); err == nil {
+				t.Fatalf("a final file at PAYMENTS after a failed transfer")
+			}
+			// The sender tells PAYMENTS once it can again: the .part goes.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if _, err := os.Stat(xferPath(payments, dst+".part")); os.IsNotExist(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the .part of the failed transfer is still at PAYMENTS 30 s after the link healed")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 	xferNoParts(t, payments)
 }

@@ -252,7 +252,7 @@ func agentLinks(cfg *config.Config, mode trust.Mode, store *trust.Store) (agentl
 		p.RequestTimeout = max(cfg.ClientRequestTimeout, linkRequestTimeout)
 		d := &trust.Dialer{Mode: mode, Store: store, Check: trust.ExpectInstanceOf(ra.Name)}
 		c, err := client.New(ra.Addresses(), client.WithPolicy(p), client.WithDialer(d.DialContext),
-			client.WithHeader(SenderHeader, cfg.AgentName))
+			client.WithHeader(SenderHeader, cfg.AgentName), client.WithOnlyListed())
 		if err != nil {
 			return nil, &config.Error{File: cfg.Path, Key: config.AgentInstancesKey(ra.Name), Msg: err.Error()}
 		}

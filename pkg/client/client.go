@@ -56,6 +56,9 @@ type Client struct {
 
 	// header is sent with every request (WithHeader).
 	header http.Header
+	// onlyListed: pointers to addresses not in addrs are not followed
+	// (WithOnlyListed).
+	onlyListed bool
 
 	mu        sync.Mutex
 	current   string // the address that last answered
@@ -98,6 +101,12 @@ func WithRand(f func() float64) Option {
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
 	return func(c *Client) { c.dial = dial }
 }
+
+// WithOnlyListed makes the client reach only the addresses it was given:
+// a 421 pointer to another address is not followed, and the plan goes on
+// with the next listed address. For links to another agent, whose
+// instances may know themselves by addresses this side cannot reach.
+func WithOnlyListed() Option { return func(c *Client) { c.onlyListed = true } }
 
 // WithHeader sends the header key: value with every request.
 func WithHeader(key, value string) Option {
@@ -317,6 +326,13 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 				}
 				return r.err
 			case resultPointer:
+				if c.onlyListed && !slices.Contains(c.addrs, r.pointer) {
+					// An address this client was not given (the other
+					// side's own view of its instances, perhaps behind a
+					// NAT or a relay): the next listed address is tried.
+					tried.add(address, "not the active; points to "+r.pointer+", which is not in the list")
+					break
+				}
 				if hops < maxHops {
 					tried.add(address, "not the active; points to "+r.pointer)
 					address = r.pointer

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
@@ -28,7 +29,11 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 		if f.Started || Terminal(f.State) {
 			continue // checked before it started
 		}
-		if err := m.nameError(f.Source, f.Destination); err != nil {
+		err := m.nameError(f.Source, f.Destination)
+		if err == nil && t.Request.DestinationAgent != "" {
+			err = remoteName(f.Destination)
+		}
+		if err != nil {
 			refused = append(refused, FileEvent{Index: i, Kind: EventFailed, Reason: Text(err.Error())})
 		}
 	}
@@ -56,6 +61,9 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 			return err
 		}
 		err := m.nameError(d.Source, d.Destination)
+		if err == nil && recv != nil {
+			err = remoteName(d.Destination)
+		}
 		refused := false // by the destination agent, for good
 		switch {
 		case err == nil && recv != nil:
@@ -110,6 +118,16 @@ func (m *Manager) nameError(src, dst string) error {
 	}
 	if err := m.ep.CheckName(dst); err != nil {
 		return fmt.Errorf("destination name: %w", err)
+	}
+	return nil
+}
+
+// remoteName says why a destination cannot be named at another agent:
+// the inbound API carries names as UTF-8 text (JSON, URLs), so a name that
+// is not fails before anything is sent.
+func remoteName(dst string) error {
+	if !utf8.ValidString(dst) {
+		return fmt.Errorf("destination name: %w: a name that is not UTF-8 cannot be sent to another agent", endpoint.ErrNameNotRepresentable)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -101,6 +102,10 @@ type Manager struct {
 	observer Observer   // nil: no metrics
 	// receivers are the agents this one may send to (remote.go).
 	receivers Receivers
+	// unended holds ended transfers to other agents that could not be
+	// told so (remote.go: retryEnds).
+	unended  map[string]bool
+	retrying atomic.Bool // a retryEnds runs
 }
 
 type job struct {
@@ -165,6 +170,14 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 		if time.Since(pruned) >= pruneEvery {
 			pruned = time.Now()
 			m.pruneHistory(ctx, lease)
+			if m.retrying.CompareAndSwap(false, true) {
+				// Off the scheduler's loop: an unreachable agent costs
+				// its client's whole connect plan.
+				go func() {
+					defer m.retrying.Store(false)
+					m.retryEnds(ctx, lease)
+				}()
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -304,8 +304,41 @@ func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 	if r == nil || err != nil {
 		return
 	}
-	if err := r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch}); err != nil {
-		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("could not tell the destination agent that the transfer ended")
+	err = r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch})
+	m.mu.Lock()
+	if err != nil && ctx.Err() == nil {
+		if m.unended == nil {
+			m.unended = map[string]bool{}
+		}
+		m.unended[t.ID] = true
+	} else if err == nil {
+		delete(m.unended, t.ID)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("could not tell the destination agent that the transfer ended: retrying every few seconds")
+	}
+}
+
+// retryEnds tells the destination agents again of the ended transfers
+// they could not be told of (unreachable then), so that they remove the
+// .part files those left there.
+func (m *Manager) retryEnds(ctx context.Context, lease ha.Lease) {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.unended))
+	for id := range m.unended {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		t, ok := m.state.Live(id)
+		if !ok || !Terminal(t.State) {
+			m.mu.Lock()
+			delete(m.unended, id)
+			m.mu.Unlock()
+			continue
+		}
+		m.endAtAgent(ctx, lease, t)
 	}
 }
 
