@@ -31,10 +31,27 @@ func twoAgents(t *testing.T, extraOrders, extraPayments []string) (orders, payme
 	return orders, payments
 }
 
+// agentsSetup shapes twoAgentsLinked beyond its defaults.
+type agentsSetup struct {
+	payNames   []string // PAYMENTS' instances: pay1, pay2, pay3
+	acceptFrom string   // PAYMENTS' acceptFrom: ORDERS
+}
+
 // twoAgentsLinked is twoAgents, with ORDERS reaching PAYMENTS through a
 // link the test can cut when linked.
 func twoAgentsLinked(t *testing.T, linked bool, extraOrders, extraPayments []string) (orders, payments *harness.Cluster, link *harness.Link) {
 	t.Helper()
+	return twoAgentsWith(t, agentsSetup{}, linked, extraOrders, extraPayments)
+}
+
+func twoAgentsWith(t *testing.T, setup agentsSetup, linked bool, extraOrders, extraPayments []string) (orders, payments *harness.Cluster, link *harness.Link) {
+	t.Helper()
+	if setup.payNames == nil {
+		setup.payNames = []string{"pay1", "pay2", "pay3"}
+	}
+	if setup.acceptFrom == "" {
+		setup.acceptFrom = "ORDERS"
+	}
 	base := t.TempDir()
 	kill := func(c *harness.Cluster) {
 		t.Cleanup(func() {
@@ -45,8 +62,8 @@ func twoAgentsLinked(t *testing.T, linked bool, extraOrders, extraPayments []str
 			}
 		})
 	}
-	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: []string{"pay1", "pay2", "pay3"}, TLSDir: base,
-		Extra: append([]string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}, extraPayments...)})
+	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: setup.payNames, TLSDir: base,
+		Extra: append([]string{"acceptFrom=" + setup.acceptFrom, "checkpointTimeInterval=1"}, extraPayments...)})
 	kill(payments)
 	addrs := payments.Addr
 	if linked {
@@ -66,7 +83,7 @@ func twoAgentsLinked(t *testing.T, linked bool, extraOrders, extraPayments []str
 	kill(orders)
 	startAll(t, payments)
 	startAll(t, orders)
-	wait(t, payments, 20*time.Second, "PAYMENTS: one active and two standbys", activeWithStandbys(2))
+	wait(t, payments, 20*time.Second, "PAYMENTS: an active and its standbys", activeWithStandbys(len(setup.payNames)-1))
 	wait(t, orders, 20*time.Second, "ORDERS: one active and two standbys", activeWithStandbys(2))
 	return orders, payments, link
 }
@@ -138,6 +155,9 @@ func TestAgentToAgentAcrossFailoversOfBothSides(t *testing.T) {
 	}
 	if v.Failovers < 2 {
 		t.Errorf("failovers of the sender %d, want at least 2", v.Failovers)
+	}
+	if v.ReceiverFailovers < 2 || v.Receiver == "" {
+		t.Errorf("receiver %q, failovers there %d; want one named, and at least 2", v.Receiver, v.ReceiverFailovers)
 	}
 	if limit := int64(len(disrupt)) * (1 << 20); v.BytesResent > limit {
 		t.Errorf("bytesResent %d, want at most %d (one checkpoint interval per failover)", v.BytesResent, limit)
@@ -390,4 +410,32 @@ func TestAgentToAgentPartition(t *testing.T) {
 		})
 	}
 	xferNoParts(t, payments)
+}
+
+// A destination agent of one instance (no HA) receives as well; one that
+// does not accept the sender fails the transfer at once with the reason.
+func TestAgentToAgentSingleInstanceAndNotAccepted(t *testing.T) {
+	t.Run("single-instance", func(t *testing.T) {
+		orders, payments, _ := twoAgentsWith(t, agentsSetup{payNames: []string{"pay1"}}, false, nil, nil)
+		sum := xferRandomFile(t, orders, "in/a.bin", 3<<20, 21)
+		id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--wait", "in/a.bin", "inbox/a.bin")
+		if v := xferEnded(t, orders, 60*time.Second, id); v.State != transfer.StateCompleted || v.Receiver != "pay1" {
+			t.Fatalf("transfer %s, received by %q: %s", v.State, v.Receiver, harness.ViewText(v))
+		}
+		if got := xferSum(t, xferPath(payments, "inbox/a.bin")); got != sum {
+			t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+		}
+	})
+	t.Run("not-accepted", func(t *testing.T) {
+		orders, payments, _ := twoAgentsWith(t, agentsSetup{acceptFrom: "BILLING"}, false, nil, nil)
+		xferRandomFile(t, orders, "in/a.bin", 1000, 22)
+		id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "in/a.bin", "inbox/a.bin")
+		v := xferEnded(t, orders, 30*time.Second, id)
+		if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "not in acceptFrom") {
+			t.Fatalf("transfer %s (%q), want failed: not in acceptFrom", v.State, v.Reason)
+		}
+		if _, err := os.Stat(xferPath(payments, "inbox/a.bin")); err == nil {
+			t.Fatal("the file arrived at an agent that does not accept the sender")
+		}
+	})
 }

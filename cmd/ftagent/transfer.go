@@ -393,7 +393,11 @@ func printTransfer(w io.Writer, v transfer.View) {
 		fmt.Fprintf(w, "Reason:    %s\n", transfer.Text(v.Reason))
 	}
 	if v.DestinationAgent != "" {
-		fmt.Fprintf(w, "To agent:  %s\n", v.DestinationAgent)
+		fmt.Fprintf(w, "To agent:  %s", v.DestinationAgent)
+		if v.Receiver != "" {
+			fmt.Fprintf(w, " (received by %s; %d failovers there)", v.Receiver, v.ReceiverFailovers)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", command.Size(v.BytesDone), command.Size(v.Bytes), command.Percent(v.BytesDone, v.Bytes))
 	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, command.Size(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))

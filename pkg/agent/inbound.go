@@ -137,7 +137,7 @@ func (in *Instance) inboundRoutes(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, api.InboundStatus{Durable: st.Durable, Resumable: st.Resumable, Committed: st.Committed,
-			Digest: st.Digest, Exists: st.Exists, Receiver: in.self.Name})
+			Digest: st.Digest, Exists: st.Exists, Receiver: in.self.Name, ReceiverEpoch: st.ReceiverEpoch})
 	}))
 	mux.HandleFunc("PUT "+api.PathInboundData, in.inbound(func(w http.ResponseWriter, r *http.Request, agent string) {
 		q := r.URL.Query()

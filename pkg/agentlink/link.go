@@ -76,7 +76,8 @@ func (l *Link) Status(ctx context.Context, r transfer.InboundRef) (transfer.Inbo
 	if err := l.c.Do(ctx, http.MethodPost, api.PathInboundStatus, ref(r), &st); err != nil {
 		return transfer.InboundStatus{}, sorted(err)
 	}
-	return transfer.InboundStatus{Durable: st.Durable, Resumable: st.Resumable, Committed: st.Committed, Digest: st.Digest, Exists: st.Exists}, nil
+	return transfer.InboundStatus{Durable: st.Durable, Resumable: st.Resumable, Committed: st.Committed, Digest: st.Digest, Exists: st.Exists,
+		Receiver: st.Receiver, ReceiverEpoch: st.ReceiverEpoch}, nil
 }
 
 func (l *Link) Commit(ctx context.Context, r transfer.InboundRef, digest string, overwrite bool) error {

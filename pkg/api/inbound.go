@@ -39,7 +39,9 @@ const (
 // InboundFiles is the answer of PathInboundFiles: each file's outcome, in
 // the order sent.
 type InboundFiles struct {
-	Files []InboundFileResult `json:"files"`
+	Files         []InboundFileResult `json:"files"`
+	Receiver      string              `json:"receiver,omitempty"`
+	ReceiverEpoch uint64              `json:"receiverEpoch,omitempty"`
 }
 
 // InboundFileResult is one file's outcome: Code empty when committed.
@@ -95,8 +97,10 @@ type InboundStatus struct {
 	Digest    string  `json:"digest,omitempty"`
 	// Exists: a file (or anything) has the destination's name.
 	Exists bool `json:"exists,omitempty"`
-	// Receiver is the instance that answered (this agent's active).
-	Receiver string `json:"receiver,omitempty"`
+	// Receiver is the instance that answered (this agent's active), and
+	// ReceiverEpoch its lease epoch.
+	Receiver      string `json:"receiver,omitempty"`
+	ReceiverEpoch uint64 `json:"receiverEpoch,omitempty"`
 }
 
 // Codes of the inbound API's refusals (InboundError.Code), so that the

@@ -73,6 +73,10 @@ type InboundStatus struct {
 	Committed bool
 	Digest    string
 	Exists    bool
+	// Receiver and ReceiverEpoch: the destination's instance that answered
+	// and its lease epoch.
+	Receiver      string
+	ReceiverEpoch uint64
 }
 
 // receiving holds the inbound writes in flight on this active, one per
@@ -234,12 +238,12 @@ func (m *Manager) begin(ctx context.Context, ref InboundRef) (wctx context.Conte
 // ReceiveStatus answers what this agent holds of ref's file, after
 // recording the sender's epoch when it is newer.
 func (m *Manager) ReceiveStatus(ctx context.Context, ref InboundRef) (InboundStatus, error) {
-	wctx, _, abs, done, err := m.begin(ctx, ref)
+	wctx, lease, abs, done, err := m.begin(ctx, ref)
 	if err != nil {
 		return InboundStatus{}, err
 	}
 	defer done()
-	st := InboundStatus{Durable: -1, Resumable: []int64{0}}
+	st := InboundStatus{Durable: -1, Resumable: []int64{0}, ReceiverEpoch: lease.Epoch}
 	if abs == "" {
 		return st, nil
 	}

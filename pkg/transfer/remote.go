@@ -141,6 +141,9 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 	if err != nil {
 		return classify("ask the destination", err)
 	}
+	if err := m.noteReceiver(lease, t.ID, st); err != nil {
+		return err
+	}
 	if f.Started && st.Exists && !st.Committed && st.Durable < 0 && t.Request.Overwrite == OverwriteError {
 		// The file is in place there without a record: renamed by an
 		// active of the destination that died before recording it, if its
@@ -476,4 +479,18 @@ func (m *Manager) readWhole(ctx context.Context, f File, limiters []*copyloop.Li
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// noteReceiver records which instance of the destination agent receives
+// transfer id, under which of its epochs, when that changed: the view
+// shows who receives, and how often the destination failed over.
+func (m *Manager) noteReceiver(lease ha.Lease, id string, st InboundStatus) error {
+	if st.Receiver == "" || st.ReceiverEpoch == 0 {
+		return nil // a destination that does not say
+	}
+	if who, epoch, ok := m.state.ReceiverOf(id); !ok || who == st.Receiver && epoch == st.ReceiverEpoch {
+		return nil
+	}
+	_, err := m.raft.Apply(replicated.KindReceiver, lease.Epoch, replicated.ReceiverCmd{ID: id, Instance: st.Receiver, Epoch: st.ReceiverEpoch}, applyTimeout)
+	return err
 }

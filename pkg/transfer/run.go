@@ -160,6 +160,12 @@ const reshareEvery = 1024
 // applies the source disposition of completed ones. A returned error is
 // transient.
 func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *job) error {
+	if err := m.presentTo(ctx, lease, id); err != nil {
+		return err
+	}
+	if t, ok := m.state.Shared(id); !ok || Terminal(t.State) {
+		return nil // failed by the destination's refusal
+	}
 	if err := m.prepare(ctx, lease, id); err != nil { // names and directories (dirs.go)
 		return err
 	}
@@ -281,4 +287,33 @@ func (m *Manager) deleteSource(ctx context.Context, batch *eventBatch, id string
 	}
 	batch.add(FileEvent{Index: i, Kind: EventSourceDeleted})
 	return nil
+}
+
+// presentTo presents this active's epoch to the destination agent of
+// transfer id, if it has one, before anything is sent (the destination
+// refuses older ones from then on), and records who receives. A
+// destination that will not take this agent's files at all (acceptFrom)
+// fails the transfer at once: no retry mends that.
+func (m *Manager) presentTo(ctx context.Context, lease ha.Lease, id string) error {
+	t, ok := m.state.Shared(id)
+	if !ok || Terminal(t.State) {
+		return nil
+	}
+	recv, err := m.receiver(t)
+	if err != nil || recv == nil {
+		return err
+	}
+	st, err := recv.Status(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch})
+	var ie *InboundError
+	switch {
+	case errors.As(err, &ie) && ie.Code == InboundRefused:
+		msg := fmt.Sprintf("agent %s refused: %v", t.Request.DestinationAgent, err)
+		if _, aerr := m.raft.Apply(KindFail, lease.Epoch, replicated.ReasonCmd{ID: t.ID, Time: time.Now().UTC(), Reason: msg}, applyTimeout); aerr != nil {
+			return aerr
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("reach agent %s: %w", t.Request.DestinationAgent, err)
+	}
+	return m.noteReceiver(lease, t.ID, st)
 }

@@ -91,15 +91,25 @@ type InboundCmd struct {
 	Files      []InboundDone         `json:"files,omitempty"`  // Op files
 }
 
-// inboundCmdJSON is InboundCmd as JSON carries it: its Path escaped
-// (EncodeName), so that a name that is not UTF-8 is recorded as itself
-// (names.go). A UTF-8 name is written as it is: the same bytes as
-// InboundCmd without these methods.
+// inboundCmdJSON is InboundCmd as JSON carries it: its Path and its
+// Files' escaped (EncodeName), so that a name that is not UTF-8 is
+// recorded as itself (names.go). A UTF-8 name is written as it is: the
+// same bytes as InboundCmd without these methods.
 type inboundCmdJSON InboundCmd
 
 func (c InboundCmd) MarshalJSON() ([]byte, error) {
 	j := inboundCmdJSON(c)
 	j.Path = EncodeName(c.Path)
+	for _, d := range c.Files {
+		if !plainName(d.Path) {
+			j.Files = make([]InboundDone, len(c.Files))
+			for i, d := range c.Files {
+				d.Path = EncodeName(d.Path)
+				j.Files[i] = d
+			}
+			break
+		}
+	}
 	return json.Marshal(j)
 }
 
@@ -110,6 +120,11 @@ func (c *InboundCmd) UnmarshalJSON(b []byte) error {
 	}
 	if err := decodeNames(&j.Path); err != nil {
 		return err
+	}
+	for i := range j.Files {
+		if err := decodeNames(&j.Files[i].Path); err != nil {
+			return err
+		}
 	}
 	*c = InboundCmd(j)
 	return nil
@@ -362,4 +377,45 @@ func (s *State) applyInbound(c InboundCmd) any {
 	}
 	s.inbound[key] = t
 	return nil
+}
+
+// KindReceiver records, at the sender, which instance of the destination
+// agent receives a transfer and under which of its lease epochs
+// (ReceiverCmd), of command format 7: written when either changes, so that
+// a transfer's view says who receives it and how often the destination
+// failed over.
+const KindReceiver = "transfer.receiver"
+
+// ReceiverCmd is a KindReceiver entry.
+type ReceiverCmd struct {
+	ID       string `json:"id"`
+	Instance string `json:"instance"`
+	Epoch    uint64 `json:"epoch"` // the destination's lease epoch
+}
+
+// receiver applies c; s.mu is held.
+func (s *State) receiver(c ReceiverCmd) any {
+	t, ok := s.transfers[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
+	}
+	if t.ReceiverEpoch != 0 && c.Epoch > t.ReceiverEpoch {
+		t.ReceiverFailovers++
+	}
+	if c.Epoch >= t.ReceiverEpoch {
+		t.Receiver, t.ReceiverEpoch = c.Instance, c.Epoch
+	}
+	return nil
+}
+
+// ReceiverOf returns the destination agent's instance recorded for
+// transfer id, and its epoch.
+func (s *State) ReceiverOf(id string) (instance string, epoch uint64, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.transfers[id]
+	if !ok {
+		return "", 0, false
+	}
+	return t.Receiver, t.ReceiverEpoch, true
 }

@@ -564,7 +564,8 @@ func TestInboundRefusesMalformed(t *testing.T) {
 
 // inboundState is snapshotState (transfers of all kinds) with inbound
 // transfers of every shape: files in flight with Prev and Last, committed,
-// empty and committed; one with no file; ended ones; another sender's.
+// empty and committed, received whole (one named by bytes that are not
+// UTF-8); one with no file; ended ones; another sender's.
 func inboundState(t *testing.T) *applier {
 	h := hashesOf(t, 1, 3)
 	a := &applier{t: t, s: snapshotState(t), index: 1000}
@@ -574,6 +575,7 @@ func inboundState(t *testing.T) *applier {
 		inCkpt(3, "/r/out/empty", 0, 0, 0, h[0]), inCommit(3, "/r/out/empty", "e3"),
 		inCkpt(3, "/r/out/<&> \"q\"", 2*mib, 0, mib, h[1]),
 		inCkpt(3, "/r/out/é", 2*mib, 0, mib, h[1]),
+		inFiles(3, InboundDone{Path: "/r/out/small", Size: 3, Digest: "sm"}, InboundDone{Path: "/r/out/small\xff", Size: 4, Digest: "sm2"}),
 	)
 	bare := inOp(InboundEpoch, 8, "")
 	bare.ID = "bare"
@@ -612,7 +614,7 @@ func TestInboundSnapshotRoundTrip(t *testing.T) {
 			t.Fatalf("%s/%s restored: %+v (%v)\nwant %+v (%v)", k[0], k[1], got, gok, want, wok)
 		}
 	}
-	if tr, _ := s2.Inbound(inAgent, inID); len(tr.Files) != 5 || tr.Files[inPath].Prev.Offset != mib || len(tr.Files[inPath].Prev.Hash) == 0 {
+	if tr, _ := s2.Inbound(inAgent, inID); len(tr.Files) != 7 || tr.Files[inPath].Prev.Offset != mib || len(tr.Files[inPath].Prev.Hash) == 0 {
 		t.Fatalf("restored: %+v", tr)
 	}
 	wa, wo := a.s.InboundCount()
@@ -767,6 +769,9 @@ func TestInboundApplyDeterministic(t *testing.T) {
 				cmds = append(cmds, c3, cm)
 			}
 		}
+		files := inFiles(uint64(i), InboundDone{Path: fmt.Sprintf("/r/out/%d/small", i), Size: int64(i), Digest: "s"})
+		files.ID, files.Time = id, t0
+		cmds = append(cmds, files)
 		stale := inOp(InboundEpoch, 0, "")
 		stale.ID = id
 		cmds = append(cmds, stale) // refused once i%3 has seen epoch > 0
@@ -959,4 +964,118 @@ func TestInboundConcurrentReads(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// inFiles records files received whole, under epoch.
+func inFiles(epoch uint64, files ...InboundDone) InboundCmd {
+	c := inOp(InboundFiles, epoch, "")
+	c.Files = files
+	return c
+}
+
+// TestInboundFilesWhole: small files received whole are recorded
+// committed, all of an entry or none; a file committed with another
+// digest, a file without path or digest, a stale sender or an ended
+// transfer refuse the whole entry.
+func TestInboundFilesWhole(t *testing.T) {
+	h := hashesOf(t, 1, 2)
+	const d1, d2 = "d1", "d2"
+	base := func(t *testing.T) *applier {
+		a := &applier{t: t, s: NewState()}
+		a.mustApply(
+			inFiles(3, InboundDone{Path: "/r/out/x", Size: 5, Digest: d1}, InboundDone{Path: "/r/out/empty", Digest: d1}),
+			inCkpt(3, inPath, 2*mib, 0, mib, h[1]), // in flight
+		)
+		return a
+	}
+	a := base(t)
+	if f, epoch := a.fileAt("/r/out/x"); epoch != 3 || !reflect.DeepEqual(f, InboundFile{Size: 5, Last: checkpoint.Checkpoint{Offset: 5}, Committed: true, Digest: d1}) {
+		t.Fatalf("received whole: %+v (epoch %d)", f, epoch)
+	}
+	if f, _ := a.fileAt("/r/out/empty"); !f.Committed || f.Size != 0 || f.Digest != d1 {
+		t.Fatalf("empty file received whole: %+v", f)
+	}
+
+	for _, c := range []struct {
+		name string
+		cmd  InboundCmd
+		want error
+	}{
+		{"another digest among new ones", inFiles(3, InboundDone{Path: "/r/out/new", Size: 1, Digest: d2},
+			InboundDone{Path: "/r/out/x", Size: 5, Digest: d2}), ErrInboundState},
+		{"no path", inFiles(3, InboundDone{Path: "/r/out/new", Size: 1, Digest: d2}, InboundDone{Size: 1, Digest: d2}), ErrInboundState},
+		{"no digest", inFiles(3, InboundDone{Path: "/r/out/new", Size: 1, Digest: d2}, InboundDone{Path: "/r/out/y", Size: 1}), ErrInboundState},
+		{"negative size", inFiles(3, InboundDone{Path: "/r/out/new", Size: -1, Digest: d2}), ErrInboundState},
+		{"stale", inFiles(2, InboundDone{Path: "/r/out/new", Size: 1, Digest: d2}), ErrStaleSender},
+		{"no agent", func() InboundCmd {
+			c := inFiles(3, InboundDone{Path: "/r/out/new", Size: 1, Digest: d2})
+			c.Agent = ""
+			return c
+		}(), ErrInboundState},
+		// A file received whole is committed: no write, commit with
+		// another digest or removal of it.
+		{"checkpoint of a file received whole", inCkpt(3, "/r/out/x", 5, 0, 5, h[1]), ErrInboundState},
+		{"commit with another digest", inCommit(3, "/r/out/x", d2), ErrInboundState},
+		{"remove", inOp(InboundRemove, 3, "/r/out/x"), ErrInboundState},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := base(t)
+			a.refused(c.cmd, c.want)
+			if _, _, ok := a.s.InboundFileAt(inAgent, inID, "/r/out/new"); ok {
+				t.Fatal("part of a refused entry recorded")
+			}
+		})
+	}
+
+	// Replayed, or a commit of one replayed: accepted, the same.
+	a.mustApply(inFiles(3, InboundDone{Path: "/r/out/x", Size: 5, Digest: d1}), inCommit(3, "/r/out/x", d1))
+	if f, _ := a.fileAt("/r/out/x"); !f.Committed || f.Digest != d1 || f.Size != 5 {
+		t.Fatalf("replayed: %+v", f)
+	}
+	// A file in flight that is then received whole (a sender that sent
+	// it again as a small file) is committed.
+	a.mustApply(inFiles(4, InboundDone{Path: inPath, Size: 2 * mib, Digest: d2}))
+	if f, epoch := a.fileAt(inPath); epoch != 4 || !f.Committed || f.Digest != d2 || f.Prev.Offset != 0 || len(f.Last.Hash) != 0 {
+		t.Fatalf("in flight, then whole: %+v (epoch %d)", f, epoch)
+	}
+	// A new transfer may begin with files received whole; an ended one
+	// takes none.
+	c := inFiles(1, InboundDone{Path: inPath, Size: 1, Digest: d1})
+	c.ID = "t2"
+	a.mustApply(c)
+	if f, epoch, ok := a.s.InboundFileAt(inAgent, "t2", inPath); !ok || epoch != 1 || !f.Committed {
+		t.Fatalf("t2: %+v %d %v", f, epoch, ok)
+	}
+	a.mustApply(inOp(InboundEnd, 4, ""))
+	a.refused(inFiles(4, InboundDone{Path: "/r/out/late", Size: 1, Digest: d1}), ErrInboundState)
+
+	// Through a snapshot, names that are not UTF-8 among them.
+	odd := "/r/out/\xff%"
+	c = inFiles(1, InboundDone{Path: odd, Size: 1, Digest: d1}, InboundDone{Path: "/r/out/plain", Size: 2, Digest: d2})
+	c.ID = "t3"
+	e, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(e, []byte(`"path":"\u0000/r/out/%FF%25"`)) || !bytes.Contains(e, []byte(`"path":"/r/out/plain"`)) {
+		t.Fatalf("entry %s", e)
+	}
+	a.mustApply(c)
+	if f, _, ok := a.s.InboundFileAt(inAgent, "t3", odd); !ok || f.Size != 1 {
+		t.Fatalf("%q: %+v %v", odd, f, ok)
+	}
+	s2 := restored(t, a.s)
+	for _, id := range []string{inID, "t2", "t3"} {
+		want, _ := a.s.Inbound(inAgent, id)
+		if got, ok := s2.Inbound(inAgent, id); !ok || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s restored: %+v, want %+v", id, got, want)
+		}
+	}
+	bad := []byte(`{"op":"files","agent":"paris","id":"t4","senderEpoch":1,"files":[{"path":"\u0000%g","size":1,"digest":"d"}]}`)
+	if res := a.s.Apply(KindInbound, 1, bad, 999); res == nil {
+		t.Fatal("a malformed escaped name applied")
+	}
+	if _, ok := a.s.Inbound(inAgent, "t4"); ok {
+		t.Fatal("a refused entry recorded a transfer")
+	}
 }

@@ -21,6 +21,7 @@ func init() {
 	replog.RegisterKind(KindCreateOpen, FormatOpen)
 	replog.RegisterKind(KindAppend, FormatOpen)
 	replog.RegisterKind(KindInbound, FormatInbound)
+	replog.RegisterKind(KindReceiver, FormatInbound)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.

@@ -193,6 +193,12 @@ type Transfer struct {
 	// Open: the transfer is being created in several entries (open.go)
 	// and does not run until the last one seals it.
 	Open bool `json:"open,omitempty"`
+	// Receiver is the instance of the destination agent that last
+	// received it, under its lease epoch ReceiverEpoch; ReceiverFailovers
+	// counts the destination's failovers seen (KindReceiver).
+	Receiver          string `json:"receiver,omitempty"`
+	ReceiverEpoch     uint64 `json:"receiverEpoch,omitempty"`
+	ReceiverFailovers int    `json:"receiverFailovers,omitempty"`
 
 	// Derived from Files (recount), so that applying file events costs
 	// the events, not the transfer's size: how many files have ended, how
@@ -429,6 +435,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.pruneIDs(c)
+	case KindReceiver:
+		var c ReceiverCmd
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.receiver(c)
 	case KindInbound:
 		var c InboundCmd
 		if err := json.Unmarshal(data, &c); err != nil {

@@ -18,9 +18,13 @@ type View struct {
 	Priority    int    `json:"priority"`
 	Owner       string `json:"owner,omitempty"`
 	// DestinationAgent is the agent the files go to, when not this one.
-	DestinationAgent string     `json:"destinationAgent,omitempty"`
-	Created          time.Time  `json:"created"`
-	Ended            *time.Time `json:"ended,omitempty"`
+	DestinationAgent string `json:"destinationAgent,omitempty"`
+	// Receiver is the destination agent's instance that last received
+	// it; ReceiverFailovers the destination's failovers seen meanwhile.
+	Receiver          string     `json:"receiver,omitempty"`
+	ReceiverFailovers int        `json:"receiverFailovers,omitempty"`
+	Created           time.Time  `json:"created"`
+	Ended             *time.Time `json:"ended,omitempty"`
 	// CurrentFile is the source being copied, when one is.
 	CurrentFile string `json:"currentFile,omitempty"`
 	// Creating: the transfer is still being created in several entries
@@ -98,8 +102,9 @@ func viewOf(t *Transfer, root string, w *Window, live func(*Transfer) (int, int6
 		Failovers: t.Failovers, BytesResent: t.BytesResent, Reason: t.Reason,
 		Priority: t.Request.Priority, Owner: t.Owner, Created: t.Created, Ended: t.Ended,
 		DestinationAgent: t.Request.DestinationAgent,
-		Creating:         t.Open && !Terminal(t.State),
-		FilesTotal:       t.FileCount(), Directories: len(t.Dirs),
+		Receiver:         t.Receiver, ReceiverFailovers: t.ReceiverFailovers,
+		Creating:   t.Open && !Terminal(t.State),
+		FilesTotal: t.FileCount(), Directories: len(t.Dirs),
 	}
 	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)
