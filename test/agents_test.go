@@ -35,6 +35,9 @@ func twoAgents(t *testing.T, extraOrders, extraPayments []string) (orders, payme
 type agentsSetup struct {
 	payNames   []string // PAYMENTS' instances: pay1, pay2, pay3
 	acceptFrom string   // PAYMENTS' acceptFrom: ORDERS
+	// twoCAs: each agent has a CA of its own (two organisations), and
+	// each one's tlsCA is a bundle of both.
+	twoCAs bool
 }
 
 // twoAgentsLinked is twoAgents, with ORDERS reaching PAYMENTS through a
@@ -62,7 +65,31 @@ func twoAgentsWith(t *testing.T, setup agentsSetup, linked bool, extraOrders, ex
 			}
 		})
 	}
-	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: setup.payNames, TLSDir: base,
+	ordersTLS, paymentsTLS := base, base
+	if setup.twoCAs {
+		ordersTLS, paymentsTLS = filepath.Join(base, "orders-org"), filepath.Join(base, "payments-org")
+		var bundle []byte
+		for _, dir := range []string{ordersTLS, paymentsTLS} {
+			// A CA of the organisation's own (the agents' certificates
+			// are issued from it when their clusters are set up).
+			res, err := trust.Init(trust.InitOptions{Dir: filepath.Join(dir, "tls"), Agent: "SEED", Clients: []trust.ClientSpec{{Name: "seed", Role: trust.RoleMonitor}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(res.CA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bundle = append(bundle, b...)
+		}
+		path := filepath.Join(base, "both-cas.pem")
+		if err := os.WriteFile(path, bundle, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		extraOrders = append([]string{"tlsCA=" + path}, extraOrders...)
+		extraPayments = append([]string{"tlsCA=" + path}, extraPayments...)
+	}
+	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: setup.payNames, TLSDir: paymentsTLS,
 		Extra: append([]string{"acceptFrom=" + setup.acceptFrom, "checkpointTimeInterval=1"}, extraPayments...)})
 	kill(payments)
 	addrs := payments.Addr
@@ -78,7 +105,7 @@ func twoAgentsWith(t *testing.T, setup agentsSetup, linked bool, extraOrders, ex
 	for _, n := range payments.Names {
 		entries = append(entries, n+"@"+addrs[n])
 	}
-	orders = newCluster(t, harness.Options{AgentName: "ORDERS", TLSDir: base,
+	orders = newCluster(t, harness.Options{AgentName: "ORDERS", TLSDir: ordersTLS,
 		Extra: append([]string{"agent.PAYMENTS.instances=" + strings.Join(entries, ","), "checkpointTimeInterval=1"}, extraOrders...)})
 	kill(orders)
 	startAll(t, payments)
@@ -438,4 +465,79 @@ func TestAgentToAgentSingleInstanceAndNotAccepted(t *testing.T) {
 			t.Fatal("the file arrived at an agent that does not accept the sender")
 		}
 	})
+}
+
+// Two organisations, each with a CA of its own: each agent's tlsCA bundle
+// holds both CAs, and files go from one to the other.
+func TestAgentToAgentTwoCAs(t *testing.T) {
+	orders, payments, _ := twoAgentsWith(t, agentsSetup{twoCAs: true}, false, nil, nil)
+	if orders.TLS.Res.CA == payments.TLS.Res.CA {
+		t.Fatalf("both agents use the CA %s; want one each", orders.TLS.Res.CA)
+	}
+	sum := xferRandomFile(t, orders, "in/a.bin", 2<<20, 31)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--wait", "in/a.bin", "inbox/a.bin")
+	if v := xferEnded(t, orders, 60*time.Second, id); v.State != transfer.StateCompleted {
+		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(payments, "inbox/a.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+	}
+}
+
+// A cancel at the sender reaches the destination: its .part goes, and no
+// final file is left there.
+func TestAgentToAgentCancel(t *testing.T) {
+	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"}, nil)
+	xferRandomFile(t, orders, "in/big.bin", 8<<20, 41)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "1M", "in/big.bin", "inbox/big.bin")
+	xferMidway(t, orders, id, 2<<20)
+	if _, err := os.Stat(xferPath(payments, "inbox/big.bin.part")); err != nil {
+		t.Fatalf("no .part at PAYMENTS midway: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := harness.RunEnv(ctx, orders.ClientEnv(), orders.Bin.Ftagent, "transfer", "cancel", "--config", orders.Props, id)
+	if err != nil || r.Exit != 0 {
+		t.Fatalf("transfer cancel: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	if v := xferEnded(t, orders, 30*time.Second, id); v.State != transfer.StateCancelled {
+		t.Fatalf("transfer %s after cancel", v.State)
+	}
+	xferNoParts(t, payments)
+	if _, err := os.Stat(xferPath(payments, "inbox/big.bin")); err == nil {
+		t.Fatal("a final file at PAYMENTS after a cancel")
+	}
+}
+
+// --delete-source deletes each source only after the destination agent
+// committed it: large files one by one, small ones in groups.
+func TestAgentToAgentDeleteSource(t *testing.T) {
+	orders, payments := twoAgents(t, nil, nil)
+	sums := map[string]string{}
+	for i := range 50 {
+		rel := fmt.Sprintf("out/f%02d", i)
+		sums["inbox/"+rel] = xferRandomFile(t, orders, "in/"+rel, int64(100+i), uint64(200+i))
+	}
+	sums["inbox/out/big.bin"] = xferRandomFile(t, orders, "in/out/big.bin", 3<<20, 250)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "--delete-source", "--wait", "in/out", "inbox/")
+	if v := xferEnded(t, orders, 60*time.Second, id); v.State != transfer.StateCompleted {
+		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+	}
+	for rel, want := range sums {
+		if got := xferSum(t, xferPath(payments, rel)); got != want {
+			t.Errorf("%s: SHA-256 %s, want %s", rel, got, want)
+		}
+		src := xferPath(orders, "in/"+strings.TrimPrefix(rel, "inbox/"))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Stat(src); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("source %s not deleted after its transfer completed", src)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }

@@ -427,6 +427,16 @@ func (m *Manager) sendGroup(ctx context.Context, lease ha.Lease, r Receiver, t *
 	if err := batch.flush(ctx); err != nil {
 		return err
 	}
+	if t.Request.Disposition == DispositionDelete {
+		// Only now that the completions have committed.
+		for k, fr := range res {
+			if fr.Code == "" {
+				if err := m.deleteSource(ctx, batch, t.ID, sents[k].i); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for _, i := range again {
 		nt, ok := m.state.Shared(t.ID)
 		if !ok {
