@@ -541,3 +541,29 @@ func TestAgentToAgentDeleteSource(t *testing.T) {
 		}
 	}
 }
+
+// A destination at maxDestinationTransfers refuses a further transfer for
+// the time being: the sender retries it (recovering, with the reason) and
+// it completes once the first has ended.
+func TestAgentToAgentMaxDestinationTransfers(t *testing.T) {
+	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"}, []string{"maxDestinationTransfers=1"})
+	xferRandomFile(t, orders, "in/a.bin", 4<<20, 51)
+	sumB := xferRandomFile(t, orders, "in/b.bin", 1<<20, 52)
+	a := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "1M", "in/a.bin", "inbox/a.bin")
+	xferMidway(t, orders, a, 1<<20)
+	b := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "in/b.bin", "inbox/b.bin")
+	v := xferWait(t, orders, 30*time.Second, b, "refused for now", func(v transfer.View) bool {
+		return v.State == transfer.StateRecovering || transfer.Terminal(v.State)
+	})
+	if v.State != transfer.StateRecovering || !strings.Contains(v.Reason, "maxDestinationTransfers") {
+		t.Fatalf("second transfer %s (%q), want recovering: maxDestinationTransfers", v.State, v.Reason)
+	}
+	for _, id := range []string{a, b} {
+		if v := xferEnded(t, orders, 90*time.Second, id); v.State != transfer.StateCompleted {
+			t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+		}
+	}
+	if got := xferSum(t, xferPath(payments, "inbox/b.bin")); got != sumB {
+		t.Fatalf("SHA-256 of b at PAYMENTS %s, source %s", got, sumB)
+	}
+}

@@ -96,7 +96,9 @@ func (in *Instance) inboundFailed(w http.ResponseWriter, r *http.Request, agent 
 	status := http.StatusConflict
 	switch ie.Code {
 	case transfer.InboundBusy:
-		status = http.StatusServiceUnavailable
+		// Final, not 503: the client would try the other instances,
+		// which point back here. The sender retries later.
+		status = http.StatusTooManyRequests
 	case transfer.InboundRefused:
 		status = http.StatusUnprocessableEntity
 	case transfer.InboundStale:

@@ -79,6 +79,10 @@ type InboundStatus struct {
 	ReceiverEpoch uint64
 }
 
+// inboundIdleAfter is how long an inbound transfer that has not ended
+// counts towards maxDestinationTransfers after its last change.
+const inboundIdleAfter = 10 * time.Minute
+
 // receiving holds the inbound writes in flight on this active, one per
 // file: a newer sender epoch stops an older one's before it goes on.
 type receiving struct {
@@ -169,6 +173,14 @@ func (m *Manager) fenceSender(lease ha.Lease, ref InboundRef) error {
 		return inboundErr(InboundStale, "transfer %s of agent %s is sent under epoch %d now; epoch %d is stale", ref.ID, ref.Agent, seen, ref.Epoch)
 	case ref.Epoch == seen:
 		return nil
+	}
+	if limit := m.limits.MaxDestinationTransfers; seen == 0 && limit > 0 {
+		// A transfer this agent has not received from before: within
+		// maxDestinationTransfers of those at work (changed lately; one
+		// whose sender went silent stops counting).
+		if n := m.state.InboundActive(time.Now().Add(-inboundIdleAfter)); n >= limit {
+			return inboundErr(InboundBusy, "agent receives %d transfers already (maxDestinationTransfers=%d): try again later", n, limit)
+		}
 	}
 	return m.applyInbound(lease, replicated.InboundCmd{Op: replicated.InboundEpoch, Agent: ref.Agent, ID: ref.ID, SenderEpoch: ref.Epoch, Time: time.Now().UTC()})
 }

@@ -419,3 +419,17 @@ func (s *State) ReceiverOf(id string) (instance string, epoch uint64, ok bool) {
 	}
 	return t.Receiver, t.ReceiverEpoch, true
 }
+
+// InboundActive counts the inbound transfers that have not ended and
+// changed at or after since: those a sender is still at work on.
+func (s *State) InboundActive(since time.Time) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, t := range s.inbound {
+		if !t.Ended && !t.Updated.Before(since) {
+			n++
+		}
+	}
+	return n
+}
