@@ -60,12 +60,13 @@ func transferCommand() *cli.Command {
 			},
 			{
 				Name: "list", Usage: "list the transfers the agent keeps, a page at a time",
-				UsageText: "ftagent transfer list [--state STATE,...] [--since 24h|TIME] [--count N] [--after NEXT] [--json]",
+				UsageText: "ftagent transfer list [--state STATE,...] [--since 24h|TIME] [--dest-agent AGENT] [--count N] [--after NEXT] [--json]",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "state", Usage: "only transfers in these states (comma-separated: queued, running, recovering, completed, failed, cancelled)"},
 					&cli.StringFlag{Name: "since", Usage: "only transfers created within this duration (24h) or at or after this time (RFC 3339)"},
 					&cli.IntFlag{Name: "count", DefaultText: fmt.Sprint(api.DefaultLimit), Usage: fmt.Sprintf("list at most N transfers (1-%d)", api.MaxLimit)},
 					&cli.StringFlag{Name: "after", Usage: "the page after the one whose last line gave this value (next: ...)"},
+					&cli.StringFlag{Name: "dest-agent", Usage: "only the transfers to this other agent (- for those to this agent's own storage)"},
 				}, command.ClientFlags()...),
 				Action: transferList,
 			},
@@ -334,7 +335,7 @@ func transferList(c *cli.Context) error {
 	if c.Bool(command.FlagJSON) {
 		listed = transfer.FilesAll
 	}
-	opts := agentclient.ListOptions{Since: c.String("since"), After: c.String("after")}
+	opts := agentclient.ListOptions{Since: c.String("since"), After: c.String("after"), DestAgent: strings.TrimSpace(c.String("dest-agent"))}
 	if v := c.String("state"); v != "" {
 		opts.States = strings.Split(v, ",")
 	}

@@ -56,6 +56,11 @@ func parseListFilter(q url.Values, now time.Time) (f transfer.ListFilter, paged 
 			return f, false, fmt.Errorf("%s=%q is neither a time (RFC 3339, e.g. 2026-12-06T02:00:00Z) nor a duration (e.g. 24h)", api.QuerySince, v)
 		}
 	}
+	if v := q.Get(api.QueryDestAgent); v == "-" {
+		f.LocalOnly, paged = true, true
+	} else if v != "" {
+		f.DestinationAgent, paged = v, true
+	}
 	if v := q.Get(api.QueryCount); v != "" {
 		n, cerr := strconv.Atoi(v)
 		if cerr != nil || n < 1 || n > api.MaxLimit {

@@ -176,6 +176,9 @@ type ListOptions struct {
 	Since  string // a time (RFC 3339) or a duration before now (24h)
 	Count  int    // the page's size (0: api.DefaultLimit)
 	After  string // the Next of the page before
+	// DestAgent: only the transfers to this agent ("-": to this agent's
+	// own storage).
+	DestAgent string
 }
 
 // ListTransfersPage lists a page of the transfers opts chooses, with the
@@ -200,6 +203,9 @@ func ListTransfersPage(ctx context.Context, cl *client.Client, files string, opt
 	q.Set(api.QueryCount, strconv.Itoa(count))
 	if opts.After != "" {
 		q.Set(api.QueryAfter, opts.After)
+	}
+	if opts.DestAgent != "" {
+		q.Set(api.QueryDestAgent, opts.DestAgent)
 	}
 	var raw client.Raw
 	if err := cl.Do(ctx, http.MethodGet, api.PathTransfers+"?"+q.Encode(), nil, &raw); err != nil {

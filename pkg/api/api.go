@@ -126,4 +126,7 @@ const (
 	// QueryAfter: the transfers after the page whose TransferList.Next
 	// this is, in creation order.
 	QueryAfter = "after"
+	// QueryDestAgent: only the transfers to this other agent; "-" only
+	// those to the agent's own storage.
+	QueryDestAgent = "destAgent"
 )

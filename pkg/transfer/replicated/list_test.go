@@ -14,6 +14,9 @@ func TestListViewsFiltersAndPages(t *testing.T) {
 	for i, st := range states {
 		tr := fuzzTransfer(fmt.Sprintf("t%d", i), "a")
 		tr.Seq, tr.State, tr.Created = uint64(10+i), st, t0.Add(time.Duration(i)*time.Hour)
+		if i%3 == 1 {
+			tr.Request.DestinationAgent = "PAYMENTS"
+		}
 		tr.recount()
 		tr.tabulate()
 		s.transfers[tr.ID] = &tr
@@ -39,6 +42,9 @@ func TestListViewsFiltersAndPages(t *testing.T) {
 	check("all", ListFilter{}, []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6"}, false)
 	check("completed", ListFilter{States: map[string]bool{StateCompleted: true}}, []string{"t0", "t3", "t5"}, false)
 	check("since", ListFilter{Since: t0.Add(4 * time.Hour)}, []string{"t4", "t5", "t6"}, false)
+	check("to PAYMENTS", ListFilter{DestinationAgent: "PAYMENTS"}, []string{"t1", "t4"}, false)
+	check("to another agent", ListFilter{DestinationAgent: "BILLING"}, nil, false)
+	check("local only", ListFilter{LocalOnly: true}, []string{"t0", "t2", "t3", "t5", "t6"}, false)
 
 	// Pages of two completed or failed transfers: every one once, in order.
 	f := ListFilter{States: map[string]bool{StateCompleted: true, StateFailed: true}, Count: 2}

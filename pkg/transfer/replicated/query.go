@@ -70,6 +70,10 @@ func (s *State) ViewPage(id, root string, w *Window, whenEnded bool, live func(t
 type ListFilter struct {
 	States map[string]bool // nil: every state
 	Since  time.Time       // created at or after; zero: any
+	// DestinationAgent: only the transfers to this agent; "" any, and
+	// LocalOnly only those to this agent's own storage.
+	DestinationAgent string
+	LocalOnly        bool
 	// After is a page's Next: the transfers after it (in creation
 	// order). Count bounds the page (0: no bound).
 	After string
@@ -102,6 +106,10 @@ func (s *State) ListViews(root string, w *Window, whenEnded bool, live func(id s
 			continue
 		}
 		if !f.Since.IsZero() && t.Created.Before(f.Since) {
+			continue
+		}
+		if f.DestinationAgent != "" && t.Request.DestinationAgent != f.DestinationAgent ||
+			f.LocalOnly && t.Request.DestinationAgent != "" {
 			continue
 		}
 		if f.After != "" && !(t.Seq > afterSeq || t.Seq == afterSeq && t.ID > afterID) {
