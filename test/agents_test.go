@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer"
@@ -380,6 +381,15 @@ func TestAgentToAgentPausedSenderIsRefused(t *testing.T) {
 // final file (and, once it can be told, no .part either).
 func TestAgentToAgentPartition(t *testing.T) {
 	orders, payments, link := twoAgentsLinked(t, true, []string{"checkpointInterval=1M"}, nil)
+	pActive := xferActive(t, payments)
+	if vs, exit := showAgents(t, orders); exit != 0 || len(vs) != 1 || !vs[0].Reachable || vs[0].Receiver != pActive {
+		t.Fatalf("show --agents with the link up: exit %d, %+v; want PAYMENTS reachable, received by %s", exit, vs, pActive)
+	}
+	link.Cut()
+	if vs, exit := showAgents(t, orders); exit != 1 || len(vs) != 1 || vs[0].Reachable || vs[0].Error == "" {
+		t.Fatalf("show --agents with the link cut: exit %d, %+v; want PAYMENTS unreachable, with the reason", exit, vs)
+	}
+	link.Heal()
 	const recovery = 8 * time.Second
 	for _, tc := range []struct {
 		name   string
@@ -566,4 +576,20 @@ func TestAgentToAgentMaxDestinationTransfers(t *testing.T) {
 	if got := xferSum(t, xferPath(payments, "inbox/b.bin")); got != sumB {
 		t.Fatalf("SHA-256 of b at PAYMENTS %s, source %s", got, sumB)
 	}
+}
+
+// showAgents runs `ftagent show --agents --json` for c.
+func showAgents(t *testing.T, c *harness.Cluster) ([]api.RemoteAgentView, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := harness.RunEnv(ctx, c.ClientEnv(), c.Bin.Ftagent, "show", "--agents", "--json", "--config", c.Props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []api.RemoteAgentView
+	if err := json.Unmarshal([]byte(r.Stdout), &vs); err != nil {
+		t.Fatalf("show --agents --json: exit %d, %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	return vs, r.Exit
 }

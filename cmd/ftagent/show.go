@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/ftagent/ftagent/internal/command"
 	"github.com/ftagent/ftagent/pkg/agentclient"
+	"github.com/ftagent/ftagent/pkg/api"
+	"github.com/ftagent/ftagent/pkg/client"
 	"github.com/ftagent/ftagent/pkg/ha"
 )
 
@@ -18,13 +21,15 @@ func showCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "show",
 		Usage:     "show the agent: its status, the active instance and epoch, and every instance",
-		UsageText: "ftagent show [--config FILE | -x HOST:PORT,...] [--json]",
+		UsageText: "ftagent show [--config FILE | -x HOST:PORT,...] [--agents] [--json]",
 		Description: "Exit status, for scripts and monitoring:\n" +
 			"   0  an instance holds the lease (status ACTIVE, or STOPPING while it hands over)\n" +
 			"   3  no instance holds the lease: an election, or too few instances for a majority (Active: none)\n" +
 			"   1  no instance answered, or another error\n" +
 			"   2  bad usage or configuration",
-		Flags: command.ClientFlags(),
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "agents", Usage: "show the other agents this one sends to (agent.NAME.instances), as its active reaches them now"},
+		}, command.ClientFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return command.Usagef("show takes no arguments (got %q)", c.Args().First())
@@ -32,6 +37,9 @@ func showCommand() *cli.Command {
 			cl, cfg, err := command.Client(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("agents") {
+				return showAgents(c, cl)
 			}
 			v, err := agentclient.FetchView(c.Context, cl, cfg)
 			if v.Status == "" {
@@ -85,4 +93,44 @@ func printView(v ha.AgentView) {
 	if len(v.Standbys) > 0 {
 		fmt.Printf("\nStandbys ready to take over: %s\n", strings.Join(v.Standbys, ", "))
 	}
+}
+
+// showAgents prints the other agents this one sends to, as its active
+// reaches them. Exit 1 when one of them cannot be reached.
+func showAgents(c *cli.Context, cl *client.Client) error {
+	var vs []api.RemoteAgentView
+	if err := cl.Do(c.Context, http.MethodGet, api.PathAgents, nil, &vs); err != nil {
+		return err
+	}
+	if c.Bool(command.FlagJSON) {
+		if err := json.NewEncoder(os.Stdout).Encode(vs); err != nil {
+			return err
+		}
+	} else if len(vs) == 0 {
+		fmt.Println("This agent sends to no other agent (no agent.NAME.instances in its properties).")
+	} else {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "AGENT\tREACHABLE\tRECEIVER\tADDRESS\tEPOCH\tROUND TRIP\tASKED BY")
+		for _, v := range vs {
+			if !v.Reachable {
+				fmt.Fprintf(tw, "%s\tno\t-\t-\t-\t-\t%s\n", v.Agent, v.From)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\tyes\t%s\t%s\t%d\t%.1f ms\t%s\n", v.Agent, v.Receiver, v.Address, v.ReceiverEpoch, v.RoundTrip*1000, v.From)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if !v.Reachable {
+				fmt.Printf("%s: %s\n", v.Agent, v.Error)
+			}
+		}
+	}
+	for _, v := range vs {
+		if !v.Reachable {
+			return cli.Exit("", 1)
+		}
+	}
+	return nil
 }

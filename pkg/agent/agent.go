@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 
+	"github.com/ftagent/ftagent/pkg/agentlink"
 	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/client"
@@ -56,6 +57,8 @@ type Instance struct {
 	node      *ha.Node
 	srv       *http.Server
 	transfers *transfer.Manager
+	// links are the agents this one sends to (agent.NAME.instances).
+	links agentlink.Links
 	trail     *audit.Log // nil unless auditLog is set
 	tlsMode   trust.Mode
 	tls       *trust.Store // nil with tlsMode=disabled
@@ -140,6 +143,7 @@ func Start(opts Options) (*Instance, error) {
 		mux.Close()
 		return nil, err
 	}
+	in.links = links
 	sb, err := sandbox.New(cfg.TransferRoot, cfg.SandboxRoot)
 	if err != nil {
 		mux.Close()

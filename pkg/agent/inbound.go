@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/agentlink"
@@ -181,6 +183,16 @@ func (in *Instance) inboundRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	}))
+	mux.HandleFunc("POST "+api.PathInboundHello, in.inbound(func(w http.ResponseWriter, r *http.Request, agent string) {
+		writeJSON(w, http.StatusOK, api.InboundStatus{Durable: -1, Receiver: in.self.Name, ReceiverEpoch: in.node.Status().Epoch})
+	}))
+	mux.HandleFunc("GET "+api.PathAgents, in.guard(needMonitor, func(w http.ResponseWriter, r *http.Request) {
+		if !in.node.IsActive() {
+			in.misdirected(w)
+			return
+		}
+		writeJSON(w, http.StatusOK, in.remoteAgents(r.Context()))
+	}))
 	mux.HandleFunc("POST "+api.PathInboundCommit, in.inbound(func(w http.ResponseWriter, r *http.Request, agent string) {
 		var b api.InboundCommit
 		if !decode(w, r, &b) {
@@ -261,4 +273,39 @@ func agentLinks(cfg *config.Config, mode trust.Mode, store *trust.Store) (agentl
 		links[ra.Name] = agentlink.New(ra.Name, c)
 	}
 	return links, nil
+}
+
+// remoteAgentTimeout bounds the question to each other agent of GET
+// /v1/agents.
+const remoteAgentTimeout = 5 * time.Second
+
+// remoteAgents asks each agent of agent.NAME.instances, at once, who
+// receives there.
+func (in *Instance) remoteAgents(ctx context.Context) []api.RemoteAgentView {
+	names := make([]string, 0, len(in.links))
+	for n := range in.links {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make([]api.RemoteAgentView, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := in.links[n]
+			v := api.RemoteAgentView{Agent: n, Addresses: l.Addresses(), From: in.self.Name}
+			hctx, cancel := context.WithTimeout(ctx, remoteAgentTimeout)
+			defer cancel()
+			st, addr, rtt, err := l.Hello(hctx)
+			if err != nil {
+				v.Error = err.Error()
+			} else {
+				v.Reachable, v.Receiver, v.ReceiverEpoch, v.Address, v.RoundTrip = true, st.Receiver, st.ReceiverEpoch, addr, rtt.Seconds()
+			}
+			out[i] = v
+		}()
+	}
+	wg.Wait()
+	return out
 }

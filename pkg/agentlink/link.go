@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/ftagent/ftagent/pkg/api"
 	"github.com/ftagent/ftagent/pkg/client"
@@ -95,6 +96,18 @@ func (l *Link) Mkdir(ctx context.Context, r transfer.InboundRef) error {
 func (l *Link) End(ctx context.Context, r transfer.InboundRef) error {
 	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundEnd, ref(r), nil))
 }
+
+// Hello asks the other agent's active who receives, and returns its
+// answer, the address that gave it and the round trip.
+func (l *Link) Hello(ctx context.Context) (api.InboundStatus, string, time.Duration, error) {
+	var st api.InboundStatus
+	began := time.Now()
+	err := l.c.Do(ctx, http.MethodPost, api.PathInboundHello, nil, &st)
+	return st, l.c.Current(), time.Since(began), err
+}
+
+// Addresses are the other agent's instances, as configured.
+func (l *Link) Addresses() []string { return l.c.Addresses() }
 
 // Send starts the file's bytes at offset (see transfer.Receiver).
 func (l *Link) Send(ctx context.Context, r transfer.InboundRef, offset int64, overwrite bool) (endpoint.PartFile, error) {

@@ -34,7 +34,32 @@ const (
 	// Answered (InboundFiles) once those committed are durable, in place
 	// and recorded.
 	PathInboundFiles = "/v1/inbound/files"
+	// PathInboundHello is POST (no body): an accepted sender asks who
+	// receives (InboundStatus's Receiver and ReceiverEpoch); nothing is
+	// recorded.
+	PathInboundHello = "/v1/inbound/hello"
+	// PathAgents is GET (role monitor): the other agents this one sends
+	// to (agent.NAME.instances), each asked now by this agent's active
+	// ([]RemoteAgentView).
+	PathAgents = "/v1/agents"
 )
+
+// RemoteAgentView is another agent as this agent's active reaches it.
+type RemoteAgentView struct {
+	Agent     string   `json:"agent"`
+	Addresses []string `json:"addresses"`
+	Reachable bool     `json:"reachable"`
+	// Receiver is its active instance, at Address, under ReceiverEpoch;
+	// RoundTrip the time of the question, in seconds.
+	Receiver      string  `json:"receiver,omitempty"`
+	ReceiverEpoch uint64  `json:"receiverEpoch,omitempty"`
+	Address       string  `json:"address,omitempty"`
+	RoundTrip     float64 `json:"roundTrip,omitempty"`
+	// Error says why it could not be reached, or refused this agent.
+	Error string `json:"error,omitempty"`
+	// From is the instance of this agent that asked.
+	From string `json:"from"`
+}
 
 // InboundFiles is the answer of PathInboundFiles: each file's outcome, in
 // the order sent.
