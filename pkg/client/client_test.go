@@ -713,3 +713,69 @@ func TestDefaultHTTPClient(t *testing.T) {
 	equal(t, "current", c.Current(), a.addr)
 	equal(t, "sleeps", len(sl.take()), 0)
 }
+
+// With WithOnlyListed a pointer to an address not in the list is not
+// followed: the next listed address is tried, and one in the list is
+// followed as usual.
+func TestDoOnlyListed(t *testing.T) {
+	a := newInstance(t, "a")
+	b := newInstance(t, "b")
+	elsewhere := newInstance(t, "elsewhere") // the other side's own address for b
+	a.pointTo(elsewhere.addr)
+	h := newHarness(t, []string{a.addr, b.addr}, nil, WithOnlyListed(), WithHeader("Ftagent-Sender", "ORDERS"))
+
+	var got echo
+	if err := h.c.Do(context.Background(), "GET", "/v1/status", nil, &got); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "answered by", got.Instance, "b")
+	equal(t, "tried", h.rec.take(), []string{a.addr, b.addr})
+	equal(t, "hits elsewhere", elsewhere.hits.Load(), int32(0))
+
+	// A pointer to a listed address is followed.
+	b.pointTo(a.addr)
+	a.answerOK()
+	if err := h.c.Do(context.Background(), "GET", "/v1/status", nil, &got); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "answered by", got.Instance, "a")
+	equal(t, "tried", h.rec.take(), []string{b.addr, a.addr})
+}
+
+// Stream sends its body to the address that last answered, with the
+// client's headers, and returns a refusal with its code.
+func TestStream(t *testing.T) {
+	a := newInstance(t, "a")
+	b := newInstance(t, "b")
+	var header atomic.Value
+	b.set(func(w http.ResponseWriter, r *http.Request) {
+		header.Store(r.Header.Get("Ftagent-Sender"))
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"n":%d}`, n)
+	})
+	a.pointTo(b.addr)
+	h := newHarness(t, []string{a.addr, b.addr}, nil, WithHeader("Ftagent-Sender", "ORDERS"))
+	if err := h.c.Do(context.Background(), "GET", "/v1/status", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.take()
+	var out struct{ N int }
+	if err := h.c.Stream(context.Background(), "PUT", "/v1/inbound/data", nil, strings.NewReader(strings.Repeat("x", 100000)), &out); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "bytes received", out.N, 100000)
+	equal(t, "tried", h.rec.take(), []string{b.addr})
+	equal(t, "sender header", header.Load(), any("ORDERS"))
+
+	b.set(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprint(w, `{"error":"stale","code":"stale-sender"}`)
+	})
+	err := h.c.Stream(context.Background(), "PUT", "/v1/inbound/data", nil, strings.NewReader("x"), nil)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != "stale-sender" || ae.Message != "stale" || ae.Status != http.StatusConflict {
+		t.Fatalf("Stream refused: %#v, want an APIError with its code", err)
+	}
+}
