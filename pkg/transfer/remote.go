@@ -308,6 +308,17 @@ func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 		return
 	}
 	err = r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch})
+	var ie *InboundError
+	if errors.As(err, &ie) && (ie.Code == InboundRefused || ie.Code == InboundStale) {
+		// Refused for good (this agent is not accepted there, or a
+		// newer active of it took over): telling it again changes
+		// nothing.
+		m.mu.Lock()
+		delete(m.unended, t.ID)
+		m.mu.Unlock()
+		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("the destination agent refused to hear that the transfer ended")
+		return
+	}
 	m.mu.Lock()
 	if err != nil && ctx.Err() == nil {
 		if m.unended == nil {
