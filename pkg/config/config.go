@@ -31,10 +31,16 @@ type Instance struct {
 }
 
 // RemoteAgent is another agent that this agent may send files to: one
-// agent.NAME.instances property.
+// agent.NAME.instances property, and its agent.NAME.alternates.
 type RemoteAgent struct {
 	Name      string     // the NAME of the key, that agent's agentName
 	Instances []Instance // as written, in order; never witnesses (the other agent's witnessInstances are its own business)
+
+	// Alternates are the agents of agent.NAME.alternates, as written,
+	// trimmed, in order: where transfers to this agent move when its whole
+	// group is lost. Each is another RemoteAgent, with no alternates of its
+	// own. nil when the key is absent or empty.
+	Alternates []string
 }
 
 // Addresses returns the host:port of every instance of the agent in the
@@ -108,8 +114,9 @@ type Config struct {
 	ClientPrivateKey  string // absolute; "" when unset
 
 	// Other agents
-	RemoteAgents []RemoteAgent // one per agent.NAME.instances key with a value, sorted by Name (byte order); nil when there are none
-	AcceptFrom   []string      // agent names as written, trimmed, in order; nil (the default) when this agent receives from no other agent
+	RemoteAgents   []RemoteAgent // one per agent.NAME.instances key with a value, sorted by Name (byte order); nil when there are none
+	AcceptFrom     []string      // agent names as written, trimmed, in order; nil (the default) when this agent receives from no other agent
+	AlternateAfter time.Duration // default 60s, at least 5s: how long a destination agent's group must stay unreachable before its transfers move to its next alternate (RemoteAgent.Alternates)
 
 	Warnings []string // e.g. unknown keys: `agent.properties: unknown key "standbyStatusPublishIntervall" (ignored; did you mean "standbyStatusPublishInterval"?)`
 
@@ -410,8 +417,14 @@ func (l *checker) load() error {
 		return err
 	}
 
-	// agent.NAME.instances, acceptFrom
+	// agent.NAME.instances, agent.NAME.alternates, alternateAfter, acceptFrom
 	if err := l.loadRemoteAgents(); err != nil {
+		return err
+	}
+	if err := l.loadAlternates(); err != nil {
+		return err
+	}
+	if err := l.loadAlternateAfter(); err != nil {
 		return err
 	}
 	if err := l.loadAcceptFrom(); err != nil {
@@ -1144,6 +1157,115 @@ func (l *checker) loadRemoteAgents() error {
 	return nil
 }
 
+// loadAlternates reads every agent.NAME.alternates key, once
+// RemoteAgents is loaded: NAME and each alternate must be agents that this
+// agent sends to (with their own agent.NAME.instances), and an alternate
+// may not have alternates of its own, so that a group and its alternates
+// are one level deep and the order of moves is the order of one list. As
+// for agent.NAME.instances, a key with an empty value is as if it were
+// absent, but its NAME is still checked.
+func (l *checker) loadAlternates() error {
+	c := l.c
+	pattern, _ := LookupKey(KeyAgentAlternates)
+	var names []string
+	for _, k := range l.props.Keys() {
+		if name, ok := pattern.nameIn(k); ok {
+			names = append(names, name)
+		}
+	}
+	// Sorted, so that the first error reported does not depend on the
+	// order of the lines in the file.
+	slices.Sort(names)
+	var primaries []string // the NAMEs with alternates, sorted
+	for _, name := range names {
+		key := AgentAlternatesKey(name)
+		if err := checkAgentName(name); err != nil {
+			if name == "" {
+				return l.errorf(key, "no agent name between %q and %q", agentKeyPrefix, agentAlternatesSuffix)
+			}
+			return l.errorf(key, "%v", err)
+		}
+		if name == c.AgentName {
+			return l.errorf(key, "names this agent itself; alternates are for the other agents that this agent sends to")
+		}
+		v, ok := l.value(key)
+		if !ok {
+			continue
+		}
+		ra := c.remoteAgent(name)
+		if ra == nil {
+			return l.errorf(key, "%q has no %s; alternates are only for an agent that this agent sends to", name, AgentInstancesKey(name))
+		}
+		alts, err := l.parseAlternates(key, name, v)
+		if err != nil {
+			return err
+		}
+		ra.Alternates = alts
+		primaries = append(primaries, name)
+	}
+	// One level only: an alternate has no alternates of its own.
+	for _, alt := range primaries {
+		for _, name := range primaries {
+			if slices.Contains(c.remoteAgent(name).Alternates, alt) {
+				return l.errorf(AgentAlternatesKey(alt), "%q is itself an alternate of %q (in %s), and an alternate cannot have alternates of its own; list every alternate of %q, in order, in %s instead",
+					alt, name, AgentAlternatesKey(name), name, AgentAlternatesKey(name))
+			}
+		}
+	}
+	return nil
+}
+
+// parseAlternates checks v, the non-empty value of key
+// (agent.NAME.alternates), as a comma-separated list of agent names and
+// returns them in order.
+func (l *checker) parseAlternates(key, name, v string) ([]string, error) {
+	c := l.c
+	seen := map[string]int{} // alternate -> entry number
+	alts := splitList(v)
+	for i, alt := range alts {
+		n := i + 1
+		if alt == "" {
+			return nil, l.errorf(key, "entry %d is empty (check for a stray comma)", n)
+		}
+		if err := checkAgentName(alt); err != nil {
+			return nil, l.errorf(key, "entry %d: %v", n, err)
+		}
+		if alt == name {
+			return nil, l.errorf(key, "entry %d %q is %q itself; an alternate must be another agent, one that shares no state with it", n, alt, name)
+		}
+		if alt == c.AgentName {
+			return nil, l.errorf(key, "entry %d %q is this agent itself; transfers to %q cannot move to the agent that sends them", n, alt, name)
+		}
+		if prev, dup := seen[alt]; dup {
+			return nil, l.errorf(key, "%q is listed twice (entries %d and %d)", alt, prev, n)
+		}
+		seen[alt] = n
+		if c.remoteAgent(alt) == nil {
+			return nil, l.errorf(key, "entry %d %q has no %s; an alternate is sent to as any other agent is, so its instances must be listed too", n, alt, AgentInstancesKey(alt))
+		}
+	}
+	return alts, nil
+}
+
+// minAlternateAfter is the shortest alternateAfter: longer than a failover
+// inside a group (an election, then the client's reconnect passes), which
+// must never move transfers to an alternate.
+const minAlternateAfter = 5 * time.Second
+
+// loadAlternateAfter reads alternateAfter.
+func (l *checker) loadAlternateAfter() error {
+	d, err := l.duration(KeyAlternateAfter, 1)
+	if err != nil {
+		return err
+	}
+	if d < minAlternateAfter {
+		return l.errorf(KeyAlternateAfter, "%s is too short; it must be at least %s, longer than a failover inside a group (an election, then the reconnect attempts), so that a failover never moves transfers to an alternate",
+			formatDuration(d), formatDuration(minAlternateAfter))
+	}
+	l.c.AlternateAfter = d
+	return nil
+}
+
 // loadAcceptFrom reads acceptFrom, the other agents that may send files to
 // this agent. Names are compared exactly, as pkg/trust compares the agent
 // of a certificate, so "ORDERS" and "orders" are two agents.
@@ -1185,6 +1307,30 @@ func (c *Config) RemoteAgent(name string) (RemoteAgent, bool) {
 		}
 	}
 	return RemoteAgent{}, false
+}
+
+// remoteAgent is RemoteAgent's entry itself, for Load to fill in; nil when
+// there is none.
+func (c *Config) remoteAgent(name string) *RemoteAgent {
+	for i := range c.RemoteAgents {
+		if c.RemoteAgents[i].Name == name {
+			return &c.RemoteAgents[i]
+		}
+	}
+	return nil
+}
+
+// Group returns the agents to which a transfer to agent name may go, in
+// the order it moves through them: name itself, then its alternates
+// (agent.NAME.alternates). It is just [name] when name has no alternates,
+// and nil when the file does not list name (agent.NAME.instances); names
+// are matched exactly (case-sensitive). The slice is the caller's own.
+func (c *Config) Group(name string) []string {
+	ra := c.remoteAgent(name)
+	if ra == nil {
+		return nil
+	}
+	return append([]string{name}, ra.Alternates...)
 }
 
 // Accepts reports whether acceptFrom lists agent, exactly

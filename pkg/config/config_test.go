@@ -335,6 +335,7 @@ transferHistoryAge = 24h
 		TransferHistoryCount:         0,
 		TransferHistoryAge:           24 * time.Hour,
 		TLSMode:                      TLSRequired,
+		AlternateAfter:               60 * time.Second,
 		file:                         c.file,
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -62,17 +62,24 @@ const (
 	// agent.NAME.instances for each other agent NAME that this agent may
 	// send files to (see AgentInstancesKey).
 	KeyAgentInstances = agentKeyPrefix + NamePlaceholder + agentKeySuffix
-	KeyAcceptFrom     = "acceptFrom"
+	// KeyAgentAlternates is a pattern key: agent.NAME.alternates lists, in
+	// order, the agents to which transfers to agent NAME move when NAME's
+	// whole group is lost (see AgentAlternatesKey).
+	KeyAgentAlternates = agentKeyPrefix + NamePlaceholder + agentAlternatesSuffix
+	KeyAlternateAfter  = "alternateAfter"
+	KeyAcceptFrom      = "acceptFrom"
 )
 
 // NamePlaceholder in the Name of a pattern key (KeyDoc.Pattern) stands for
 // the name that the file writes in its place.
 const NamePlaceholder = "<NAME>"
 
-// The parts of KeyAgentInstances around NamePlaceholder.
+// The parts of KeyAgentInstances and KeyAgentAlternates around
+// NamePlaceholder.
 const (
-	agentKeyPrefix = "agent."
-	agentKeySuffix = ".instances"
+	agentKeyPrefix        = "agent."
+	agentKeySuffix        = ".instances"
+	agentAlternatesSuffix = ".alternates"
 )
 
 // AgentInstancesKey is the key that lists the instances of agent name,
@@ -80,6 +87,13 @@ const (
 // add to the file.
 func AgentInstancesKey(name string) string {
 	return agentKeyPrefix + name + agentKeySuffix
+}
+
+// AgentAlternatesKey is the key that lists the alternates of agent name,
+// e.g. "agent.PAYMENTS.alternates", for messages that tell the user what
+// to change in the file.
+func AgentAlternatesKey(name string) string {
+	return agentKeyPrefix + name + agentAlternatesSuffix
 }
 
 // TLS modes (tlsMode).
@@ -103,7 +117,7 @@ type KeyDoc struct {
 
 	// Pattern marks a key that the file may write any number of times,
 	// each with its own name in place of the NamePlaceholder in Name
-	// (KeyAgentInstances).
+	// (KeyAgentInstances, KeyAgentAlternates).
 	Pattern bool
 }
 
@@ -259,6 +273,12 @@ var Keys = []KeyDoc{
 	{Name: KeyAgentInstances, Default: "", Pattern: true,
 		Form: "NAME: 1-64 letters, digits, '.', '_', '-', not this agent's own name; value: comma-separated name@host:port, as instances",
 		Doc:  "Every instance of agent NAME, another agent that this agent may send files to, in the order they are tried. One key per agent; NAME is case-sensitive and must match the agentName of that agent. Default: none (this agent sends to no other agent)."},
+	{Name: KeyAgentAlternates, Default: "", Pattern: true,
+		Form: "NAME: an agent with its own agent.<NAME>.instances; value: comma-separated agent names, each with its own agent.<NAME>.instances, not NAME, not this agent's own name, none twice, none with alternates of its own",
+		Doc:  "The agents, in order, to which transfers to agent NAME move when NAME's whole group is lost (unreachable for alternateAfter). An alternate shares no state with NAME: a file left unfinished at NAME starts again from byte 0 at the alternate. Default: none (transfers to NAME wait for NAME)."},
+	{Name: KeyAlternateAfter, Default: "60s",
+		Form: "duration >= 5s",
+		Doc:  "How long a destination agent's group must stay unreachable (no instance answers through the client connect and reconnect attempts, or none is active) before its transfers move to its next alternate. At least 5s, so that a failover inside the group never moves them."},
 	{Name: KeyAcceptFrom, Default: "",
 		Form: "comma-separated agent names (1-64 letters, digits, '.', '_', '-'), not this agent's own name",
 		Doc:  "The other agents whose instances may send files to this agent; their instance certificates must be signed by a CA in tlsCA. Default: none (this agent receives from no other agent)."},
