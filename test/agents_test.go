@@ -593,3 +593,113 @@ func showAgents(t *testing.T, c *harness.Cluster) ([]api.RemoteAgentView, int) {
 	}
 	return vs, r.Exit
 }
+
+// threeAgents starts ORDERS (sender), PAYMENTS (its destination, three
+// instances) and PAYMENTS_DR (PAYMENTS' alternate group, at another "site":
+// its own instances and storage, sharing nothing with PAYMENTS), one CA.
+func threeAgents(t *testing.T, extraOrders []string) (orders, payments, dr *harness.Cluster) {
+	t.Helper()
+	base := t.TempDir()
+	kill := func(c *harness.Cluster) {
+		t.Cleanup(func() {
+			for _, n := range c.Names {
+				if c.Proc(n) != nil {
+					_ = c.Kill(n)
+				}
+			}
+		})
+	}
+	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: []string{"pay1", "pay2", "pay3"}, TLSDir: base,
+		Extra: []string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}})
+	kill(payments)
+	dr = newCluster(t, harness.Options{AgentName: "PAYMENTS_DR", Names: []string{"dr1", "dr2", "dr3"}, TLSDir: base,
+		Extra: []string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}})
+	kill(dr)
+	list := func(c *harness.Cluster) string {
+		var entries []string
+		for _, n := range c.Names {
+			entries = append(entries, n+"@"+c.Addr[n])
+		}
+		return strings.Join(entries, ",")
+	}
+	orders = newCluster(t, harness.Options{AgentName: "ORDERS", TLSDir: base,
+		Extra: append([]string{
+			"agent.PAYMENTS.instances=" + list(payments),
+			"agent.PAYMENTS_DR.instances=" + list(dr),
+			"agent.PAYMENTS.alternates=PAYMENTS_DR",
+			"alternateAfter=6s",
+			"checkpointTimeInterval=1",
+		}, extraOrders...)})
+	kill(orders)
+	for _, c := range []*harness.Cluster{payments, dr, orders} {
+		startAll(t, c)
+	}
+	for _, c := range []*harness.Cluster{payments, dr, orders} {
+		wait(t, c, 20*time.Second, "one active and two standbys", activeWithStandbys(2))
+	}
+	return orders, payments, dr
+}
+
+// Every instance of PAYMENTS killed midway: once its group has been
+// unreachable for alternateAfter, the transfer moves to PAYMENTS_DR (the
+// move recorded, with its reason), starts the file again there and
+// completes with the source's SHA-256. The file that had started at
+// PAYMENTS is in doubt (it might have been committed there).
+func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
+	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
+	sum := xferRandomFile(t, orders, "in/big.bin", 12<<20, 61)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/big.bin", "inbox/big.bin")
+	v := xferMidway(t, orders, id, 3<<20)
+	before := v.BytesDone
+	for _, n := range payments.Names {
+		if err := payments.Kill(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v = xferEnded(t, orders, 90*time.Second, id)
+	if v.State != transfer.StateCompleted {
+		t.Fatalf("transfer %s: %s", v.State, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(dr, "inbox/big.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS_DR %s, source %s", got, sum)
+	}
+	if v.Group != "PAYMENTS_DR" || v.Switched == nil || v.Switched.From != "PAYMENTS" || !strings.Contains(v.Switched.Reason, "unreachable") {
+		t.Fatalf("view: group %q, switched %+v; want moved from PAYMENTS to PAYMENTS_DR, unreachable", v.Group, v.Switched)
+	}
+	if v.BytesResent < before {
+		t.Errorf("bytesResent %d, want at least the %d bytes done at PAYMENTS (the file starts again at the alternate)", v.BytesResent, before)
+	}
+	if len(v.Doubts) != 1 || v.Doubts[0].Group != "PAYMENTS" || v.Doubts[0].Index != 0 {
+		t.Errorf("doubts %+v, want file 0 in doubt at PAYMENTS", v.Doubts)
+	}
+	xferNoParts(t, dr)
+}
+
+// A failover inside PAYMENTS (kill -9 of its active, then ftstop -i) never
+// moves the transfer to the alternate.
+func TestAlternateNotOnFailoverInsideGroup(t *testing.T) {
+	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
+	sum := xferRandomFile(t, orders, "in/big.bin", 10<<20, 62)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "1M", "in/big.bin", "inbox/big.bin")
+	xferMidway(t, orders, id, 2<<20)
+	active := xferActive(t, payments)
+	if err := payments.Kill(active); err != nil {
+		t.Fatal(err)
+	}
+	xferNewActive(t, payments, active)
+	restartAsStandby(t, payments, active)
+	xferMidway(t, orders, id, 6<<20)
+	if err := ftstopI(payments); err != nil {
+		t.Fatal(err)
+	}
+	v := xferEnded(t, orders, 90*time.Second, id)
+	if v.State != transfer.StateCompleted || v.Switched != nil || v.Group != "" {
+		t.Fatalf("transfer %s, moved %+v: %s", v.State, v.Switched, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(payments, "inbox/big.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+	}
+	if _, err := os.Stat(xferPath(dr, "inbox/big.bin")); err == nil {
+		t.Fatal("the file went to the alternate too")
+	}
+}

@@ -395,10 +395,25 @@ func printTransfer(w io.Writer, v transfer.View) {
 	}
 	if v.DestinationAgent != "" {
 		fmt.Fprintf(w, "To agent:  %s", v.DestinationAgent)
+		if v.Group != "" {
+			fmt.Fprintf(w, ", now its alternate %s", v.Group)
+		}
 		if v.Receiver != "" {
 			fmt.Fprintf(w, " (received by %s; %d failovers there)", v.Receiver, v.ReceiverFailovers)
 		}
 		fmt.Fprintln(w)
+		if s := v.Switched; s != nil {
+			fmt.Fprintf(w, "Moved:     %s from %s to %s: %s\n", s.Time.Local().Format(time.DateTime), s.From, s.To, transfer.Text(s.Reason))
+		}
+		if len(v.Doubts) > 0 {
+			open := 0
+			for _, d := range v.Doubts {
+				if d.Outcome == "" {
+					open++
+				}
+			}
+			fmt.Fprintf(w, "In doubt:  %d files may also be at the group they left (%d not reconciled yet)\n", len(v.Doubts), open)
+		}
 	}
 	fmt.Fprintf(w, "Progress:  %s of %s (%s)\n", command.Size(v.BytesDone), command.Size(v.Bytes), command.Percent(v.BytesDone, v.Bytes))
 	fmt.Fprintf(w, "Failovers: %d (%s resent)\nPriority:  %d\nCreated:   %s\n", v.Failovers, command.Size(v.BytesResent), v.Priority, v.Created.Local().Format(time.DateTime))

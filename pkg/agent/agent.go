@@ -233,6 +233,7 @@ func Start(opts Options) (*Instance, error) {
 			}, state, timedLog{Log: node, m: in.metrics}, endpoint.Fenced{Endpoint: local, Fence: node, Audit: trail}, sb, log)
 			mgr.SetObserver(in.metrics)
 			mgr.SetReceivers(links)
+			mgr.SetGroups(cfg.Group, cfg.AlternateAfter)
 		},
 	})
 	if err != nil {

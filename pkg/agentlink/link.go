@@ -10,10 +10,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/api"
@@ -26,6 +28,37 @@ import (
 type Link struct {
 	agent string
 	c     *client.Client
+
+	mu sync.Mutex
+	// failingSince is when requests began to fail to reach the agent
+	// (zero while they reach it): the start of a loss of its group.
+	failingSince time.Time
+}
+
+// note records the outcome of a request for Silent: an answer of any kind
+// (a refusal too) shows the group is there; only unreachable ends count.
+func (l *Link) note(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if errors.Is(err, transfer.ErrAgentUnreachable) {
+		if l.failingSince.IsZero() {
+			l.failingSince = time.Now()
+		}
+	} else if err == nil || !errors.Is(err, context.Canceled) {
+		l.failingSince = time.Time{}
+	}
+	return err
+}
+
+// Silent is how long requests have failed to reach the agent in a row
+// (0 while they reach it).
+func (l *Link) Silent() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failingSince.IsZero() {
+		return 0
+	}
+	return time.Since(l.failingSince)
 }
 
 // New is a link to agent through c (whose addresses are its instances).
@@ -58,6 +91,15 @@ func ref(r transfer.InboundRef) api.InboundRef {
 // sender retries it.
 func sorted(err error) error {
 	var ae *client.APIError
+	var ue *client.UnreachableError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ue), errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && ae.Code != api.InboundBusy:
+		// No instance answered through the whole plan, or the one that
+		// did has no active.
+		return fmt.Errorf("%w: %v", transfer.ErrAgentUnreachable, err)
+	}
 	if !errors.As(err, &ae) || ae.Code == "" || ae.Code == api.InboundBusy {
 		return err
 	}
@@ -74,27 +116,27 @@ func sorted(err error) error {
 
 func (l *Link) Status(ctx context.Context, r transfer.InboundRef) (transfer.InboundStatus, error) {
 	var st api.InboundStatus
-	if err := l.c.Do(ctx, http.MethodPost, api.PathInboundStatus, ref(r), &st); err != nil {
-		return transfer.InboundStatus{}, sorted(err)
+	if err := l.note(sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundStatus, ref(r), &st))); err != nil {
+		return transfer.InboundStatus{}, err
 	}
 	return transfer.InboundStatus{Durable: st.Durable, Resumable: st.Resumable, Committed: st.Committed, Digest: st.Digest, Exists: st.Exists,
 		Receiver: st.Receiver, ReceiverEpoch: st.ReceiverEpoch}, nil
 }
 
 func (l *Link) Commit(ctx context.Context, r transfer.InboundRef, digest string, overwrite bool) error {
-	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundCommit, api.InboundCommit{InboundRef: ref(r), Digest: digest, Overwrite: overwrite}, nil))
+	return l.note(sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundCommit, api.InboundCommit{InboundRef: ref(r), Digest: digest, Overwrite: overwrite}, nil)))
 }
 
 func (l *Link) Remove(ctx context.Context, r transfer.InboundRef) error {
-	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundRemove, ref(r), nil))
+	return l.note(sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundRemove, ref(r), nil)))
 }
 
 func (l *Link) Mkdir(ctx context.Context, r transfer.InboundRef) error {
-	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundMkdir, ref(r), nil))
+	return l.note(sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundMkdir, ref(r), nil)))
 }
 
 func (l *Link) End(ctx context.Context, r transfer.InboundRef) error {
-	return sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundEnd, ref(r), nil))
+	return l.note(sorted(l.c.Do(ctx, http.MethodPost, api.PathInboundEnd, ref(r), nil)))
 }
 
 // Hello asks the other agent's active who receives, and returns its
@@ -155,7 +197,7 @@ func (s *stream) start() {
 		err := s.l.c.Stream(s.ctx, http.MethodPut, api.PathInboundData+"?"+q.Encode(), nil, pr, &st)
 		// The writer learns at once that the request has ended.
 		pr.CloseWithError(errors.Join(errAborted, err))
-		s.done <- result{at: st.Durable, err: sorted(err)}
+		s.done <- result{at: st.Durable, err: s.l.note(sorted(err))}
 	}()
 }
 
@@ -235,8 +277,8 @@ func (l *Link) SendFiles(ctx context.Context, r transfer.InboundRef, overwrite b
 	if perr != nil && !errors.Is(perr, errAborted) {
 		return nil, perr // reading the sources failed: the request was cut
 	}
-	if err != nil {
-		return nil, sorted(err)
+	if err := l.note(sorted(err)); err != nil {
+		return nil, err
 	}
 	res := make([]transfer.FileResult, len(out.Files))
 	for i, f := range out.Files {

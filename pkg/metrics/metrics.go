@@ -61,6 +61,7 @@ type Metrics struct {
 	bytes      prometheus.Counter
 	resent     prometheus.Counter
 	leases     prometheus.Counter
+	switches   prometheus.Counter
 	checkpoint prometheus.Histogram
 	apply      *prometheus.HistogramVec
 }
@@ -79,13 +80,15 @@ func New(info Info, probe func() Sample) *Metrics {
 		Help: "Bytes copied again by this instance as the active: a resumed file's bytes beyond its last checkpoint, or a file restarted from zero."})
 	m.leases = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "lease_acquisitions_total",
 		Help: "Times this instance took the agent's lease and became the active (the first start of an agent, and each fail-over to it)."})
+	m.switches = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "alternate_switches_total",
+		Help: "Transfers this instance, as the active, moved to an alternate group of their destination agent (agent.NAME.alternates) because the group they were sent to was lost."})
 	m.checkpoint = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "checkpoint_commit_seconds",
 		Help:    "Time to record a checkpoint of a large file through raft, after the destination was made durable.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "raft_apply_seconds",
 		Help:    "Time from the active's submission of a raft entry to its commit and apply, by command kind.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"kind"})
-	for _, c := range []prometheus.Collector{m.files, m.bytes, m.resent, m.leases, m.checkpoint, m.apply} {
+	for _, c := range []prometheus.Collector{m.files, m.bytes, m.resent, m.leases, m.switches, m.checkpoint, m.apply} {
 		f(c)
 	}
 	f(&sampler{info: info, probe: probe})
@@ -106,6 +109,9 @@ func (m *Metrics) FilesDone(files int, bytes, resent int64) {
 	m.bytes.Add(float64(bytes))
 	m.resent.Add(float64(resent))
 }
+
+// Switched counts a transfer moved to an alternate group.
+func (m *Metrics) Switched() { m.switches.Inc() }
 
 // CheckpointRecorded observes a checkpoint's commit.
 func (m *Metrics) CheckpointRecorded(took time.Duration) { m.checkpoint.Observe(took.Seconds()) }

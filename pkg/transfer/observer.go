@@ -16,6 +16,9 @@ type Observer interface {
 	// CheckpointRecorded: how long a large file's checkpoint took to
 	// commit.
 	CheckpointRecorded(took time.Duration)
+	// Switched: a transfer moved to an alternate group of its destination
+	// agent.
+	Switched()
 }
 
 // SetObserver sets the manager's observer; call it before Run.

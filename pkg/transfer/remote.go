@@ -45,6 +45,10 @@ type Receiver interface {
 	// SendFiles sends small files whole in one request: files calls
 	// emit for each, in order; the results are in that order.
 	SendFiles(ctx context.Context, ref InboundRef, overwrite bool, files func(emit func(FileFrame, []byte) error) error) ([]FileResult, error)
+	// Silent is how long requests have failed to reach the agent in a row
+	// (ErrAgentUnreachable; 0 while they reach it): its group is lost
+	// once that passes alternateAfter.
+	Silent() time.Duration
 	Remove(ctx context.Context, ref InboundRef) error
 	Mkdir(ctx context.Context, ref InboundRef) error
 	End(ctx context.Context, ref InboundRef) error
@@ -59,10 +63,75 @@ type Receivers interface {
 // SetReceivers gives the manager the agents it may send to.
 func (m *Manager) SetReceivers(r Receivers) { m.receivers = r }
 
+// ErrAgentUnreachable marks an error reaching another agent's group as
+// the group's loss rather than a refusal: no instance answered through
+// the client's whole connect and reconnect plan, or none was active.
+var ErrAgentUnreachable = errors.New("agent unreachable")
+
+// SetGroups gives the manager the groups of each destination agent: the
+// agent, then its alternates in order (agent.NAME.alternates), and how
+// long a group must stay unreachable before its transfers move to the
+// next one.
+func (m *Manager) SetGroups(groups func(agent string) []string, after time.Duration) {
+	m.groups, m.alternateAfter = groups, after
+}
+
+// nextGroup is the group after the one t is sent to now, in the order of
+// its destination agent's groups (wrapping around); "" when there is none.
+func (m *Manager) nextGroup(t *Transfer) string {
+	if m.groups == nil {
+		return ""
+	}
+	g := m.groups(t.Request.DestinationAgent)
+	if len(g) < 2 {
+		return ""
+	}
+	at := slices.Index(g, t.Group())
+	return g[(at+1)%len(g)]
+}
+
+// maybeSwitch moves transfer id to the next group of its destination
+// agent when the group it is sent to is lost: requests have failed to
+// reach it (no instance answered, or none was active) for alternateAfter
+// in a row, whichever transfer made them. The decision is recorded before
+// anything is sent to the new group. It reports whether the transfer
+// moved.
+func (m *Manager) maybeSwitch(lease ha.Lease, id string, err error) (bool, error) {
+	if !errors.Is(err, ErrAgentUnreachable) || m.alternateAfter <= 0 {
+		return false, nil
+	}
+	t, ok := m.state.Shared(id)
+	if !ok || Terminal(t.State) {
+		return false, nil
+	}
+	r, rerr := m.receiver(t)
+	if rerr != nil || r == nil {
+		return false, nil
+	}
+	silent := r.Silent()
+	if silent < m.alternateAfter {
+		return false, nil
+	}
+	next := m.nextGroup(t)
+	if next == "" {
+		return false, nil
+	}
+	from := t.Group()
+	reason := fmt.Sprintf("agent %s unreachable for %v: %v", from, silent.Round(time.Second), err)
+	if _, err := m.raft.Apply(replicated.KindSwitch, lease.Epoch, replicated.SwitchCmd{ID: id, From: from, To: next, Reason: reason, Time: time.Now().UTC()}, applyTimeout); err != nil {
+		return false, err
+	}
+	m.log.Warn().Str("transfer", id).Str("from", from).Str("to", next).Str("reason", reason).Msg("transfer moved to an alternate group of its destination agent")
+	if m.observer != nil {
+		m.observer.Switched()
+	}
+	return true, nil
+}
+
 // receiver is the Receiver of t's destination agent; nil for a local
 // transfer.
 func (m *Manager) receiver(t *Transfer) (Receiver, error) {
-	agent := t.Request.DestinationAgent
+	agent := t.Group()
 	if agent == "" {
 		return nil, nil
 	}

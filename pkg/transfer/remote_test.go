@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
@@ -42,6 +43,7 @@ func (d *direct) Mkdir(ctx context.Context, r InboundRef) error {
 	return d.m.ReceiveMkdir(ctx, d.ref(r))
 }
 func (d *direct) End(ctx context.Context, r InboundRef) error { return d.m.ReceiveEnd(ctx, d.ref(r)) }
+func (d *direct) Silent() time.Duration                       { return 0 }
 
 func (d *direct) SendFiles(ctx context.Context, r InboundRef, overwrite bool, files func(emit func(FileFrame, []byte) error) error) ([]FileResult, error) {
 	var body bytes.Buffer

@@ -42,6 +42,12 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 	backoff := time.Second
 	for {
 		err := m.runFiles(ctx, lease, id, j)
+		if moved, serr := m.maybeSwitch(lease, id, err); serr != nil {
+			log.Warn().Err(serr).Msg("record the move to an alternate group")
+		} else if moved {
+			backoff = time.Second
+			continue
+		}
 		if err == nil {
 			if t, ok := m.state.Live(id); ok && Terminal(t.State) {
 				m.endAtAgent(ctx, lease, t)
@@ -67,6 +73,10 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		if timeout >= 0 && time.Since(since) >= timeout {
 			log.Warn().Err(err).Dur("recoveryTimeout", timeout).Msg("transfer failed: recovery timeout")
 			msg := fmt.Sprintf("recovery timeout (%v) expired: %s", timeout, reason)
+			if t.Switched != nil {
+				// Every group it was sent to is named.
+				msg += fmt.Sprintf(" (earlier: moved from %s to %s: %s)", t.Switched.From, t.Switched.To, t.Switched.Reason)
+			}
 			if _, aerr := m.raft.Apply(KindFail, lease.Epoch, replicated.ReasonCmd{ID: id, Time: time.Now().UTC(), Reason: msg}, applyTimeout); aerr != nil {
 				log.Warn().Err(aerr).Msg("record failure")
 				return

@@ -22,6 +22,8 @@ func init() {
 	replog.RegisterKind(KindAppend, FormatOpen)
 	replog.RegisterKind(KindInbound, FormatInbound)
 	replog.RegisterKind(KindReceiver, FormatInbound)
+	replog.RegisterKind(KindSwitch, FormatInbound)
+	replog.RegisterKind(KindReconcile, FormatInbound)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.

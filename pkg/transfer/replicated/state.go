@@ -199,6 +199,11 @@ type Transfer struct {
 	Receiver          string `json:"receiver,omitempty"`
 	ReceiverEpoch     uint64 `json:"receiverEpoch,omitempty"`
 	ReceiverFailovers int    `json:"receiverFailovers,omitempty"`
+	// Switched is the last move to another group of the destination agent
+	// (KindSwitch); Doubts the files that may have been committed at a
+	// group it left.
+	Switched *Switch `json:"switched,omitempty"`
+	Doubts   []Doubt `json:"doubts,omitempty"`
 
 	// Derived from Files (recount), so that applying file events costs
 	// the events, not the transfer's size: how many files have ended, how
@@ -435,6 +440,18 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.pruneIDs(c)
+	case KindSwitch:
+		var c SwitchCmd
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.switchGroup(c)
+	case KindReconcile:
+		var c ReconcileCmd
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.reconcile(c)
 	case KindReceiver:
 		var c ReceiverCmd
 		if err := json.Unmarshal(data, &c); err != nil {

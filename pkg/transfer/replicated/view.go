@@ -21,10 +21,17 @@ type View struct {
 	DestinationAgent string `json:"destinationAgent,omitempty"`
 	// Receiver is the destination agent's instance that last received
 	// it; ReceiverFailovers the destination's failovers seen meanwhile.
-	Receiver          string     `json:"receiver,omitempty"`
-	ReceiverFailovers int        `json:"receiverFailovers,omitempty"`
-	Created           time.Time  `json:"created"`
-	Ended             *time.Time `json:"ended,omitempty"`
+	Receiver          string `json:"receiver,omitempty"`
+	ReceiverFailovers int    `json:"receiverFailovers,omitempty"`
+	// Group is the group of the destination agent the files go to now,
+	// when the transfer moved to an alternate (Switched says when and
+	// why); Doubts are the files that may also have been committed at a
+	// group it left, and what asking that group again found.
+	Group    string     `json:"group,omitempty"`
+	Switched *Switch    `json:"switched,omitempty"`
+	Doubts   []Doubt    `json:"doubts,omitempty"`
+	Created  time.Time  `json:"created"`
+	Ended    *time.Time `json:"ended,omitempty"`
 	// CurrentFile is the source being copied, when one is.
 	CurrentFile string `json:"currentFile,omitempty"`
 	// Creating: the transfer is still being created in several entries
@@ -103,8 +110,12 @@ func viewOf(t *Transfer, root string, w *Window, live func(*Transfer) (int, int6
 		Priority: t.Request.Priority, Owner: t.Owner, Created: t.Created, Ended: t.Ended,
 		DestinationAgent: t.Request.DestinationAgent,
 		Receiver:         t.Receiver, ReceiverFailovers: t.ReceiverFailovers,
+		Switched: t.Switched, Doubts: t.Doubts,
 		Creating:   t.Open && !Terminal(t.State),
 		FilesTotal: t.FileCount(), Directories: len(t.Dirs),
+	}
+	if t.Switched != nil {
+		v.Group = t.Switched.To
 	}
 	root = cleanRoot(root)
 	liveFile, liveBytes := -1, int64(0)

@@ -1,0 +1,153 @@
+package replicated
+
+// A sender's move of a transfer to an alternate group of its destination
+// agent (agent.NAME.alternates), when the group it sent to is lost. The
+// groups share no state: what was durable at the old group is not at the
+// new one, so every file that has not ended starts again from byte 0
+// there (its bytes counted as resent). A file that had started may have
+// been committed at the old group before it was lost, unbeknown to the
+// sender: it is in doubt until the old group answers again
+// (reconciliation: KindReconcile).
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ftagent/ftagent/pkg/checkpoint"
+)
+
+// Kinds of the switch to an alternate group, of command format 7.
+const (
+	KindSwitch    = "transfer.switch"
+	KindReconcile = "transfer.reconcile"
+)
+
+// SwitchCmd moves transfer ID from group From to group To.
+type SwitchCmd struct {
+	ID     string    `json:"id"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// Doubt is a file that may have been committed at a group the transfer
+// left: Group names it, Outcome says what asking it again found (empty
+// until then): DoubtDuplicate (committed there too) or DoubtAbsent (not
+// committed there; its .part removed).
+type Doubt struct {
+	Index   int    `json:"index"`
+	Group   string `json:"group"`
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// Outcomes of a Doubt.
+const (
+	DoubtDuplicate = "duplicate"
+	DoubtAbsent    = "absent"
+)
+
+// ReconcileCmd records what the group a transfer left said of its files
+// in doubt.
+type ReconcileCmd struct {
+	ID      string         `json:"id"`
+	Group   string         `json:"group"`
+	Results map[int]string `json:"results"` // file index -> outcome
+}
+
+// Switch is the last move of a transfer to another group.
+type Switch struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// Group is the group of the destination agent the transfer is sent to
+// now: DestinationAgent's, or the alternate it moved to.
+func (t *Transfer) Group() string {
+	if t.Switched != nil {
+		return t.Switched.To
+	}
+	return t.Request.DestinationAgent
+}
+
+// switchGroup applies c; s.mu is held.
+func (s *State) switchGroup(c SwitchCmd) any {
+	t, ok := s.transfers[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
+	}
+	if Terminal(t.State) {
+		return fmt.Errorf("%w: %s is %s", ErrEnded, t.ID, t.State)
+	}
+	if t.Request.DestinationAgent == "" || c.From != t.Group() || c.To == "" || c.To == c.From {
+		return fmt.Errorf("%w: transfer %s is sent to %q, not moved from %q to %q", ErrBadFileEvent, t.ID, t.Group(), c.From, c.To)
+	}
+	// Copies that readers hold share the slices: they are replaced, never
+	// changed in place.
+	doubts := slices.Clone(t.Doubts)
+	for i := range t.FileCount() {
+		f := t.FileAt(i)
+		if Terminal(f.State) {
+			continue
+		}
+		if f.Started {
+			doubts = append(doubts, Doubt{Index: i, Group: c.From})
+		}
+		t.BytesResent += f.Checkpoint.Offset
+		f.Checkpoint, f.Started = checkpoint.Checkpoint{}, false
+		if f.State == StateRunning {
+			f.State = StateQueued
+		}
+		t.files.set(i, f)
+	}
+	// The directories are made again there (empty ones included).
+	dirs := slices.Clone(t.Dirs)
+	for i := range dirs {
+		if dirs[i].State == StateCompleted {
+			dirs[i].State = StateQueued
+		}
+	}
+	t.Dirs, t.Doubts = dirs, doubts
+	t.recount()
+	t.Switched = &Switch{From: c.From, To: c.To, Reason: c.Reason, Time: c.Time}
+	t.Receiver, t.ReceiverEpoch = "", 0
+	return nil
+}
+
+// reconcile applies c; s.mu is held. An outcome for a file not in doubt
+// at that group, or already resolved, changes nothing.
+func (s *State) reconcile(c ReconcileCmd) any {
+	t, ok := s.transfers[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
+	}
+	for _, o := range c.Results {
+		if o != DoubtDuplicate && o != DoubtAbsent {
+			return fmt.Errorf("%w: outcome %q", ErrBadFileEvent, o)
+		}
+	}
+	doubts := slices.Clone(t.Doubts)
+	for k := range doubts {
+		d := &doubts[k]
+		if o, ok := c.Results[d.Index]; ok && d.Group == c.Group && d.Outcome == "" {
+			d.Outcome = o
+		}
+	}
+	t.Doubts = doubts
+	return nil
+}
+
+// Unreconciled lists the files of t in doubt at a group it left, not yet
+// reconciled.
+func (t *Transfer) Unreconciled() []Doubt {
+	var out []Doubt
+	for _, d := range t.Doubts {
+		if d.Outcome == "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
