@@ -58,7 +58,7 @@ type Instance struct {
 	srv       *http.Server
 	transfers *transfer.Manager
 	// links are the agents this one sends to (agent.NAME.instances).
-	links agentlink.Links
+	links     agentlink.Links
 	trail     *audit.Log // nil unless auditLog is set
 	tlsMode   trust.Mode
 	tls       *trust.Store // nil with tlsMode=disabled

@@ -104,12 +104,12 @@ type Manager struct {
 	receivers Receivers
 	// unended holds ended transfers to other agents that could not be
 	// told so (remote.go: retryEnds).
-	unended  map[string]bool
+	unended map[string]bool
 	// groups and alternateAfter: the destination agents' groups and when
 	// to move to the next (remote.go: SetGroups).
 	groups         func(agent string) []string
 	alternateAfter time.Duration
-	retrying atomic.Bool // a retryEnds runs
+	retrying       atomic.Bool // a retryEnds runs
 }
 
 type job struct {
