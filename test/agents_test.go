@@ -670,9 +670,30 @@ func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
 		t.Errorf("bytesResent %d, want at least the %d bytes done at PAYMENTS (the file starts again at the alternate)", v.BytesResent, before)
 	}
 	if len(v.Doubts) != 1 || v.Doubts[0].Group != "PAYMENTS" || v.Doubts[0].Index != 0 {
-		t.Errorf("doubts %+v, want file 0 in doubt at PAYMENTS", v.Doubts)
+		t.Fatalf("doubts %+v, want file 0 in doubt at PAYMENTS", v.Doubts)
 	}
 	xferNoParts(t, dr)
+	if _, err := os.Stat(xferPath(payments, "inbox/big.bin.part")); err != nil {
+		t.Fatalf("PAYMENTS lost its .part while down: %v", err)
+	}
+
+	// PAYMENTS returns: the file in doubt was not committed there, so its
+	// .part there is removed, and the doubt is recorded as resolved.
+	for _, n := range payments.Names {
+		if _, err := payments.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v = xferWait(t, orders, 60*time.Second, id, "reconciled with PAYMENTS", func(v transfer.View) bool {
+		return len(v.Doubts) == 1 && v.Doubts[0].Outcome != ""
+	})
+	if v.Doubts[0].Outcome != "absent" {
+		t.Fatalf("doubt %+v, want absent (never committed at PAYMENTS)", v.Doubts[0])
+	}
+	xferNoParts(t, payments)
+	if _, err := os.Stat(xferPath(payments, "inbox/big.bin")); err == nil {
+		t.Fatal("a final file at PAYMENTS, which never committed it")
+	}
 }
 
 // A failover inside PAYMENTS (kill -9 of its active, then ftstop -i) never

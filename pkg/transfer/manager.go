@@ -180,6 +180,9 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 				go func() {
 					defer m.retrying.Store(false)
 					m.retryEnds(ctx, lease)
+					if m.receivers != nil {
+						m.reconcile(ctx, lease)
+					}
 				}()
 			}
 		}

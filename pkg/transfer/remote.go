@@ -584,3 +584,76 @@ func (m *Manager) noteReceiver(lease ha.Lease, id string, st InboundStatus) erro
 	_, err := m.raft.Apply(replicated.KindReceiver, lease.Epoch, replicated.ReceiverCmd{ID: id, Instance: st.Receiver, Epoch: st.ReceiverEpoch}, applyTimeout)
 	return err
 }
+
+// reconcile asks the groups that transfers left about their files in
+// doubt, once they answer again: a file committed there too is a
+// duplicate (it is now at both sites); one that is not has its .part
+// there removed. The outcomes are recorded; a group that does not answer
+// is asked again at the next round.
+func (m *Manager) reconcile(ctx context.Context, lease ha.Lease) {
+	for _, id := range m.state.WithDoubts() {
+		t, ok := m.state.Shared(id)
+		if !ok {
+			continue
+		}
+		byGroup := map[string][]replicated.Doubt{}
+		for _, d := range t.Unreconciled() {
+			byGroup[d.Group] = append(byGroup[d.Group], d)
+		}
+		for group, doubts := range byGroup {
+			if ctx.Err() != nil {
+				return
+			}
+			r, ok := m.receivers.Receiver(group)
+			if !ok {
+				continue
+			}
+			results := map[int]string{}
+			for _, d := range doubts {
+				f := t.FileAt(d.Index)
+				if !Terminal(f.State) {
+					continue // its outcome at the new group first
+				}
+				ref := InboundRef{ID: t.ID, Epoch: lease.Epoch, Path: f.Destination, Size: f.Bytes}
+				if f.State == StateCompleted {
+					ref.Digest = f.SHA256 // a rename there without its record is recognised too
+				}
+				st, err := r.Status(ctx, ref)
+				if err != nil {
+					m.log.Debug().Err(err).Str("transfer", id).Str("group", group).Msg("reconcile: the group left does not answer yet")
+					break
+				}
+				if st.Committed {
+					results[d.Index] = replicated.DoubtDuplicate
+					continue
+				}
+				if err := r.Remove(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch, Path: f.Destination}); err != nil {
+					m.log.Debug().Err(err).Str("transfer", id).Str("group", group).Msg("reconcile: remove the .part at the group left")
+					break
+				}
+				results[d.Index] = replicated.DoubtAbsent
+			}
+			if len(results) == 0 {
+				continue
+			}
+			if _, err := m.raft.Apply(replicated.KindReconcile, lease.Epoch, replicated.ReconcileCmd{ID: id, Group: group, Results: results}, applyTimeout); err != nil {
+				m.log.Warn().Err(err).Str("transfer", id).Msg("record the reconciliation")
+				return
+			}
+			for i, o := range results {
+				f := t.FileAt(i)
+				ev := m.log.Info()
+				if o == replicated.DoubtDuplicate {
+					ev = m.log.Warn()
+				}
+				ev.Str("transfer", id).Str("group", group).Str("file", f.Destination).Str("outcome", o).Msg("file in doubt reconciled with the group the transfer left")
+			}
+			if Terminal(t.State) && len(results) == len(doubts) {
+				// Nothing of it is left to ask there: that group forgets it.
+				if err := r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch}); err != nil {
+					m.log.Debug().Err(err).Str("transfer", id).Str("group", group).Msg("reconcile: end the transfer at the group left")
+				}
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
+	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
 // direct is a Receiver that calls the receiving Manager in this process
@@ -303,4 +304,89 @@ func TestToAgentReplayedRename(t *testing.T) {
 	if _, _, ok := recv.state.InboundFileAt("ORDERS", "t1", dst); !ok {
 		t.Fatal("the replayed rename was not recorded")
 	}
+}
+
+// A transfer moved to an alternate group reconciles its files in doubt
+// with the group it left once that answers: one committed there too is a
+// duplicate, one that was not has its .part there removed.
+func TestToAgentSwitchAndReconcile(t *testing.T) {
+	send, sr, primary, pr, _ := twoManagers(t)
+	alt := twoManagersReceiver(t)
+	send.SetReceivers(directReceivers{"PAYMENTS": &direct{m: primary, agent: "ORDERS"}, "PAYMENTS_DR": &direct{m: alt.m, agent: "ORDERS"}})
+	send.SetGroups(func(a string) []string {
+		if a == "PAYMENTS" {
+			return []string{"PAYMENTS", "PAYMENTS_DR"}
+		}
+		return []string{a}
+	}, time.Second)
+	sumA := writeSource(t, sr, "a.bin", 5000)
+	writeSource(t, sr, "b.bin", 6000)
+	id := sr.submit(t, send, Request{Sources: []string{"in/a.bin", "in/b.bin"}, Destination: "inbox/", DestinationAgent: "PAYMENTS"})
+	ctx := context.Background()
+	log := send.raft.(*fakeLog)
+	// Both files started at PAYMENTS; a.bin was even committed there, but
+	// PAYMENTS was lost before the sender heard; b.bin has a .part there.
+	if _, err := log.Apply(KindFiles, 1, replicated.FilesCmd{ID: id, Events: []FileEvent{{Index: 0, Kind: EventStart}, {Index: 1, Kind: EventStart}}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	a := []byte(nil)
+	if b, err := os.ReadFile(filepath.Join(sr.root, "in", "a.bin")); err == nil {
+		a = b
+	}
+	refA := InboundRef{Agent: "ORDERS", ID: id, Epoch: 1, Path: "inbox/a.bin", Size: int64(len(a))}
+	if _, err := primary.ReceiveData(ctx, refA, 0, false, bytes.NewReader(a)); err != nil {
+		t.Fatal(err)
+	}
+	if err := primary.ReceiveCommit(ctx, refA, sumA, false); err != nil {
+		t.Fatal(err)
+	}
+	refB := InboundRef{Agent: "ORDERS", ID: id, Epoch: 1, Path: "inbox/b.bin", Size: 6000}
+	if _, err := primary.ReceiveData(ctx, refB, 0, false, bytes.NewReader(make([]byte, 6000))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.Apply(replicated.KindSwitch, 1, replicated.SwitchCmd{ID: id, From: "PAYMENTS", To: "PAYMENTS_DR", Reason: "test", Time: time.Now()}, 0); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(ctx, send, 1, id)
+	tr, _ := sr.state.Get(id)
+	if tr.State != StateCompleted || tr.Group() != "PAYMENTS_DR" || len(tr.Doubts) != 2 {
+		t.Fatalf("transfer %s at %s, doubts %+v", tr.State, tr.Group(), tr.Doubts)
+	}
+	if got := fileSum(t, filepath.Join(alt.root, "inbox", "a.bin")); got != sumA {
+		t.Fatalf("a.bin at the alternate %s, want %s", got, sumA)
+	}
+	send.reconcile(ctx, ha.Lease{Epoch: 1})
+	tr, _ = sr.state.Get(id)
+	outcomes := map[int]string{}
+	for _, d := range tr.Doubts {
+		outcomes[d.Index] = d.Outcome
+	}
+	if outcomes[0] != replicated.DoubtDuplicate || outcomes[1] != replicated.DoubtAbsent {
+		t.Fatalf("outcomes %v, want a.bin duplicate, b.bin absent", outcomes)
+	}
+	if _, err := os.Stat(filepath.Join(pr.root, "inbox", "b.bin.part")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("b.bin's .part still at the group left: %v", err)
+	}
+	if got := fileSum(t, filepath.Join(pr.root, "inbox", "a.bin")); got != sumA {
+		t.Fatalf("the duplicate at the group left: %s", got)
+	}
+}
+
+type receiverRig struct {
+	m    *Manager
+	root string
+}
+
+// twoManagersReceiver is one more receiving Manager, active under epoch 1.
+func twoManagersReceiver(t *testing.T) receiverRig {
+	t.Helper()
+	r := newRig(t)
+	m := r.manager(&fakeLog{}, r.local)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	lease := ha.Lease{Epoch: 1}
+	m.mu.Lock()
+	m.lease, m.runCtx = &lease, endpoint.WithEpoch(ctx, 1)
+	m.mu.Unlock()
+	return receiverRig{m: m, root: r.root}
 }

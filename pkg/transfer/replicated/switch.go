@@ -151,3 +151,21 @@ func (t *Transfer) Unreconciled() []Doubt {
 	}
 	return out
 }
+
+// WithDoubts lists the transfers (ended or not) that have files in doubt
+// at a group they left, not yet reconciled.
+func (s *State) WithDoubts() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []string
+	for id, t := range s.transfers {
+		for _, d := range t.Doubts {
+			if d.Outcome == "" {
+				ids = append(ids, id)
+				break
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
