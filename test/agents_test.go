@@ -724,3 +724,65 @@ func TestAlternateNotOnFailoverInsideGroup(t *testing.T) {
 		t.Fatal("the file went to the alternate too")
 	}
 }
+
+// The move to the alternate is recorded through the sender's log: the
+// sender's active killed right after it, and PAYMENTS back at once, the
+// new active goes on at PAYMENTS_DR, and the file arrives at one group.
+// Both groups lost: the transfer fails after its recovery timeout with a
+// reason naming both, and no final file is written anywhere.
+func TestAlternateSurvivesSenderFailoverAndBothLost(t *testing.T) {
+	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
+	sum := xferRandomFile(t, orders, "in/a.bin", 8<<20, 63)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/a.bin", "inbox/a.bin")
+	xferMidway(t, orders, id, 2<<20)
+	for _, n := range payments.Names {
+		if err := payments.Kill(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xferWait(t, orders, 60*time.Second, id, "moved to PAYMENTS_DR", func(v transfer.View) bool {
+		return v.Switched != nil || transfer.Terminal(v.State)
+	})
+	active := xferActive(t, orders)
+	if err := orders.Kill(active); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range payments.Names {
+		if _, err := payments.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xferNewActive(t, orders, active)
+	v := xferEnded(t, orders, 90*time.Second, id)
+	if v.State != transfer.StateCompleted || v.Group != "PAYMENTS_DR" {
+		t.Fatalf("transfer %s at %q: %s", v.State, v.Group, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(dr, "inbox/a.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS_DR %s, source %s", got, sum)
+	}
+	if _, err := os.Stat(xferPath(payments, "inbox/a.bin")); err == nil {
+		t.Fatal("the file arrived at both groups")
+	}
+
+	// Both groups lost.
+	restartAsStandby(t, orders, active)
+	xferRandomFile(t, orders, "in/b.bin", 8<<20, 64)
+	id = xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "--recovery-timeout", "20", "in/b.bin", "inbox/b.bin")
+	xferMidway(t, orders, id, 2<<20)
+	for _, c := range []*harness.Cluster{payments, dr} {
+		for _, n := range c.Names {
+			if err := c.Kill(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v = xferEnded(t, orders, 90*time.Second, id)
+	if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "PAYMENTS_DR") || !strings.Contains(v.Reason, "PAYMENTS ") && !strings.Contains(v.Reason, "from PAYMENTS") {
+		t.Fatalf("transfer %s (%q), want failed naming PAYMENTS and PAYMENTS_DR", v.State, v.Reason)
+	}
+	for _, c := range []*harness.Cluster{payments, dr} {
+		if _, err := os.Stat(xferPath(c, "inbox/b.bin")); err == nil {
+			t.Fatalf("a final file at %s after the transfer failed", c.Names[0])
+		}
+	}
+}

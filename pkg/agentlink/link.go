@@ -31,8 +31,9 @@ type Link struct {
 
 	mu sync.Mutex
 	// failingSince is when requests began to fail to reach the agent
-	// (zero while they reach it): the start of a loss of its group.
-	failingSince time.Time
+	// (zero while they reach it): the start of a loss of its group;
+	// lastFailure when the last of them failed.
+	failingSince, lastFailure time.Time
 }
 
 // note records the outcome of a request for Silent: an answer of any kind
@@ -41,8 +42,9 @@ func (l *Link) note(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if errors.Is(err, transfer.ErrAgentUnreachable) {
+		l.lastFailure = time.Now()
 		if l.failingSince.IsZero() {
-			l.failingSince = time.Now()
+			l.failingSince = l.lastFailure
 		}
 	} else if err == nil || !errors.Is(err, context.Canceled) {
 		l.failingSince = time.Time{}
@@ -51,14 +53,14 @@ func (l *Link) note(err error) error {
 }
 
 // Silent is how long requests have failed to reach the agent in a row
-// (0 while they reach it).
-func (l *Link) Silent() time.Duration {
+// (0 while they reach it), and when the last of them failed.
+func (l *Link) Silent() (time.Duration, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.failingSince.IsZero() {
-		return 0
+		return 0, time.Time{}
 	}
-	return time.Since(l.failingSince)
+	return time.Since(l.failingSince), l.lastFailure
 }
 
 // New is a link to agent through c (whose addresses are its instances).

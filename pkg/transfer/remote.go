@@ -47,8 +47,9 @@ type Receiver interface {
 	SendFiles(ctx context.Context, ref InboundRef, overwrite bool, files func(emit func(FileFrame, []byte) error) error) ([]FileResult, error)
 	// Silent is how long requests have failed to reach the agent in a row
 	// (ErrAgentUnreachable; 0 while they reach it): its group is lost
-	// once that passes alternateAfter.
-	Silent() time.Duration
+	// once that passes alternateAfter. Last is when the last of them
+	// failed.
+	Silent() (failing time.Duration, last time.Time)
 	Remove(ctx context.Context, ref InboundRef) error
 	Mkdir(ctx context.Context, ref InboundRef) error
 	End(ctx context.Context, ref InboundRef) error
@@ -76,18 +77,30 @@ func (m *Manager) SetGroups(groups func(agent string) []string, after time.Durat
 	m.groups, m.alternateAfter = groups, after
 }
 
-// nextGroup is the group after the one t is sent to now, in the order of
-// its destination agent's groups (wrapping around); "" when there is none.
+// nextGroup is the first group after the one t is sent to now, in the
+// order of its destination agent's groups (wrapping around), that is not
+// known to be lost: one whose requests failed for alternateAfter in a
+// row, the last of them less than alternateAfter ago, is skipped (a group
+// not asked for longer may be back). "" when there is none: the transfer
+// stays where it is, recovering.
 func (m *Manager) nextGroup(t *Transfer) string {
 	if m.groups == nil {
 		return ""
 	}
 	g := m.groups(t.Request.DestinationAgent)
-	if len(g) < 2 {
-		return ""
-	}
 	at := slices.Index(g, t.Group())
-	return g[(at+1)%len(g)]
+	for k := 1; k < len(g); k++ {
+		next := g[(at+k)%len(g)]
+		r, ok := m.receivers.Receiver(next)
+		if !ok {
+			continue
+		}
+		if failing, last := r.Silent(); failing >= m.alternateAfter && time.Since(last) < m.alternateAfter {
+			continue // lost too, as far as is known
+		}
+		return next
+	}
+	return ""
 }
 
 // maybeSwitch moves transfer id to the next group of its destination
@@ -108,7 +121,7 @@ func (m *Manager) maybeSwitch(lease ha.Lease, id string, err error) (bool, error
 	if rerr != nil || r == nil {
 		return false, nil
 	}
-	silent := r.Silent()
+	silent, _ := r.Silent()
 	if silent < m.alternateAfter {
 		return false, nil
 	}
@@ -157,7 +170,7 @@ func (m *Manager) checkRemote(req Request) (Request, error) {
 		return req, &RequestError{Reason: fmt.Sprintf("agent %s is not configured here: add agent.%s.instances to agent.properties", req.DestinationAgent, req.DestinationAgent)}
 	}
 	if !m.raft.FormatAgreed(replicated.FormatInbound) {
-		return req, &RequestError{Reason: fmt.Sprintf("not every instance of this agent reads command format %d yet (transfers to other agents): upgrade them first", replicated.FormatInbound)}
+		return req, &RequestError{Reason: fmt.Sprintf("not every instance of this agent has reported that it reads command format %d (transfers to other agents): an instance that just started reports within a few seconds, so try again; one of an older build must be upgraded first (ftagent show lists each instance's version)", replicated.FormatInbound)}
 	}
 	d := req.Destination
 	if strings.ContainsRune(d, 0) {

@@ -44,7 +44,7 @@ func (d *direct) Mkdir(ctx context.Context, r InboundRef) error {
 	return d.m.ReceiveMkdir(ctx, d.ref(r))
 }
 func (d *direct) End(ctx context.Context, r InboundRef) error { return d.m.ReceiveEnd(ctx, d.ref(r)) }
-func (d *direct) Silent() time.Duration                       { return 0 }
+func (d *direct) Silent() (time.Duration, time.Time)          { return 0, time.Time{} }
 
 func (d *direct) SendFiles(ctx context.Context, r InboundRef, overwrite bool, files func(emit func(FileFrame, []byte) error) error) ([]FileResult, error) {
 	var body bytes.Buffer

@@ -42,11 +42,9 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 	backoff := time.Second
 	for {
 		err := m.runFiles(ctx, lease, id, j)
-		if moved, serr := m.maybeSwitch(lease, id, err); serr != nil {
+		moved, serr := m.maybeSwitch(lease, id, err)
+		if serr != nil {
 			log.Warn().Err(serr).Msg("record the move to an alternate group")
-		} else if moved {
-			backoff = time.Second
-			continue
 		}
 		if err == nil {
 			if t, ok := m.state.Live(id); ok && Terminal(t.State) {
@@ -94,6 +92,11 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 			}
 		}
 		wait := time.Duration(float64(backoff) * (0.75 + 0.5*rand.Float64()))
+		if moved {
+			// On at once at the new group, within the same recovery
+			// timeout.
+			wait, backoff = 0, time.Second/2
+		}
 		if timeout >= 0 {
 			if left := timeout - time.Since(since); left < wait {
 				wait = max(left, 0)

@@ -183,14 +183,31 @@ func New(bin Binaries, dir string, opts Options) (*Cluster, error) {
 }
 
 // FreePort returns a loopback port that was free a moment ago.
+// It never returns a port it returned before in this process: a cluster's
+// ports are not listened on until its instances start, and the next
+// cluster set up meanwhile must not be given one of them.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no loopback port that was not handed out already")
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // Start starts instance name (extra arguments go to `ftagent start`).
 func (c *Cluster) Start(name string, extra ...string) (*Proc, error) {
