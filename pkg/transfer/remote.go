@@ -245,16 +245,26 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 	if st.Committed {
 		// Renamed into place there (after the destination checked the
 		// digest this active's predecessor sent), but not recorded here
-		// before a failover: the source must still be the file that was
-		// read, then the completion is recorded with that digest.
-		info, err := m.ep.Stat(ctx, f.Source)
-		if err != nil {
-			return classify("stat source", err)
+		// before a failover: the completion is recorded with that digest.
+		// The source is deleted later only if it still holds those bytes
+		// (a producer may have written a new file under its name since).
+		var was checkpoint.Source
+		if t.Request.Disposition == DispositionDelete {
+			// No file has a size of -1: a source that is not the one
+			// delivered is then never deleted (RemoveSource deletes
+			// without a check only for the zero identity of old builds).
+			was = checkpoint.Source{Size: -1}
+			sum, src, err := m.hashFrom(ctx, f.Source, checkpoint.Checkpoint{})
+			switch {
+			case err == nil && sum == st.Digest:
+				was = src
+			case err != nil && !endpoint.Permanent(err):
+				return classify("hash the source", err)
+			default:
+				m.log.Warn().Str("transfer", t.ID).Str("file", f.Source).Msg("the source changed after it was delivered: it is not deleted")
+			}
 		}
-		if f.Checkpoint.Offset > 0 && !f.Checkpoint.Source.Same(info.Source) {
-			return fail(fmt.Sprintf("source changed: was %s, now %s", f.Checkpoint.Source, info.Source))
-		}
-		batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: st.Digest, Source: delivered(t, info.Source)})
+		batch.add(FileEvent{Index: i, Kind: EventDone, SHA256: st.Digest, Source: was})
 		return batch.flush(ctx)
 	}
 
