@@ -42,15 +42,25 @@ func (l *Link) note(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if errors.Is(err, transfer.ErrAgentUnreachable) {
-		l.lastFailure = time.Now()
-		if l.failingSince.IsZero() {
-			l.failingSince = l.lastFailure
+		now := time.Now()
+		// A streak is failures without a gap longer than streakGap:
+		// after a quiet spell nothing is known of the group, and the
+		// next failure starts a new streak rather than extend an old
+		// one (which would count hours without a request as an outage).
+		if l.failingSince.IsZero() || now.Sub(l.lastFailure) > streakGap {
+			l.failingSince = now
 		}
+		l.lastFailure = now
 	} else if err == nil || !errors.Is(err, context.Canceled) {
 		l.failingSince = time.Time{}
 	}
 	return err
 }
+
+// streakGap is the longest quiet spell within one streak of failures: a
+// transfer that keeps failing retries at least every 30 s (its backoff's
+// bound) plus the client's connect plan.
+const streakGap = 2 * time.Minute
 
 // Silent is how long requests have failed to reach the agent in a row
 // (0 while they reach it), and when the last of them failed.

@@ -70,7 +70,7 @@ func (m *Manager) prepare(ctx context.Context, lease ha.Lease, id string) error 
 			err = recv.Mkdir(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch, Path: d.Destination})
 			var ie *InboundError
 			if refused = errors.As(err, &ie) && (ie.Code == InboundRefused || ie.Code == InboundExists); refused {
-				err = fmt.Errorf("agent %s refused: %w", t.Request.DestinationAgent, err)
+				err = fmt.Errorf("agent %s refused: %w", t.Group(), err)
 			}
 		case err == nil:
 			err = m.ep.MakeDir(ctx, d.Destination)

@@ -206,7 +206,7 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 		if errors.As(err, &ie) {
 			switch ie.Code {
 			case InboundRefused, InboundExists:
-				return fail(fmt.Sprintf("%s: agent %s refused: %v", what, t.Request.DestinationAgent, err))
+				return fail(fmt.Sprintf("%s: agent %s refused: %v", what, t.Group(), err))
 			case InboundStale:
 				// This active has been deposed (the destination has seen
 				// a newer one): it stops; the new one carries on.
@@ -285,7 +285,7 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 		return fail(fmt.Sprintf("source changed: was %s, now %s", from.Source, info.Source))
 	}
 	if from.Offset == 0 && t.Request.Overwrite == OverwriteError && st.Exists {
-		return fail("destination exists: " + f.Destination + " at agent " + t.Request.DestinationAgent)
+		return fail("destination exists: " + f.Destination + " at agent " + t.Group())
 	}
 	// What is sent again: what the destination holds beyond the point
 	// resumed from, or what this job had sent of the file before it
@@ -381,7 +381,7 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 		}
 		return m.copyToAgent(ctx, lease, r, nt, i, j, batch, limiters, true)
 	case errors.As(err, &ie) && ie.Code == InboundDigest:
-		return fail(fmt.Sprintf("SHA-256 differs at agent %s twice: %v", t.Request.DestinationAgent, err))
+		return fail(fmt.Sprintf("SHA-256 differs at agent %s twice: %v", t.Group(), err))
 	case errors.As(err, &ie) && ie.Code == InboundPartLost:
 		return fmt.Errorf("commit: %w", err) // resumed from what the destination holds
 	default:
@@ -408,7 +408,7 @@ func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 		m.mu.Lock()
 		delete(m.unended, t.ID)
 		m.mu.Unlock()
-		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("the destination agent refused to hear that the transfer ended")
+		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Group()).Msg("the destination agent refused to hear that the transfer ended")
 		return
 	}
 	m.mu.Lock()
@@ -422,7 +422,7 @@ func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 	}
 	m.mu.Unlock()
 	if err != nil {
-		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Request.DestinationAgent).Msg("could not tell the destination agent that the transfer ended: retrying every few seconds")
+		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Group()).Msg("could not tell the destination agent that the transfer ended: retrying every few seconds")
 	}
 }
 
@@ -521,7 +521,7 @@ func (m *Manager) sendGroup(ctx context.Context, lease ha.Lease, r Receiver, t *
 		case InboundDigest:
 			again = append(again, s.i)
 		default:
-			batch.add(FileEvent{Index: s.i, Kind: EventFailed, Reason: fmt.Sprintf("agent %s refused: %s", t.Request.DestinationAgent, fr.Error)})
+			batch.add(FileEvent{Index: s.i, Kind: EventFailed, Reason: fmt.Sprintf("agent %s refused: %s", t.Group(), fr.Error)})
 		}
 	}
 	for _, e := range failed {

@@ -94,8 +94,12 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		wait := time.Duration(float64(backoff) * (0.75 + 0.5*rand.Float64()))
 		if moved {
 			// On at once at the new group, within the same recovery
-			// timeout.
+			// timeout. What this job had sent of the file in flight was
+			// counted as resent by the move.
 			wait, backoff = 0, time.Second/2
+			j.mu.Lock()
+			j.sentFile = -1
+			j.mu.Unlock()
 		}
 		if timeout >= 0 {
 			if left := timeout - time.Since(since); left < wait {
@@ -320,13 +324,13 @@ func (m *Manager) presentTo(ctx context.Context, lease ha.Lease, id string) erro
 	var ie *InboundError
 	switch {
 	case errors.As(err, &ie) && ie.Code == InboundRefused:
-		msg := fmt.Sprintf("agent %s refused: %v", t.Request.DestinationAgent, err)
+		msg := fmt.Sprintf("agent %s refused: %v", t.Group(), err)
 		if _, aerr := m.raft.Apply(KindFail, lease.Epoch, replicated.ReasonCmd{ID: t.ID, Time: time.Now().UTC(), Reason: msg}, applyTimeout); aerr != nil {
 			return aerr
 		}
 		return nil
 	case err != nil:
-		return fmt.Errorf("reach agent %s: %w", t.Request.DestinationAgent, err)
+		return fmt.Errorf("reach agent %s: %w", t.Group(), err)
 	}
 	return m.noteReceiver(lease, t.ID, st)
 }

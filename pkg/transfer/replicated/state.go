@@ -539,7 +539,9 @@ func (s *State) pruneIDs(c PruneCmd) any {
 	n := 0
 	for _, id := range c.IDs {
 		t, ok := s.transfers[id]
-		if !ok || t.Ended == nil || t.SourcesToDelete() {
+		// Kept while sources are left to delete, or files are in doubt
+		// at a group it left (switch.go).
+		if !ok || t.Ended == nil || t.SourcesToDelete() || len(t.Unreconciled()) > 0 {
 			continue
 		}
 		delete(s.transfers, id)

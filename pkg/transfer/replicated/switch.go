@@ -87,7 +87,19 @@ func (s *State) switchGroup(c SwitchCmd) any {
 	}
 	// Copies that readers hold share the slices: they are replaced, never
 	// changed in place.
-	doubts := slices.Clone(t.Doubts)
+	// A file in doubt at the group the transfer comes back to is no
+	// longer in doubt: it is sent there again, and that group says
+	// whether it has it (it stays started, so that a copy in place
+	// there is recognised by its digest).
+	var doubts []Doubt
+	back := map[int]bool{}
+	for _, d := range t.Doubts {
+		if d.Group == c.To && d.Outcome == "" && !Terminal(t.FileAt(d.Index).State) {
+			back[d.Index] = true
+			continue
+		}
+		doubts = append(doubts, d)
+	}
 	for i := range t.FileCount() {
 		f := t.FileAt(i)
 		if Terminal(f.State) {
@@ -97,7 +109,7 @@ func (s *State) switchGroup(c SwitchCmd) any {
 			doubts = append(doubts, Doubt{Index: i, Group: c.From})
 		}
 		t.BytesResent += f.Checkpoint.Offset
-		f.Checkpoint, f.Started = checkpoint.Checkpoint{}, false
+		f.Checkpoint, f.Started = checkpoint.Checkpoint{}, back[i]
 		if f.State == StateRunning {
 			f.State = StateQueued
 		}

@@ -109,3 +109,26 @@ func TestSwitchAndReconcile(t *testing.T) {
 		t.Fatalf("restored: switched %+v doubts %+v", back.Switched, back.Doubts)
 	}
 }
+
+// Back at a group it left: its files in doubt there (not ended) are no
+// longer in doubt but started (the group says whether it holds them);
+// those started at the group left now are in doubt there.
+func TestSwitchBack(t *testing.T) {
+	s := NewState()
+	tr := fuzzTransfer("x", "a", "b", "c")
+	tr.Request.DestinationAgent = "PAYMENTS"
+	applyOK(t, s, KindCreate, 1, CreateCmd{Transfer: tr, MaxQueued: 10, HistoryCount: -1})
+	applyOK(t, s, KindStart, 1, StartCmd{ID: "x", Time: t0})
+	applyOK(t, s, KindFiles, 1, FilesCmd{ID: "x", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventStart}, {Index: 1, Kind: EventStart}}})
+	applyOK(t, s, KindSwitch, 1, SwitchCmd{ID: "x", From: "PAYMENTS", To: "DR", Time: t0})
+	applyOK(t, s, KindFiles, 1, FilesCmd{ID: "x", Time: t0, Events: []FileEvent{{Index: 0, Kind: EventStart}, {Index: 0, Kind: EventDone, SHA256: sha}, {Index: 2, Kind: EventStart}}})
+	applyOK(t, s, KindSwitch, 1, SwitchCmd{ID: "x", From: "DR", To: "PAYMENTS", Time: t0})
+	got, _ := s.Get("x")
+	want := []Doubt{{Index: 0, Group: "PAYMENTS"}, {Index: 2, Group: "DR"}}
+	if !reflect.DeepEqual(got.Doubts, want) {
+		t.Fatalf("doubts %+v, want %+v (file 0 completed at DR stays in doubt at PAYMENTS; file 1 is back; file 2 started at DR)", got.Doubts, want)
+	}
+	if !got.Files[1].Started || got.Files[2].Started {
+		t.Fatalf("started: file 1 %v (want true: back where it was in doubt), file 2 %v (want false)", got.Files[1].Started, got.Files[2].Started)
+	}
+}
