@@ -139,6 +139,7 @@ func restartAsStandby(t *testing.T, c *harness.Cluster, name string) {
 // either side, and what was sent again stays within one checkpoint
 // interval per failover.
 func TestAgentToAgentAcrossFailoversOfBothSides(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"}, nil)
 	const size = 24 << 20
 	sum := xferRandomFile(t, orders, "in/big.bin", size, 7)
@@ -206,6 +207,7 @@ func ftstopI(c *harness.Cluster) error {
 // A recursive transfer of many small files to another agent arrives whole,
 // each file once, across a failover of each side.
 func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, nil, nil)
 	const n = 2000
 	sums := map[string]string{}
@@ -217,7 +219,7 @@ func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "--bwlimit", "256K", "in/batch", "inbox/")
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "--bwlimit", "512K", "in/batch", "inbox/")
 	for k, c := range []*harness.Cluster{payments, orders} {
 		v := xferWait(t, orders, 60*time.Second, id, fmt.Sprintf("%d files done", (k+1)*n/3), func(v transfer.View) bool {
 			return v.BytesDone >= int64((k+1)*n/3)*512 || transfer.Terminal(v.State)
@@ -255,6 +257,7 @@ func TestAgentToAgentRecursiveAcrossFailovers(t *testing.T) {
 // path outside its sandbox, a destination that exists. Each refusal is
 // the file's reason at the sender, and nothing is written.
 func TestAgentToAgentRefusals(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, nil, []string{"auditLog=audit.jsonl"})
 	xferRandomFile(t, orders, "in/a.txt", 1000, 1)
 	xferRandomFile(t, payments, "inbox/exists.txt", 10, 2)
@@ -328,6 +331,7 @@ func TestAgentToAgentRefusals(t *testing.T) {
 // older than the one the receiver has seen for the transfer. The refusal
 // is in the receiver's audit log, and the file still completes.
 func TestAgentToAgentPausedSenderIsRefused(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"},
 		[]string{"auditLog=audit.jsonl"})
 	sum := xferRandomFile(t, orders, "in/big.bin", 12<<20, 9)
@@ -380,6 +384,7 @@ func TestAgentToAgentPausedSenderIsRefused(t *testing.T) {
 // the transfer has failed with the reason, and the destination holds no
 // final file (and, once it can be told, no .part either).
 func TestAgentToAgentPartition(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments, link := twoAgentsLinked(t, true, []string{"checkpointInterval=1M"}, nil)
 	pActive := xferActive(t, payments)
 	if vs, exit := showAgents(t, orders); exit != 0 || len(vs) != 1 || !vs[0].Reachable || vs[0].Receiver != pActive {
@@ -452,6 +457,7 @@ func TestAgentToAgentPartition(t *testing.T) {
 // A destination agent of one instance (no HA) receives as well; one that
 // does not accept the sender fails the transfer at once with the reason.
 func TestAgentToAgentSingleInstanceAndNotAccepted(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	t.Run("single-instance", func(t *testing.T) {
 		orders, payments, _ := twoAgentsWith(t, agentsSetup{payNames: []string{"pay1"}}, false, nil, nil)
 		sum := xferRandomFile(t, orders, "in/a.bin", 3<<20, 21)
@@ -480,6 +486,7 @@ func TestAgentToAgentSingleInstanceAndNotAccepted(t *testing.T) {
 // Two organisations, each with a CA of its own: each agent's tlsCA bundle
 // holds both CAs, and files go from one to the other.
 func TestAgentToAgentTwoCAs(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments, _ := twoAgentsWith(t, agentsSetup{twoCAs: true}, false, nil, nil)
 	if orders.TLS.Res.CA == payments.TLS.Res.CA {
 		t.Fatalf("both agents use the CA %s; want one each", orders.TLS.Res.CA)
@@ -497,6 +504,7 @@ func TestAgentToAgentTwoCAs(t *testing.T) {
 // A cancel at the sender reaches the destination: its .part goes, and no
 // final file is left there.
 func TestAgentToAgentCancel(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"}, nil)
 	xferRandomFile(t, orders, "in/big.bin", 8<<20, 41)
 	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "1M", "in/big.bin", "inbox/big.bin")
@@ -522,6 +530,7 @@ func TestAgentToAgentCancel(t *testing.T) {
 // --delete-source deletes each source only after the destination agent
 // committed it: large files one by one, small ones in groups.
 func TestAgentToAgentDeleteSource(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, nil, nil)
 	sums := map[string]string{}
 	for i := range 50 {
@@ -556,6 +565,7 @@ func TestAgentToAgentDeleteSource(t *testing.T) {
 // the time being: the sender retries it (recovering, with the reason) and
 // it completes once the first has ended.
 func TestAgentToAgentMaxDestinationTransfers(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments := twoAgents(t, []string{"checkpointInterval=1M"}, []string{"maxDestinationTransfers=1"})
 	xferRandomFile(t, orders, "in/a.bin", 4<<20, 51)
 	sumB := xferRandomFile(t, orders, "in/b.bin", 1<<20, 52)
@@ -646,6 +656,7 @@ func threeAgents(t *testing.T, extraOrders []string) (orders, payments, dr *harn
 // completes with the source's SHA-256. The file that had started at
 // PAYMENTS is in doubt (it might have been committed there).
 func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
 	sum := xferRandomFile(t, orders, "in/big.bin", 12<<20, 61)
 	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/big.bin", "inbox/big.bin")
@@ -699,6 +710,7 @@ func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
 // A failover inside PAYMENTS (kill -9 of its active, then ftstop -i) never
 // moves the transfer to the alternate.
 func TestAlternateNotOnFailoverInsideGroup(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
 	sum := xferRandomFile(t, orders, "in/big.bin", 10<<20, 62)
 	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "1M", "in/big.bin", "inbox/big.bin")
@@ -731,6 +743,7 @@ func TestAlternateNotOnFailoverInsideGroup(t *testing.T) {
 // Both groups lost: the transfer fails after its recovery timeout with a
 // reason naming both, and no final file is written anywhere.
 func TestAlternateSurvivesSenderFailoverAndBothLost(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
 	sum := xferRandomFile(t, orders, "in/a.bin", 8<<20, 63)
 	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/a.bin", "inbox/a.bin")

@@ -213,6 +213,13 @@ func (b *Bench) checkCut(cut bool, from, own, to string) error {
 		want     bool
 	}{{from, to, !cut}, {from, own, true}, {to, own, !cut}} {
 		err := b.Reach(d.from, d.to, time.Second)
+		// A link just set up or healed may take a moment (its carrier,
+		// the first ARP on a loaded machine): what should be reached
+		// gets a few more tries before it counts as not reached.
+		for deadline := time.Now().Add(5 * time.Second); d.want && err != nil && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			err = b.Reach(d.from, d.to, time.Second)
+		}
 		switch {
 		case d.want && err != nil:
 			errs = append(errs, fmt.Errorf("from %s, %s is not reached: %w", d.from, d.to, err))
