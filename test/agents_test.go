@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ type agentsSetup struct {
 	payNames   []string // PAYMENTS' instances: pay1, pay2, pay3
 	acceptFrom string   // PAYMENTS' acceptFrom: ORDERS
 	// twoCAs: each agent has a CA of its own (two organisations), and
-	// each one's tlsCA is a bundle of both.
+	// each one names the other's in tlsPeerCA.
 	twoCAs bool
 }
 
@@ -69,7 +70,7 @@ func twoAgentsWith(t *testing.T, setup agentsSetup, linked bool, extraOrders, ex
 	ordersTLS, paymentsTLS := base, base
 	if setup.twoCAs {
 		ordersTLS, paymentsTLS = filepath.Join(base, "orders-org"), filepath.Join(base, "payments-org")
-		var bundle []byte
+		var cas []string
 		for _, dir := range []string{ordersTLS, paymentsTLS} {
 			// A CA of the organisation's own (the agents' certificates
 			// are issued from it when their clusters are set up).
@@ -77,18 +78,10 @@ func twoAgentsWith(t *testing.T, setup agentsSetup, linked bool, extraOrders, ex
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := os.ReadFile(res.CA)
-			if err != nil {
-				t.Fatal(err)
-			}
-			bundle = append(bundle, b...)
+			cas = append(cas, res.CA)
 		}
-		path := filepath.Join(base, "both-cas.pem")
-		if err := os.WriteFile(path, bundle, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		extraOrders = append([]string{"tlsCA=" + path}, extraOrders...)
-		extraPayments = append([]string{"tlsCA=" + path}, extraPayments...)
+		extraOrders = append([]string{"tlsPeerCA=" + cas[1]}, extraOrders...)
+		extraPayments = append([]string{"tlsPeerCA=" + cas[0]}, extraPayments...)
 	}
 	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: setup.payNames, TLSDir: paymentsTLS,
 		Extra: append([]string{"acceptFrom=" + setup.acceptFrom, "checkpointTimeInterval=1"}, extraPayments...)})
@@ -483,8 +476,10 @@ func TestAgentToAgentSingleInstanceAndNotAccepted(t *testing.T) {
 	})
 }
 
-// Two organisations, each with a CA of its own: each agent's tlsCA bundle
-// holds both CAs, and files go from one to the other.
+// Two organisations, each with a CA of its own: each agent names the
+// other's CA in tlsPeerCA, and files go from one to the other. The other
+// organisation's CA cannot make an identity of this agent: a certificate
+// it signs for PAYMENTS' own admin is refused by PAYMENTS.
 func TestAgentToAgentTwoCAs(t *testing.T) {
 	t.Parallel() // two agents of its own: runs beside the other agent tests
 	orders, payments, _ := twoAgentsWith(t, agentsSetup{twoCAs: true}, false, nil, nil)
@@ -498,6 +493,33 @@ func TestAgentToAgentTwoCAs(t *testing.T) {
 	}
 	if got := xferSum(t, xferPath(payments, "inbox/a.bin")); got != sum {
 		t.Fatalf("SHA-256 at PAYMENTS %s, source %s", got, sum)
+	}
+
+	// ORDERS' CA issues a certificate naming PAYMENTS' admin.
+	forged, err := trust.Init(trust.InitOptions{Dir: orders.TLS.Dir, Agent: "PAYMENTS", Clients: []trust.ClientSpec{{Name: "admin", Role: trust.RoleAdmin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if forged.CA != orders.TLS.Res.CA {
+		t.Fatalf("the forged certificate's CA %s is not ORDERS' %s", forged.CA, orders.TLS.Res.CA)
+	}
+	store, err := trust.Load(trust.Files{Certificate: forged.Clients["admin"][0], PrivateKey: forged.Clients["admin"][1], CA: payments.TLS.Res.CA},
+		trust.Keys{Certificate: "cert", PrivateKey: "key", CA: "ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &trust.Dialer{Mode: trust.Required, Store: store, Check: trust.ExpectInstanceOf("PAYMENTS")}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	// The handshake passes (PAYMENTS trusts ORDERS' CA for ORDERS'
+	// identities); the identity is refused.
+	resp, err := hc.Get("http://" + payments.Addr[xferActive(t, payments)] + "/v1/agent")
+	if err != nil {
+		t.Fatalf("GET /v1/agent with the forged certificate: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "peer CAs") {
+		t.Fatalf("PAYMENTS answered a certificate of its own admin signed by ORDERS' CA: %d %s", resp.StatusCode, body)
 	}
 }
 

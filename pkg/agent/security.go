@@ -24,8 +24,8 @@ func loadTrust(cfg *config.Config, self config.Instance) (*trust.Store, error) {
 		return nil, nil
 	}
 	cert, key, ca := cfg.TLSFiles(self.Name)
-	store, err := trust.Load(trust.Files{Certificate: cert, PrivateKey: key, CA: ca},
-		trust.Keys{Certificate: config.KeyTLSCertificate, PrivateKey: config.KeyTLSPrivateKey, CA: config.KeyTLSCA})
+	store, err := trust.Load(trust.Files{Certificate: cert, PrivateKey: key, CA: ca, PeerCA: cfg.TLSPeerCA},
+		trust.Keys{Certificate: config.KeyTLSCertificate, PrivateKey: config.KeyTLSPrivateKey, CA: config.KeyTLSCA, PeerCA: config.KeyTLSPeerCA})
 	if err != nil {
 		return nil, config.FileError(cfg.Path, err)
 	}
@@ -75,7 +75,13 @@ func (in *Instance) callerOf(r *http.Request) (caller, error) {
 		}
 		return caller{open: true}, nil
 	}
-	id, _, err := trust.PeerIdentity(*state)
+	var id trust.Identity
+	var err error
+	if in.tls != nil {
+		id, _, err = in.tls.PeerOf(*state)
+	} else {
+		id, _, err = trust.PeerIdentity(*state) // handler tests without a store
+	}
 	if err != nil {
 		return caller{}, err
 	}

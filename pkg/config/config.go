@@ -110,6 +110,7 @@ type Config struct {
 	TLSCertificate    string // absolute, may hold InstancePlaceholder; "" when unset
 	TLSPrivateKey     string // as TLSCertificate
 	TLSCA             string // as TLSCertificate
+	TLSPeerCA         string // absolute, or ""; optional: other agents' CAs (see trust.Files.PeerCA)
 	ClientCertificate string // absolute; "" when unset
 	ClientPrivateKey  string // absolute; "" when unset
 
@@ -1035,7 +1036,7 @@ func (l *checker) loadTLS() error {
 		key string
 		dst *string
 	}{
-		{KeyTLSCertificate, &c.TLSCertificate}, {KeyTLSPrivateKey, &c.TLSPrivateKey}, {KeyTLSCA, &c.TLSCA},
+		{KeyTLSCertificate, &c.TLSCertificate}, {KeyTLSPrivateKey, &c.TLSPrivateKey}, {KeyTLSCA, &c.TLSCA}, {KeyTLSPeerCA, &c.TLSPeerCA},
 		{KeyClientCertificate, &c.ClientCertificate}, {KeyClientPrivateKey, &c.ClientPrivateKey},
 	} {
 		if v, ok := l.value(f.key); ok {

@@ -908,6 +908,7 @@ func TestKeysTable(t *testing.T) {
 		"TLSCertificate":  KeyTLSCertificate,
 		"TLSPrivateKey":   KeyTLSPrivateKey,
 		"TLSCA":           KeyTLSCA,
+		"TLSPeerCA":       KeyTLSPeerCA,
 		"RemoteAgents":    KeyAgentInstances,
 	}
 	typ := reflect.TypeOf(Config{})

@@ -55,6 +55,7 @@ const (
 	KeyTLSCertificate    = "tlsCertificate"
 	KeyTLSPrivateKey     = "tlsPrivateKey"
 	KeyTLSCA             = "tlsCA"
+	KeyTLSPeerCA         = "tlsPeerCA"
 	KeyClientCertificate = "clientCertificate"
 	KeyClientPrivateKey  = "clientPrivateKey"
 
@@ -263,6 +264,9 @@ var Keys = []KeyDoc{
 	{Name: KeyTLSCA, Default: "",
 		Form: "PEM file path, as tlsCertificate",
 		Doc:  "The CA certificates trusted for peers and clients (a bundle may hold several, e.g. the old and the new CA during a rotation). Required unless tlsMode=disabled."},
+	{Name: KeyTLSPeerCA, Default: "",
+		Form: "PEM file path, as tlsCertificate (optional)",
+		Doc:  "The CA certificates of other agents' organisations (a bundle): a certificate they sign is trusted only for an identity of another agent (ftagent://PAYMENTS/instance/pay1), never for this agent's own instances or clients. Put another organisation's CA here rather than in tlsCA, which trusts a CA for every identity."},
 	{Name: KeyClientCertificate, Default: "",
 		Form: "PEM file path, as tlsCertificate",
 		Doc:  "The certificate that ftagent and ftstop commands present (naming ftagent://AGENT/client/NAME with its role, or an instance). Default: tlsCertificate of the instance this host runs. FTAGENT_CLIENT_CERTIFICATE overrides it."},

@@ -235,7 +235,7 @@ func (m *Mux) route(raw net.Conn) {
 	_ = raw.SetReadDeadline(time.Time{})
 	if first[0] == RaftHeader {
 		if conn.state != nil {
-			id, ok, err := trust.PeerIdentity(*conn.state)
+			id, ok, err := m.sec.Store.PeerOf(*conn.state)
 			switch {
 			case err != nil:
 				m.refusals[refusedRaftIdentity].Add(1)

@@ -18,7 +18,7 @@ func BenchmarkHandshake(b *testing.B) {
 		b.Fatal(err)
 	}
 	load := func(n string) *Store {
-		s, err := Load(Files{Certificate: res.Instances[n][0], PrivateKey: res.Instances[n][1], CA: res.CA}, Keys{"c", "k", "ca"})
+		s, err := Load(Files{Certificate: res.Instances[n][0], PrivateKey: res.Instances[n][1], CA: res.CA}, Keys{Certificate: "c", PrivateKey: "k", CA: "ca"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -20,6 +20,11 @@ type Files struct {
 	Certificate string
 	PrivateKey  string
 	CA          string
+	// PeerCA, optional, holds the CAs of other agents (another
+	// organisation's): a certificate they sign is trusted only for an
+	// identity of another agent than the store's own, never for one of
+	// its own instances or clients. CA's certificates may sign any.
+	PeerCA string
 }
 
 // FileError is a file of Files that cannot be used, with the property (or
@@ -43,15 +48,19 @@ func (e *FileError) FileKey() (key, path, reason string) { return e.Key, e.Path,
 
 // Keys name the properties of a Files, for errors.
 type Keys struct {
-	Certificate, PrivateKey, CA string
+	Certificate, PrivateKey, CA, PeerCA string
 }
 
 // material is one loaded generation of Files.
 type material struct {
-	cert  tls.Certificate
-	leaf  *x509.Certificate
-	self  Identity
-	pool  *x509.CertPool
+	cert tls.Certificate
+	leaf *x509.Certificate
+	self Identity
+	pool *x509.CertPool
+	// peers is the pool of Files.PeerCA (nil without it); all is pool
+	// and peers together, for the handshake, which knows no identity.
+	peers *x509.CertPool
+	all   *x509.CertPool
 	stamp string // the files' sizes and times, to notice a change
 }
 
@@ -105,7 +114,7 @@ func (s *Store) Reload() (changed bool, err error) {
 		return false, &FileError{Key: s.keys.Certificate, Path: s.files.Certificate,
 			Msg: fmt.Sprintf("names %s, but this process is %s: a certificate may be renewed, not exchanged for another identity", m.self, s.cur.self)}
 	}
-	changed = !bytes.Equal(m.leaf.Raw, s.cur.leaf.Raw) || !m.pool.Equal(s.cur.pool)
+	changed = !bytes.Equal(m.leaf.Raw, s.cur.leaf.Raw) || !m.pool.Equal(s.cur.pool) || !m.all.Equal(s.cur.all)
 	s.cur = m
 	return changed, nil
 }
@@ -144,7 +153,10 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration, report func(e
 // stamp describes the files' sizes and modification times.
 func (s *Store) stamp() string {
 	var b bytes.Buffer
-	for _, p := range []string{s.files.Certificate, s.files.PrivateKey, s.files.CA} {
+	for _, p := range []string{s.files.Certificate, s.files.PrivateKey, s.files.CA, s.files.PeerCA} {
+		if p == "" {
+			continue
+		}
 		fi, err := os.Stat(p)
 		if err != nil {
 			fmt.Fprintf(&b, "%s:-;", p)
@@ -191,7 +203,23 @@ func (s *Store) read() (*material, error) {
 	if n == 0 {
 		return nil, &FileError{Key: s.keys.CA, Path: s.files.CA, Msg: "holds no certificate"}
 	}
-	return &material{cert: cert, leaf: leaf, self: self, pool: pool, stamp: stamp}, nil
+	m := &material{cert: cert, leaf: leaf, self: self, pool: pool, all: pool, stamp: stamp}
+	if s.files.PeerCA != "" {
+		peerPEM, err := readFile(s.keys.PeerCA, s.files.PeerCA)
+		if err != nil {
+			return nil, err
+		}
+		peers, n, err := parseBundle(peerPEM)
+		if err != nil {
+			return nil, &FileError{Key: s.keys.PeerCA, Path: s.files.PeerCA, Msg: err.Error()}
+		}
+		if n == 0 {
+			return nil, &FileError{Key: s.keys.PeerCA, Path: s.files.PeerCA, Msg: "holds no certificate"}
+		}
+		all, _, _ := parseBundle(append(append([]byte{}, caPEM...), peerPEM...))
+		m.peers, m.all = peers, all
+	}
+	return m, nil
 }
 
 func readFile(key, path string) ([]byte, error) {
@@ -253,7 +281,9 @@ func (s *Store) ServerConfig(requireClient bool) *tls.Config {
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{m.cert},
 			ClientAuth:   auth,
-			ClientCAs:    m.pool,
+			// Which CA may sign which identity is checked once the
+			// identity is known (Verify).
+			ClientCAs: m.all,
 			// No client resumes a session (instances and commands keep
 			// no session cache, and a resumed session would outlive a
 			// change of the CA bundle): a ticket after every handshake
@@ -296,7 +326,9 @@ func (s *Store) ClientConfig(check func(Identity) error) *tls.Config {
 }
 
 // Verify checks a peer's chain against the current CA bundle, for usage,
-// and returns the identity its certificate names.
+// and returns the identity its certificate names. A chain that only the
+// peer CAs (Files.PeerCA) sign is good for an identity of another agent
+// only.
 func (s *Store) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (Identity, error) {
 	if len(chain) == 0 {
 		return Identity{}, errors.New("the peer presented no certificate")
@@ -306,10 +338,26 @@ func (s *Store) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (Ident
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: m.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+	opts := x509.VerifyOptions{Roots: m.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}
+	_, err := chain[0].Verify(opts)
+	if err == nil {
+		return IdentityOf(chain[0])
+	}
+	if m.peers == nil {
 		return Identity{}, fmt.Errorf("peer certificate: %w", err)
 	}
-	return IdentityOf(chain[0])
+	opts.Roots = m.peers
+	if _, perr := chain[0].Verify(opts); perr != nil {
+		return Identity{}, fmt.Errorf("peer certificate: %w", err)
+	}
+	id, err := IdentityOf(chain[0])
+	if err != nil {
+		return Identity{}, err
+	}
+	if id.Agent == m.self.Agent {
+		return Identity{}, fmt.Errorf("peer certificate: %s is signed by a CA of the peer CAs (%s), which may sign only other agents' identities, not agent %s's own", id, s.keys.PeerCA, m.self.Agent)
+	}
+	return id, nil
 }
 
 // PeerIdentity is the identity of the verified client certificate of a
@@ -320,6 +368,18 @@ func PeerIdentity(cs tls.ConnectionState) (Identity, bool, error) {
 		return Identity{}, false, nil
 	}
 	id, err := IdentityOf(cs.PeerCertificates[0])
+	return id, true, err
+}
+
+// PeerOf is the identity of the client certificate of a server-side
+// connection state that the listener verified against every CA the store
+// trusts: checked again for which CA may sign it (Verify). ok is false
+// when the client presented none.
+func (s *Store) PeerOf(cs tls.ConnectionState) (Identity, bool, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return Identity{}, false, nil
+	}
+	id, err := s.Verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
 	return id, true, err
 }
 

@@ -71,7 +71,7 @@ func TestInitIssuesIdentitiesAndNeverOverwrites(t *testing.T) {
 	if err != nil || res2.NewCA || res2.CA != res.CA {
 		t.Fatalf("second agent: %+v %v; want the CA reused", res2, err)
 	}
-	s, err := Load(Files{Certificate: res.Instances["ha1"][0], PrivateKey: res.Instances["ha1"][1], CA: res.CA}, Keys{"c", "k", "ca"})
+	s, err := Load(Files{Certificate: res.Instances["ha1"][0], PrivateKey: res.Instances["ha1"][1], CA: res.CA}, Keys{Certificate: "c", PrivateKey: "k", CA: "ca"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert, key := res.Instances["ha1"][0], res.Instances["ha1"][1]
-	s, err := Load(Files{Certificate: cert, PrivateKey: key, CA: res.CA}, Keys{"tlsCertificate", "tlsPrivateKey", "tlsCA"})
+	s, err := Load(Files{Certificate: cert, PrivateKey: key, CA: res.CA}, Keys{Certificate: "tlsCertificate", PrivateKey: "tlsPrivateKey", CA: "tlsCA"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,5 +196,60 @@ func TestReload(t *testing.T) {
 	}
 	if !s.NotAfter().Equal(renewed) {
 		t.Error("a failed reload changed the certificate in use")
+	}
+}
+
+// A CA of PeerCA vouches for other agents' identities only: a certificate
+// it signs that names the store's own agent is refused, one naming another
+// agent is accepted; the store's own CA vouches for any.
+func TestPeerCAOnlyForOtherAgents(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, err := Init(InitOptions{Dir: dirA, Agent: "ORDERS", Instances: []string{"ha1"}, Clients: []ClientSpec{{Name: "ops", Role: RoleAdmin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Init(InitOptions{Dir: dirB, Agent: "PAYMENTS", Instances: []string{"pay1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := Init(InitOptions{Dir: dirB, Agent: "ORDERS", Clients: []ClientSpec{{Name: "evil", Role: RoleAdmin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(Files{Certificate: a.Instances["ha1"][0], PrivateKey: a.Instances["ha1"][1], CA: a.CA, PeerCA: b.CA},
+		Keys{Certificate: "tlsCertificate", PrivateKey: "tlsPrivateKey", CA: "tlsCA", PeerCA: "tlsPeerCA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := func(file string) []*x509.Certificate {
+		t.Helper()
+		pemBytes, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(pemBytes)
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*x509.Certificate{c}
+	}
+	if id, err := s.Verify(chain(b.Instances["pay1"][0]), x509.ExtKeyUsageClientAuth); err != nil || id != Instance("PAYMENTS", "pay1") {
+		t.Errorf("another agent's instance, signed by a peer CA: %v %v", id, err)
+	}
+	if id, err := s.Verify(chain(a.Clients["ops"][0]), x509.ExtKeyUsageClientAuth); err != nil || id.Agent != "ORDERS" {
+		t.Errorf("its own client, signed by its own CA: %v %v", id, err)
+	}
+	if id, err := s.Verify(chain(forged.Clients["evil"][0]), x509.ExtKeyUsageClientAuth); err == nil || !strings.Contains(err.Error(), "tlsPeerCA") {
+		t.Errorf("its own agent's identity signed by a peer CA: %v %v, want refused naming tlsPeerCA", id, err)
+	}
+	// Without PeerCA, a certificate of the other CA is not trusted at all.
+	s2, err := Load(Files{Certificate: a.Instances["ha1"][0], PrivateKey: a.Instances["ha1"][1], CA: a.CA},
+		Keys{Certificate: "tlsCertificate", PrivateKey: "tlsPrivateKey", CA: "tlsCA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Verify(chain(b.Instances["pay1"][0]), x509.ExtKeyUsageClientAuth); err == nil {
+		t.Error("a certificate of an untrusted CA was accepted")
 	}
 }
