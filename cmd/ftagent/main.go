@@ -20,6 +20,7 @@ func main() {
 			showCommand(),
 			devCommand(),
 			transferCommand(),
+			agentsCommand(),
 			membersCommand(),
 			tlsCommand(),
 		},

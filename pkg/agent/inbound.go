@@ -193,6 +193,30 @@ func (in *Instance) inboundRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, in.remoteAgents(r.Context()))
 	}))
+	mux.HandleFunc("POST "+api.PathAgentsPrefer, in.guard(needAdmin, func(w http.ResponseWriter, r *http.Request) {
+		var req api.PreferRequest
+		if err := decodeRequest(w, r, &req); err != nil {
+			bodyError(w, "bad prefer request", err)
+			return
+		}
+		if !in.node.IsActive() {
+			in.misdirected(w)
+			return
+		}
+		n, err := in.transfers.Prefer(req.Agent)
+		in.admin(r, "agents prefer", req.Agent, err)
+		var re *transfer.RequestError
+		switch {
+		case errors.As(err, &re):
+			writeError(w, http.StatusBadRequest, re.Reason)
+		case errors.Is(err, transfer.ErrNotActive):
+			in.misdirected(w)
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+		default:
+			writeJSON(w, http.StatusOK, api.PreferResult{Agent: req.Agent, Transfers: n})
+		}
+	}))
 	mux.HandleFunc("POST "+api.PathInboundCommit, in.inbound(func(w http.ResponseWriter, r *http.Request, agent string) {
 		var b api.InboundCommit
 		if !decode(w, r, &b) {

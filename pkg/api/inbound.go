@@ -42,7 +42,22 @@ const (
 	// to (agent.NAME.instances), each asked now by this agent's active
 	// ([]RemoteAgentView).
 	PathAgents = "/v1/agents"
+	// PathAgentsPrefer is POST (role admin, PreferRequest): the transfers
+	// to an agent that moved to one of its alternates go back to the
+	// agent's own group, each at its next file boundary (PreferResult).
+	PathAgentsPrefer = "/v1/agents/prefer"
 )
+
+// PreferRequest is the body of PathAgentsPrefer.
+type PreferRequest struct {
+	Agent string `json:"agent"`
+}
+
+// PreferResult says how many transfers will return.
+type PreferResult struct {
+	Agent     string `json:"agent"`
+	Transfers int    `json:"transfers"`
+}
 
 // RemoteAgentView is another agent as this agent's active reaches it.
 type RemoteAgentView struct {

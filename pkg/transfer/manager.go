@@ -110,6 +110,9 @@ type Manager struct {
 	groups         func(agent string) []string
 	alternateAfter time.Duration
 	retrying       atomic.Bool // a retryEnds runs
+	// prefer holds the destination agents an operator asked to return to
+	// (Prefer).
+	prefer map[string]bool
 }
 
 type job struct {

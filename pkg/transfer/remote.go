@@ -680,3 +680,74 @@ func (m *Manager) reconcile(ctx context.Context, lease ha.Lease) {
 		}
 	}
 }
+
+// errReturn stops a run at a file boundary so that its transfer returns
+// to its destination agent's own group (Prefer).
+var errReturn = errors.New("an operator asked for the destination agent's own group")
+
+// Prefer asks, on the active, that the transfers to agent that were moved
+// to one of its alternates go back to agent's own group, each at its next
+// file boundary (its file in flight finishes where it is). It returns how
+// many will. The request lives in this active's memory until each of them
+// is back or has ended: after a failover it must be made again.
+func (m *Manager) Prefer(agent string) (int, error) {
+	if _, err := m.activeLease(); err != nil {
+		return 0, err
+	}
+	if m.groups == nil || len(m.groups(agent)) < 2 {
+		return 0, &RequestError{Reason: fmt.Sprintf("agent %s has no alternates here (agent.%s.alternates)", agent, agent)}
+	}
+	n := 0
+	for _, t := range m.state.Pending() {
+		if t.Request.DestinationAgent == agent && t.Group() != agent && !Terminal(t.State) {
+			n++
+		}
+	}
+	m.mu.Lock()
+	if m.prefer == nil {
+		m.prefer = map[string]bool{}
+	}
+	m.prefer[agent] = n > 0
+	m.mu.Unlock()
+	m.log.Info().Str("agent", agent).Int("transfers", n).Msg("an operator asked for the agent's own group: transfers return at their next file boundary")
+	return n, nil
+}
+
+// returnWanted reports whether t should go back to its destination
+// agent's own group now (Prefer).
+func (m *Manager) returnWanted(t *Transfer) bool {
+	if t.Switched == nil || t.Group() == t.Request.DestinationAgent {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.prefer[t.Request.DestinationAgent]
+}
+
+// returnHome records transfer id's move back to its destination agent's
+// own group, and forgets the operator's request once no transfer to that
+// agent is away.
+func (m *Manager) returnHome(lease ha.Lease, id string) error {
+	t, ok := m.state.Shared(id)
+	if !ok || Terminal(t.State) || t.Group() == t.Request.DestinationAgent {
+		return nil
+	}
+	agent := t.Request.DestinationAgent
+	if _, err := m.raft.Apply(replicated.KindSwitch, lease.Epoch, replicated.SwitchCmd{ID: id, From: t.Group(), To: agent,
+		Reason: "an operator asked for the agent's own group (ftagent agents prefer " + agent + ")", Time: time.Now().UTC()}, applyTimeout); err != nil {
+		return err
+	}
+	m.log.Info().Str("transfer", id).Str("from", t.Group()).Str("to", agent).Msg("transfer returned to its destination agent's own group")
+	away := false
+	for _, p := range m.state.Pending() {
+		if p.Request.DestinationAgent == agent && p.Group() != agent && !Terminal(p.State) {
+			away = true
+		}
+	}
+	if !away {
+		m.mu.Lock()
+		delete(m.prefer, agent)
+		m.mu.Unlock()
+	}
+	return nil
+}

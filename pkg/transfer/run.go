@@ -42,6 +42,14 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 	backoff := time.Second
 	for {
 		err := m.runFiles(ctx, lease, id, j)
+		if errors.Is(err, errReturn) {
+			if rerr := m.returnHome(lease, id); rerr != nil {
+				log.Warn().Err(rerr).Msg("record the return to the destination agent's own group")
+				err = rerr
+			} else {
+				continue
+			}
+		}
 		moved, serr := m.maybeSwitch(lease, id, err)
 		if serr != nil {
 			log.Warn().Err(serr).Msg("record the move to an alternate group")
@@ -213,6 +221,14 @@ func (m *Manager) runFiles(ctx context.Context, lease ha.Lease, id string, j *jo
 			}
 		}
 		f := t.FileAt(i)
+		if recv != nil && m.returnWanted(t) {
+			// An operator asked for the agent's own group again: at
+			// this file boundary, after what was sent has been recorded.
+			if err := batch.flush(ctx); err != nil {
+				return err
+			}
+			return errReturn
+		}
 		if ctx.Err() != nil {
 			if err := p.drain(batch); err != nil {
 				return err
