@@ -802,7 +802,7 @@ func TestAlternateSurvivesSenderFailoverAndBothLost(t *testing.T) {
 	// Both groups lost.
 	restartAsStandby(t, orders, active)
 	xferRandomFile(t, orders, "in/b.bin", 8<<20, 64)
-	id = xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "--recovery-timeout", "20", "in/b.bin", "inbox/b.bin")
+	id = xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "--recovery-timeout", "15", "in/b.bin", "inbox/b.bin")
 	xferMidway(t, orders, id, 2<<20)
 	for _, c := range []*harness.Cluster{payments, dr} {
 		for _, n := range c.Names {
@@ -820,4 +820,84 @@ func TestAlternateSurvivesSenderFailoverAndBothLost(t *testing.T) {
 			t.Fatalf("a final file at %s after the transfer failed", c.Names[0])
 		}
 	}
+}
+
+// Back to the primary when an operator says so: a recursive transfer
+// moved to PAYMENTS_DR while PAYMENTS was lost returns to PAYMENTS at a
+// file boundary after `ftagent agents prefer PAYMENTS`; every file arrives
+// at exactly one of the two, with the source's SHA-256, and the file that
+// was in doubt at PAYMENTS is reconciled (absent there).
+func TestAlternatePreferReturnsAtFileBoundary(t *testing.T) {
+	t.Parallel() // two agents of its own: runs beside the other agent tests
+	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
+	sums := map[string]string{}
+	for i := range 6 {
+		rel := fmt.Sprintf("batch/f%d.bin", i)
+		sums[rel] = xferRandomFile(t, orders, "in/"+rel, 2<<20, uint64(70+i))
+	}
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "--bwlimit", "2M", "in/batch/", "inbox/batch/")
+	xferMidway(t, orders, id, 1<<20)
+	for _, n := range payments.Names {
+		if err := payments.Kill(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xferWait(t, orders, 60*time.Second, id, "moved to PAYMENTS_DR", func(v transfer.View) bool {
+		return v.Group == "PAYMENTS_DR" || transfer.Terminal(v.State)
+	})
+	for _, n := range payments.Names {
+		if _, err := payments.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(t, payments, 20*time.Second, "PAYMENTS back", activeWithStandbys(2))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := harness.RunEnv(ctx, orders.ClientEnv(), orders.Bin.Ftagent, "agents", "prefer", "--json", "--config", orders.Props, "PAYMENTS")
+	if err != nil || r.Exit != 0 || !strings.Contains(r.Stdout, `"transfers":1`) {
+		t.Fatalf("agents prefer: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	v := xferEnded(t, orders, 120*time.Second, id)
+	if v.State != transfer.StateCompleted || v.Group != "" && v.Group != "PAYMENTS" || v.Switched == nil || v.Switched.To != "PAYMENTS" {
+		t.Fatalf("transfer %s at %q, last move %+v: %s", v.State, v.Group, v.Switched, harness.ViewText(v))
+	}
+	atP, atDR := 0, 0
+	for rel, want := range sums {
+		var found []string
+		for _, c := range []*harness.Cluster{payments, dr} {
+			p := xferPath(c, "inbox/"+rel)
+			if _, err := os.Stat(p); err == nil {
+				if got := xferSum(t, p); got != want {
+					t.Errorf("%s at %s: SHA-256 %s, want %s", rel, c.Names[0], got, want)
+				}
+				found = append(found, c.Names[0])
+			}
+		}
+		switch {
+		case len(found) != 1:
+			t.Errorf("%s is at %v: want exactly one group", rel, found)
+		case found[0] == "pay1":
+			atP++
+		default:
+			atDR++
+		}
+	}
+	if atP == 0 || atDR == 0 {
+		t.Errorf("%d files at PAYMENTS, %d at PAYMENTS_DR: want both, the move back at a file boundary", atP, atDR)
+	}
+	v = xferWait(t, orders, 60*time.Second, id, "doubts reconciled", func(v transfer.View) bool {
+		for _, d := range v.Doubts {
+			if d.Outcome == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, d := range v.Doubts {
+		if d.Outcome != "absent" {
+			t.Errorf("doubt %+v: want absent", d)
+		}
+	}
+	xferNoParts(t, payments)
+	xferNoParts(t, dr)
 }

@@ -36,7 +36,7 @@ import (
 // docs/reliability.md describes it.
 //
 //	FTAGENT_CHAOS_AGENTS_SEED=N       replay a schedule (the seed is printed)
-//	FTAGENT_CHAOS_AGENTS_FAULTS=N     number of faults (default 10: well under a minute)
+//	FTAGENT_CHAOS_AGENTS_FAULTS=N     number of faults (default 8: well under a minute)
 //	FTAGENT_CHAOS_AGENTS_TRANSFERS=N  least number of transfers (default 12)
 //	FTAGENT_CHAOS_AGENTS_KINDS=a,b    draw faults only of these kinds (chaos.PairKinds)
 func TestChaosTwoAgents(t *testing.T) {
@@ -65,7 +65,7 @@ func TestChaosTwoAgents(t *testing.T) {
 		}
 		seed = s
 	}
-	faults := envInt(t, prefix+"FAULTS", 10)
+	faults := envInt(t, prefix+"FAULTS", 8)
 	minTransfers := envInt(t, prefix+"TRANSFERS", 12)
 	t.Logf("seed %d: replay with %sSEED=%d %sFAULTS=%d go test -count=1 -run '%s$' -v ./test/", seed, prefix, seed, prefix, faults, t.Name())
 	began := time.Now()
