@@ -605,15 +605,8 @@ func decodeBody(body io.Reader, out any) error {
 	return err
 }
 
-// errorMessage returns the "error" field of a JSON error body, or else the body
-// text (trimmed, shortened).
-func errorMessage(body io.Reader) string {
-	msg, _ := errorBody(body)
-	return msg
-}
-
-// errorBody returns errorMessage's text and the "code" field of a JSON
-// error body, if any.
+// errorBody returns the "error" field of a JSON error body, or else the body
+// text (trimmed, shortened), and its "code" field, if any.
 func errorBody(body io.Reader) (msg, code string) {
 	b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
 	var e struct {

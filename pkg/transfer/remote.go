@@ -316,30 +316,7 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 	if from.Offset > 0 {
 		ident = from.Source
 	}
-	digest, err := copyloop.Copy(ctx, copyloop.Params{
-		Src:                src,
-		Dst:                dst,
-		From:               from,
-		CheckpointBytes:    m.limits.CheckpointBytes,
-		CheckpointInterval: m.limits.CheckpointTime,
-		Limiters:           limiters,
-		Checkpoint: func(ctx context.Context, offset int64, state []byte) error {
-			batch.add(FileEvent{Index: i, Kind: EventCheckpoint, Checkpoint: checkpoint.Checkpoint{
-				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: ident,
-			}})
-			start := time.Now()
-			err := batch.flush(ctx)
-			if err == nil && m.observer != nil {
-				m.observer.CheckpointRecorded(time.Since(start))
-			}
-			return err
-		},
-		Progress: func(offset int64) {
-			j.mu.Lock()
-			j.written, j.sentFile, j.sent = offset, i, offset
-			j.mu.Unlock()
-		},
-	})
+	digest, err := m.copyWithCheckpoints(ctx, lease, i, j, batch, src, dst, from, ident, limiters)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

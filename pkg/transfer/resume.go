@@ -120,30 +120,7 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 		ident = from.Source
 	}
 
-	digest, err := copyloop.Copy(ctx, copyloop.Params{
-		Src:                src,
-		Dst:                dst,
-		From:               from,
-		CheckpointBytes:    m.limits.CheckpointBytes,
-		CheckpointInterval: m.limits.CheckpointTime,
-		Limiters:           limiters,
-		Checkpoint: func(ctx context.Context, offset int64, state []byte) error {
-			batch.add(FileEvent{Index: i, Kind: EventCheckpoint, Checkpoint: checkpoint.Checkpoint{
-				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: ident,
-			}})
-			start := time.Now()
-			err := batch.flush(ctx)
-			if err == nil && m.observer != nil {
-				m.observer.CheckpointRecorded(time.Since(start))
-			}
-			return err
-		},
-		Progress: func(offset int64) {
-			j.mu.Lock()
-			j.written = offset
-			j.mu.Unlock()
-		},
-	})
+	digest, err := m.copyWithCheckpoints(ctx, lease, i, j, batch, src, dst, from, ident, limiters)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -212,4 +189,38 @@ func (m *Manager) hashFrom(ctx context.Context, path string, cp checkpoint.Check
 		return "", checkpoint.Source{}, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), sf.Info().Source, nil
+}
+
+// copyWithCheckpoints copies file i from the checkpoint from (the copy
+// loop), recording each checkpoint, with the source identity ident, once
+// dst has made it durable, and the job's live progress. It returns the
+// digest of the whole file.
+func (m *Manager) copyWithCheckpoints(ctx context.Context, lease ha.Lease, i int, j *job, batch *eventBatch,
+	src endpoint.SourceFile, dst endpoint.PartFile, from checkpoint.Checkpoint, ident checkpoint.Source, limiters []*copyloop.Limiter) ([]byte, error) {
+	return copyloop.Copy(ctx, copyloop.Params{
+		Src:                src,
+		Dst:                dst,
+		From:               from,
+		CheckpointBytes:    m.limits.CheckpointBytes,
+		CheckpointInterval: m.limits.CheckpointTime,
+		Limiters:           limiters,
+		Checkpoint: func(ctx context.Context, offset int64, state []byte) error {
+			batch.add(FileEvent{Index: i, Kind: EventCheckpoint, Checkpoint: checkpoint.Checkpoint{
+				Offset: offset, Hash: state, Epoch: lease.Epoch, Source: ident,
+			}})
+			start := time.Now()
+			err := batch.flush(ctx)
+			if err == nil && m.observer != nil {
+				m.observer.CheckpointRecorded(time.Since(start))
+			}
+			return err
+		},
+		Progress: func(offset int64) {
+			j.mu.Lock()
+			// sent: what a copy to another agent has sent of the file
+			// (remote.go counts it as resent if the copy starts again).
+			j.written, j.sentFile, j.sent = offset, i, offset
+			j.mu.Unlock()
+		},
+	})
 }
