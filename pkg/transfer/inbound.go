@@ -536,3 +536,21 @@ func classifyInbound(what string, err error) error {
 	}
 	return &InboundError{Code: code, Err: fmt.Errorf("%s: %w", what, err)}
 }
+
+// InboundRetention is how long this agent keeps what it received of
+// another agent's transfer after the sender said it ended: the record of
+// the sender's newest epoch, which refuses a stale active of the sender
+// that wakes up meanwhile. Its files were forgotten at the end already.
+const InboundRetention = 24 * time.Hour
+
+// pruneInbound forgets the inbound transfers that ended more than
+// InboundRetention ago, at most pruneMax at a time.
+func (m *Manager) pruneInbound(lease ha.Lease, now time.Time) {
+	keys := m.state.InboundEnded(now.Add(-InboundRetention), pruneMax)
+	if len(keys) == 0 {
+		return
+	}
+	if _, err := m.raft.Apply(replicated.KindInbound, lease.Epoch, replicated.InboundCmd{Op: replicated.InboundPrune, Time: now, Keys: keys}, applyTimeout); err != nil {
+		m.log.Warn().Err(err).Int("transfers", len(keys)).Msg("forget ended inbound transfers")
+	}
+}

@@ -299,6 +299,7 @@ func (m *Manager) pruneHistory(ctx context.Context, lease ha.Lease) {
 		return
 	}
 	now := time.Now().UTC()
+	m.pruneInbound(lease, now)
 	ids := m.state.PruneCandidates(now, m.limits.HistoryCount, m.limits.HistoryAge, HistoryIDRetention, pruneMax)
 	if len(ids) == 0 {
 		return

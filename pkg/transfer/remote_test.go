@@ -390,3 +390,26 @@ func twoManagersReceiver(t *testing.T) receiverRig {
 	m.mu.Unlock()
 	return receiverRig{m: m, root: r.root}
 }
+
+// A transfer received and ended is forgotten at the receiver once
+// InboundRetention has passed, and not before.
+func TestInboundPrunedAfterRetention(t *testing.T) {
+	_, _, recv, _, _ := twoManagers(t)
+	ctx := context.Background()
+	ref := InboundRef{Agent: "ORDERS", ID: "t1", Epoch: 1}
+	if _, err := recv.ReceiveStatus(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv.ReceiveEnd(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	lease := ha.Lease{Epoch: 1}
+	recv.pruneInbound(lease, time.Now().Add(InboundRetention/2))
+	if _, ok := recv.state.Inbound("ORDERS", "t1"); !ok {
+		t.Fatal("forgotten before InboundRetention")
+	}
+	recv.pruneInbound(lease, time.Now().Add(InboundRetention+time.Minute))
+	if _, ok := recv.state.Inbound("ORDERS", "t1"); ok {
+		t.Fatal("still kept after InboundRetention")
+	}
+}
