@@ -424,6 +424,14 @@ func TestAgentToAgentPartition(t *testing.T) {
 			if _, err := os.Stat(xferPath(payments, dst+".part")); err != nil {
 				t.Fatalf("no .part at PAYMENTS while the link is cut: %v (%s)", err, harness.ViewText(v))
 			}
+			// The active that could not tell PAYMENTS fails over first:
+			// the next one tells it (the end untold is in the log).
+			active := xferActive(t, orders)
+			if err := orders.Kill(active); err != nil {
+				t.Fatal(err)
+			}
+			xferNewActive(t, orders, active)
+			restartAsStandby(t, orders, active)
 			link.Heal()
 			if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "recovery timeout") {
 				t.Fatalf("transfer %s (%q), want failed for its recovery timeout", v.State, v.Reason)
@@ -431,7 +439,8 @@ func TestAgentToAgentPartition(t *testing.T) {
 			if _, err := os.Stat(xferPath(payments, dst)); err == nil {
 				t.Fatalf("a final file at PAYMENTS after a failed transfer")
 			}
-			// The sender tells PAYMENTS once it can again: the .part goes.
+			// The sender's new active tells PAYMENTS once it can: the
+			// .part goes.
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				if _, err := os.Stat(xferPath(payments, dst+".part")); os.IsNotExist(err) {

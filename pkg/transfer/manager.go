@@ -102,9 +102,6 @@ type Manager struct {
 	observer Observer   // nil: no metrics
 	// receivers are the agents this one may send to (remote.go).
 	receivers Receivers
-	// unended holds ended transfers to other agents that could not be
-	// told so (remote.go: retryEnds).
-	unended map[string]bool
 	// groups and alternateAfter: the destination agents' groups and when
 	// to move to the next (remote.go: SetGroups).
 	groups         func(agent string) []string

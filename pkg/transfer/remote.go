@@ -369,8 +369,9 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 }
 
 // endAtAgent tells the destination agent that t has ended, so that it
-// removes what was not committed and keeps only the fence. A failure is
-// logged: the destination keeps the .part files until it is told.
+// removes what was not committed and keeps only the fence, and records
+// that it was told (KindTold). One that cannot be told now (unreachable)
+// is told again later (retryEnds), by whichever instance is active then.
 func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 	r, err := m.receiver(t)
 	if r == nil || err != nil {
@@ -378,50 +379,35 @@ func (m *Manager) endAtAgent(ctx context.Context, lease ha.Lease, t *Transfer) {
 	}
 	err = r.End(ctx, InboundRef{ID: t.ID, Epoch: lease.Epoch})
 	var ie *InboundError
-	if errors.As(err, &ie) && (ie.Code == InboundRefused || ie.Code == InboundStale) {
+	switch {
+	case errors.As(err, &ie) && (ie.Code == InboundRefused || ie.Code == InboundStale):
 		// Refused for good (this agent is not accepted there, or a
 		// newer active of it took over): telling it again changes
 		// nothing.
-		m.mu.Lock()
-		delete(m.unended, t.ID)
-		m.mu.Unlock()
 		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Group()).Msg("the destination agent refused to hear that the transfer ended")
+	case err != nil:
+		if ctx.Err() == nil {
+			m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Group()).Msg("could not tell the destination agent that the transfer ended: telling it again every few seconds")
+		}
 		return
 	}
-	m.mu.Lock()
-	if err != nil && ctx.Err() == nil {
-		if m.unended == nil {
-			m.unended = map[string]bool{}
-		}
-		m.unended[t.ID] = true
-	} else if err == nil {
-		delete(m.unended, t.ID)
-	}
-	m.mu.Unlock()
-	if err != nil {
-		m.log.Warn().Err(err).Str("transfer", t.ID).Str("agent", t.Group()).Msg("could not tell the destination agent that the transfer ended: retrying every few seconds")
+	if _, err := m.raft.Apply(replicated.KindTold, lease.Epoch, replicated.ToldCmd{ID: t.ID}, applyTimeout); err != nil && ctx.Err() == nil {
+		m.log.Warn().Err(err).Str("transfer", t.ID).Msg("record that the destination agent was told of the end")
 	}
 }
 
-// retryEnds tells the destination agents again of the ended transfers
-// they could not be told of (unreachable then), so that they remove the
-// .part files those left there.
+// retryEnds tells the destination agents of the ended transfers they
+// were not told of yet (unreachable then, or the active that ended them
+// failed over first), so that they remove the .part files those left
+// there.
 func (m *Manager) retryEnds(ctx context.Context, lease ha.Lease) {
-	m.mu.Lock()
-	ids := make([]string, 0, len(m.unended))
-	for id := range m.unended {
-		ids = append(ids, id)
-	}
-	m.mu.Unlock()
-	for _, id := range ids {
-		t, ok := m.state.Live(id)
-		if !ok || !Terminal(t.State) {
-			m.mu.Lock()
-			delete(m.unended, id)
-			m.mu.Unlock()
-			continue
+	for _, id := range m.state.Untold() {
+		if ctx.Err() != nil {
+			return
 		}
-		m.endAtAgent(ctx, lease, t)
+		if t, ok := m.state.Shared(id); ok {
+			m.endAtAgent(ctx, lease, t)
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ func init() {
 	replog.RegisterKind(KindReceiver, FormatInbound)
 	replog.RegisterKind(KindSwitch, FormatInbound)
 	replog.RegisterKind(KindReconcile, FormatInbound)
+	replog.RegisterKind(KindTold, FormatInbound)
 }
 
 // formatCreateV2 is the command format that introduced KindCreateV2.

@@ -184,7 +184,7 @@ func (s *State) PruneCandidates(now time.Time, count int, age, keep time.Duratio
 		if !over && !old {
 			continue
 		}
-		if now.Sub(*t.Ended) < keep || t.SourcesToDelete() || len(t.Unreconciled()) > 0 {
+		if now.Sub(*t.Ended) < keep || t.SourcesToDelete() || len(t.Unreconciled()) > 0 || t.EndUntold() {
 			continue
 		}
 		ids = append(ids, t.ID)

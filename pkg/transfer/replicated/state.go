@@ -204,6 +204,8 @@ type Transfer struct {
 	// group it left.
 	Switched *Switch `json:"switched,omitempty"`
 	Doubts   []Doubt `json:"doubts,omitempty"`
+	// EndTold: its destination agent was told that it ended (KindTold).
+	EndTold bool `json:"endTold,omitempty"`
 
 	// Derived from Files (recount), so that applying file events costs
 	// the events, not the transfer's size: how many files have ended, how
@@ -440,6 +442,12 @@ func (s *State) Apply(kind string, epoch uint64, data []byte, index uint64) any 
 			return fmt.Errorf("decode %s: %w", kind, err)
 		}
 		return s.pruneIDs(c)
+	case KindTold:
+		var c ToldCmd
+		if err := json.Unmarshal(data, &c); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		return s.told(c)
 	case KindSwitch:
 		var c SwitchCmd
 		if err := json.Unmarshal(data, &c); err != nil {
@@ -541,7 +549,7 @@ func (s *State) pruneIDs(c PruneCmd) any {
 		t, ok := s.transfers[id]
 		// Kept while sources are left to delete, or files are in doubt
 		// at a group it left (switch.go).
-		if !ok || t.Ended == nil || t.SourcesToDelete() || len(t.Unreconciled()) > 0 {
+		if !ok || t.Ended == nil || t.SourcesToDelete() || len(t.Unreconciled()) > 0 || t.EndUntold() {
 			continue
 		}
 		delete(s.transfers, id)

@@ -181,3 +181,48 @@ func (s *State) WithDoubts() []string {
 	slices.Sort(ids)
 	return ids
 }
+
+// KindTold records that the destination agent of an ended transfer was
+// told of its end (ToldCmd), of command format 7: until then, whichever
+// instance is active tells it again, so that the .part files the
+// transfer left there go even across failovers of the sender.
+const KindTold = "transfer.told"
+
+// ToldCmd is a KindTold entry.
+type ToldCmd struct {
+	ID string `json:"id"`
+}
+
+// told applies c; s.mu is held.
+func (s *State) told(c ToldCmd) any {
+	t, ok := s.transfers[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
+	}
+	if !Terminal(t.State) || t.Request.DestinationAgent == "" {
+		return fmt.Errorf("%w: transfer %s has not ended at another agent", ErrBadFileEvent, c.ID)
+	}
+	t.EndTold = true
+	return nil
+}
+
+// EndUntold reports whether t ended at another agent that has not been
+// told so yet.
+func (t *Transfer) EndUntold() bool {
+	return Terminal(t.State) && t.Request.DestinationAgent != "" && !t.EndTold
+}
+
+// Untold lists the ended transfers whose destination agent has not been
+// told of their end.
+func (s *State) Untold() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []string
+	for id, t := range s.transfers {
+		if t.EndUntold() {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}

@@ -132,3 +132,29 @@ func TestSwitchBack(t *testing.T) {
 		t.Fatalf("started: file 1 %v (want true: back where it was in doubt), file 2 %v (want false)", got.Files[1].Started, got.Files[2].Started)
 	}
 }
+
+// An ended transfer to another agent is untold until KindTold records its
+// end was delivered; until then it is listed, and never pruned.
+func TestTold(t *testing.T) {
+	s := NewState()
+	tr := fuzzTransfer("x", "a")
+	tr.Request.DestinationAgent = "PAYMENTS"
+	applyOK(t, s, KindCreate, 1, CreateCmd{Transfer: tr, MaxQueued: 10, HistoryCount: -1})
+	if err, _ := s.Apply(KindTold, 1, encodeJSON(ToldCmd{ID: "x"}), 1).(error); err == nil {
+		t.Fatal("told of the end of a transfer that has not ended")
+	}
+	applyOK(t, s, KindCancel, 1, ReasonCmd{ID: "x", Time: t0, Reason: "test"})
+	if ids := s.Untold(); len(ids) != 1 || ids[0] != "x" {
+		t.Fatalf("untold %v", ids)
+	}
+	if n := s.Apply(KindPrune, 1, encodeJSON(PruneCmd{Time: t0, IDs: []string{"x"}}), 1); n != 0 {
+		t.Fatalf("pruned %v while its end was untold", n)
+	}
+	applyOK(t, s, KindTold, 1, ToldCmd{ID: "x"})
+	if ids := s.Untold(); len(ids) != 0 {
+		t.Fatalf("untold %v after told", ids)
+	}
+	if n := s.Apply(KindPrune, 1, encodeJSON(PruneCmd{Time: t0, IDs: []string{"x"}}), 1); n != 1 {
+		t.Fatalf("pruned %v once told, want 1", n)
+	}
+}
