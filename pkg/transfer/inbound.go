@@ -377,7 +377,7 @@ func (m *Manager) ReceiveData(ctx context.Context, ref InboundRef, offset int64,
 		defer stop()
 	}
 	limit := ref.Size - offset
-	n, err := io.CopyBuffer(io.MultiWriter(part, h), io.LimitReader(body, limit+1), make([]byte, 1<<20))
+	n, err := copyFull(io.MultiWriter(part, h), io.LimitReader(body, limit+1), make([]byte, 1<<20))
 	if err != nil {
 		if wctx.Err() != nil {
 			cause := context.Cause(wctx)
@@ -552,5 +552,31 @@ func (m *Manager) pruneInbound(lease ha.Lease, now time.Time) {
 	}
 	if _, err := m.raft.Apply(replicated.KindInbound, lease.Epoch, replicated.InboundCmd{Op: replicated.InboundPrune, Time: now, Keys: keys}, applyTimeout); err != nil {
 		m.log.Warn().Err(err).Int("transfers", len(keys)).Msg("forget ended inbound transfers")
+	}
+}
+
+// copyFull copies src to dst in writes of len(buf) (the last one
+// shorter): a request body comes a TLS record at a time, and a write and
+// its fence check per record would cost more than the bytes.
+func copyFull(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, err := io.ReadFull(src, buf)
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+			if w < k {
+				return n, io.ErrShortWrite
+			}
+		}
+		switch {
+		case err == io.EOF, err == io.ErrUnexpectedEOF:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
 	}
 }

@@ -156,6 +156,9 @@ func (m *Manager) receiver(t *Transfer) (Receiver, error) {
 	return nil, fmt.Errorf("agent %s is not configured here (agent.%s.instances)", agent, agent)
 }
 
+// formatWait bounds checkRemote's wait for the standbys' reports.
+const formatWait = 1500 * time.Millisecond
+
 // checkRemote checks, before a request is accepted, that its destination
 // agent can be sent to, and cleans its destination path (a path of the
 // destination agent: resolved there, within its sandbox).
@@ -168,6 +171,12 @@ func (m *Manager) checkRemote(req Request) (Request, error) {
 	}
 	if _, ok := m.receivers.Receiver(req.DestinationAgent); !ok {
 		return req, &RequestError{Reason: fmt.Sprintf("agent %s is not configured here: add agent.%s.instances to agent.properties", req.DestinationAgent, req.DestinationAgent)}
+	}
+	// Right after an election the standbys report within a moment (the
+	// formats they read among it): a request that comes first waits for
+	// them rather than being refused.
+	for deadline := time.Now().Add(formatWait); !m.raft.FormatAgreed(replicated.FormatInbound) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
 	}
 	if !m.raft.FormatAgreed(replicated.FormatInbound) {
 		return req, &RequestError{Reason: fmt.Sprintf("not every instance of this agent has reported that it reads command format %d (transfers to other agents): an instance that just started reports within a few seconds, so try again; one of an older build must be upgraded first (ftagent show lists each instance's version)", replicated.FormatInbound)}

@@ -50,6 +50,14 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 				continue
 			}
 		}
+		// The checkpoint of the file in flight, before a move forgets it.
+		j.mu.Lock()
+		inFlight := j.sentFile
+		j.mu.Unlock()
+		var cpBefore int64
+		if f, ok := m.state.File(id, inFlight); ok && inFlight >= 0 {
+			cpBefore = f.Checkpoint.Offset
+		}
 		moved, serr := m.maybeSwitch(lease, id, err)
 		if serr != nil {
 			log.Warn().Err(serr).Msg("record the move to an alternate group")
@@ -102,11 +110,14 @@ func (m *Manager) runTransfer(ctx context.Context, lease ha.Lease, id string, j 
 		wait := time.Duration(float64(backoff) * (0.75 + 0.5*rand.Float64()))
 		if moved {
 			// On at once at the new group, within the same recovery
-			// timeout. What this job had sent of the file in flight was
-			// counted as resent by the move.
+			// timeout. The move counted the file in flight as resent up
+			// to its checkpoint; what this job had sent beyond it is
+			// counted when the file starts again there.
 			wait, backoff = 0, time.Second/2
 			j.mu.Lock()
-			j.sentFile = -1
+			if j.sentFile == inFlight {
+				j.sent = max(j.sent-cpBefore, 0)
+			}
 			j.mu.Unlock()
 		}
 		if timeout >= 0 {
