@@ -16,6 +16,7 @@
 #   bench/agents.sh -files 0        # the large file only
 #   bench/agents.sh -size 0         # the many files only
 #   bench/agents.sh -ssh-cipher aes128-gcm@openssh.com   # scp/rsync with another cipher
+#   bench/agents.sh -files 0 -props checkpointInterval=1G   # what the checkpoints cost
 #   bench/agents.sh -keep           # keep binaries, data, instance logs, sshd's files
 #   bench/agents.sh -h              # every flag
 set -euo pipefail

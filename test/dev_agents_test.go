@@ -37,7 +37,20 @@ func startDevWith(t *testing.T, args ...string) *devRun {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = d.cmd.Process.Kill(); _ = d.cmd.Wait() })
+	t.Cleanup(func() {
+		// Stopped as a user would (dev stops every instance it started,
+		// which run in process groups of their own); killed only if it
+		// does not end.
+		_ = d.cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { _ = d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-done
+		}
+	})
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {

@@ -58,6 +58,7 @@ var (
 	flagPoll     = flag.Duration("poll", 10*time.Millisecond, "interval of the actives' VmRSS polls during a transfer")
 	flagTimeout  = flag.Duration("timeout", 10*time.Minute, "longest wait for one command")
 	flagSSHD     = flag.String("sshd", "/usr/sbin/sshd", "the OpenSSH server to run")
+	flagProps    = flag.String("props", "", "extra agent.properties lines for both agents, separated by ';' (e.g. \"checkpointInterval=1G\", to see what the checkpoints cost); default: none, every property at its default")
 	flagQuiet    = flag.Duration("wait-quiet", time.Minute, "before each timed run, wait up to this long for a second in which the whole machine is at least 90% idle (0: do not wait); on a shared machine, other work during a run shows in the report as CPU time of \"the rest\"")
 )
 
@@ -215,7 +216,7 @@ func run() error {
 	// checkpointInterval 64M, checkpointTimeInterval 5s, maxBandwidth
 	// unlimited, TLS required.
 	e.payments, err = harness.New(bin, payDir, harness.Options{AgentName: "PAYMENTS", Names: []string{"pay1", "pay2", "pay3"}, TLSDir: dir,
-		Extra: []string{"acceptFrom=ORDERS"}})
+		Extra: append([]string{"acceptFrom=ORDERS"}, extraProps()...)})
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func run() error {
 		entries = append(entries, n+"@"+e.payments.Addr[n])
 	}
 	e.orders, err = harness.New(bin, ordDir, harness.Options{AgentName: "ORDERS", Names: []string{"ord1", "ord2", "ord3"}, TLSDir: dir,
-		Extra: []string{"agent.PAYMENTS.instances=" + strings.Join(entries, ",")}})
+		Extra: append([]string{"agent.PAYMENTS.instances=" + strings.Join(entries, ",")}, extraProps()...)})
 	if err != nil {
 		return err
 	}
@@ -297,6 +298,17 @@ func run() error {
 	res.elapsed = time.Since(started)
 	report(os.Stdout, e, res, started)
 	return nil
+}
+
+// extraProps are -props' lines.
+func extraProps() []string {
+	var out []string
+	for _, l := range strings.Split(*flagProps, ";") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // warmUp sends one small file each way before the timed runs: ORDERS'

@@ -21,7 +21,11 @@ func report(w io.Writer, e *env, res *results, started time.Time) {
 	fmt.Fprintf(w, "- load average (1, 5, 15 min) when both agents were up: %s; at the end: %s\n", e.loadStart, harness.LoadAvg())
 	fmt.Fprintf(w, "- %s; %s; %s; %s; ssh cipher negotiated: %s\n", goVersion(), e.sshVer, e.sshdVer, e.rsyncVer, e.cipher)
 	fmt.Fprintf(w, "- command: `go run ./bench/agents %s` (%v in all)\n", strings.Join(os.Args[1:], " "), res.elapsed.Round(time.Second))
-	fmt.Fprintf(w, "- agents: ORDERS (ord1–ord3) sends to PAYMENTS (pay1–pay3, `acceptFrom=ORDERS`), 3 + 3 instances on 127.0.0.1, TLS required (one CA), every other property at its default (checkpointInterval 64M, checkpointTimeInterval 5s, maxBandwidth unlimited); each agent its own directory, transferRoot and data directories, all on one file system\n")
+	props := "every other property at its default (checkpointInterval 64M, checkpointTimeInterval 5s, maxBandwidth unlimited)"
+	if p := extraProps(); len(p) > 0 {
+		props = "**and on both agents `" + strings.Join(p, "`, `") + "`**; every other property at its default"
+	}
+	fmt.Fprintf(w, "- agents: ORDERS (ord1–ord3) sends to PAYMENTS (pay1–pay3, `acceptFrom=ORDERS`), 3 + 3 instances on 127.0.0.1, TLS required (one CA), %s; each agent its own directory, transferRoot and data directories, all on one file system\n", props)
 	fmt.Fprintf(w, "- OpenSSH: an sshd of the run's own on 127.0.0.1 (`sshd -D`, key login as %s, `Subsystem sftp internal-sftp`: scp speaks SFTP; `SetEnv HOME=` an empty directory, so that the shell through which sshd runs rsync's remote end reads no developer's .bashrc); one login, `ssh 127.0.0.1 true`, takes %s (median of 3); scp and rsync read the same sources as ORDERS (its transferRoot) and write under PAYMENTS' transferRoot\n", e.ssh.user, secs(e.login))
 	fmt.Fprintf(w, "- each command is run from ORDERS' transferRoot and timed from its start to its exit; \"+ sync\" adds the `sync FILE` (1 file) or `sync` (many files) run right after it, timed on its own; ")
 	fmt.Fprintf(w, "the runs alternate: ftagent, scp; …; then ftagent, rsync; …; a large file's output is deleted and `sync` run after each run, the many-files outputs are kept to the end (ext4's recently deleted inodes slow file creation: see the caveats of the transfer benchmark)")
@@ -29,7 +33,7 @@ func report(w io.Writer, e *env, res *results, started time.Time) {
 		fmt.Fprintf(w, "; anonymous memory is touched and freed before each timed run (-prefault, as bench/transfer)")
 	}
 	if *flagQuiet > 0 {
-		fmt.Fprintf(w, "\n- before each timed run the benchmark waited (up to %v) for a second in which the machine was at least 90%% idle; %d runs started without one", *flagQuiet, e.notQuiet)
+		fmt.Fprintf(w, "\n- before each timed run the benchmark waited (up to %v) for a second in which the machine was at least 90%% idle; runs started without one: %d", *flagQuiet, e.notQuiet)
 	}
 	if r := reportedKiB(); r > 0 {
 		fmt.Fprintf(w, "\n- guest memory reported free to the host (virtio balloon free page reporting) while the agents were up: %s", mib((r-e.reported0)*1024))
@@ -155,6 +159,9 @@ func report(w io.Writer, e *env, res *results, started time.Time) {
 				for _, x := range s.samples {
 					cnt = append(cnt, int64(x.raft[k][kind].count))
 					sum = append(sum, time.Duration(x.raft[k][kind].sum*float64(time.Second)))
+				}
+				if medianInt(cnt) == 0 {
+					continue // in some runs only
 				}
 				fmt.Fprintf(w, "| %s | %s | %s | %d | %s |\n", label, agent, kind, medianInt(cnt), ms(median(sum)))
 			}
