@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/agentlink"
@@ -250,19 +251,26 @@ func (in *Instance) inboundRoutes(mux *http.ServeMux) {
 // deadline forward while bytes come: a file's bytes may take longer than
 // the read timeout, but may not stop for longer than inboundIdle.
 type rollingDeadline struct {
-	r    io.Reader
-	rc   *http.ResponseController
-	last time.Time
+	r       io.Reader
+	rc      *http.ResponseController
+	last    time.Time
+	aborted atomic.Bool
 }
 
 func (d *rollingDeadline) extend() {
+	if d.aborted.Load() {
+		return // stopped: the deadline stays in the past
+	}
 	d.last = time.Now()
 	_ = d.rc.SetReadDeadline(d.last.Add(inboundIdle))
 	_ = d.rc.SetWriteDeadline(d.last.Add(inboundIdle + writeTimeout))
 }
 
 // Abort ends a read in progress (the request was stopped).
-func (d *rollingDeadline) Abort() { _ = d.rc.SetReadDeadline(time.Now()) }
+func (d *rollingDeadline) Abort() {
+	d.aborted.Store(true)
+	_ = d.rc.SetReadDeadline(time.Now())
+}
 
 func (d *rollingDeadline) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)

@@ -321,11 +321,7 @@ func (m *Manager) copyToAgent(ctx context.Context, lease ha.Lease, r Receiver, t
 		return classify("send", err)
 	}
 	defer dst.Close()
-	ident := info.Source
-	if from.Offset > 0 {
-		ident = from.Source
-	}
-	digest, err := m.copyWithCheckpoints(ctx, lease, i, j, batch, src, dst, from, ident, limiters)
+	digest, err := m.copyWithCheckpoints(ctx, lease, i, j, batch, src, dst, from, limiters)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -111,16 +111,7 @@ func (m *Manager) copyFile(ctx context.Context, lease ha.Lease, t *Transfer, i i
 		return classify("open destination", err)
 	}
 	defer dst.Close()
-	// A resumed file keeps the identity its first checkpoint recorded:
-	// this instance found the source Same, but may see it through another
-	// mount (another device, perhaps other inode numbers), and the
-	// replicated state accepts only the recorded identity (Recorded).
-	ident := info.Source
-	if from.Offset > 0 {
-		ident = from.Source
-	}
-
-	digest, err := m.copyWithCheckpoints(ctx, lease, i, j, batch, src, dst, from, ident, limiters)
+	digest, err := m.copyWithCheckpoints(ctx, lease, i, j, batch, src, dst, from, limiters)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -192,11 +183,18 @@ func (m *Manager) hashFrom(ctx context.Context, path string, cp checkpoint.Check
 }
 
 // copyWithCheckpoints copies file i from the checkpoint from (the copy
-// loop), recording each checkpoint, with the source identity ident, once
-// dst has made it durable, and the job's live progress. It returns the
-// digest of the whole file.
+// loop), recording each checkpoint once dst has made it durable, and the
+// job's live progress. It returns the digest of the whole file.
 func (m *Manager) copyWithCheckpoints(ctx context.Context, lease ha.Lease, i int, j *job, batch *eventBatch,
-	src endpoint.SourceFile, dst endpoint.PartFile, from checkpoint.Checkpoint, ident checkpoint.Source, limiters []*copyloop.Limiter) ([]byte, error) {
+	src endpoint.SourceFile, dst endpoint.PartFile, from checkpoint.Checkpoint, limiters []*copyloop.Limiter) ([]byte, error) {
+	// A resumed file keeps the identity its first checkpoint recorded:
+	// this instance found the source Same, but may see it through another
+	// mount (another device, perhaps other inode numbers), and the
+	// replicated state accepts only the recorded identity (Recorded).
+	ident := src.Info().Source
+	if from.Offset > 0 {
+		ident = from.Source
+	}
 	return copyloop.Copy(ctx, copyloop.Params{
 		Src:                src,
 		Dst:                dst,
