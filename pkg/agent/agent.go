@@ -154,6 +154,24 @@ func Start(opts Options) (*Instance, error) {
 		mux.Close()
 		return nil, &config.Error{File: cfg.Path, Key: "transferRoot", Msg: err.Error()}
 	}
+	storage := &endpoint.Mux{Local: local}
+	for _, p := range cfg.SFTPPartners {
+		s, err := endpoint.NewSFTP(endpoint.SFTPConfig{
+			Name: p.Name, Address: p.Address, User: p.User,
+			IdentityFile: p.IdentityFile, PassphraseFile: p.PassphraseFile, PasswordFile: p.PasswordFile,
+			KnownHostsFile: p.KnownHostsFile, Root: p.Root,
+			MaxConnections: p.MaxConnections, Timeout: p.Timeout, KeepAlive: p.KeepAlive,
+		})
+		if err != nil {
+			mux.Close()
+			local.Close()
+			return nil, &config.Error{File: cfg.Path, Key: config.SFTPKey(config.KeySFTPAddress, p.Name), Msg: err.Error()}
+		}
+		if storage.SFTP == nil {
+			storage.SFTP = map[string]*endpoint.SFTP{}
+		}
+		storage.SFTP[p.Name] = s
+	}
 	var trail *audit.Log
 	if cfg.AuditLog != "" {
 		if trail, err = audit.Open(cfg.AuditLog, self.Name); err != nil {
@@ -230,7 +248,8 @@ func Start(opts Options) (*Instance, error) {
 				MaxBandwidth:            cfg.MaxBandwidth,
 				HistoryCount:            cfg.TransferHistoryCount,
 				HistoryAge:              cfg.TransferHistoryAge,
-			}, state, timedLog{Log: node, m: in.metrics}, endpoint.Fenced{Endpoint: local, Fence: node, Audit: trail}, sb, log)
+			}, state, timedLog{Log: node, m: in.metrics}, endpoint.Fenced{Endpoint: storage, Fence: node, Audit: trail}, sb, log)
+			mgr.SetSFTP(storage)
 			mgr.SetObserver(in.metrics)
 			mgr.SetReceivers(links)
 			mgr.SetGroups(cfg.Group, cfg.AlternateAfter)

@@ -117,6 +117,7 @@ type Config struct {
 	// Other agents
 	RemoteAgents   []RemoteAgent // one per agent.NAME.instances key with a value, sorted by Name (byte order); nil when there are none
 	AcceptFrom     []string      // agent names as written, trimmed, in order; nil (the default) when this agent receives from no other agent
+	SFTPPartners   []SFTPPartner // one per partner NAME of the sftp.NAME.* keys, sorted by Name; nil when there are none
 	AlternateAfter time.Duration // default 60s, at least 5s: how long a destination agent's group must stay unreachable before its transfers move to its next alternate (RemoteAgent.Alternates)
 
 	Warnings []string // e.g. unknown keys: `agent.properties: unknown key "standbyStatusPublishIntervall" (ignored; did you mean "standbyStatusPublishInterval"?)`
@@ -429,6 +430,9 @@ func (l *checker) load() error {
 		return err
 	}
 	if err := l.loadAcceptFrom(); err != nil {
+		return err
+	}
+	if err := l.loadSFTP(); err != nil {
 		return err
 	}
 
@@ -1340,4 +1344,100 @@ func (c *Config) Group(name string) []string {
 // caller of this agent's own is let in is not acceptFrom's business.
 func (c *Config) Accepts(agent string) bool {
 	return slices.Contains(c.AcceptFrom, agent)
+}
+
+// SFTPPartner is an SFTP server that transfers may name as
+// sftp://NAME/path (the sftp.NAME.* keys). File paths are absolute.
+type SFTPPartner struct {
+	Name, Address, User                        string
+	IdentityFile, PassphraseFile, PasswordFile string
+	KnownHostsFile                             string
+	Root                                       string
+	MaxConnections                             int
+	Timeout, KeepAlive                         time.Duration
+}
+
+// loadSFTP reads the sftp.NAME.* keys: each partner needs an address, a
+// user, a known-hosts file and a credential. The files are read when the
+// instance starts (an unreadable one, or one others may read, stops it
+// there), not here.
+func (l *checker) loadSFTP() error {
+	c := l.c
+	names := map[string]bool{}
+	for _, k := range l.props.Keys() {
+		rest, ok := strings.CutPrefix(k, sftpKeyPrefix)
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndex(rest, "."); i >= 0 {
+			if _, known := LookupKey(k); known {
+				names[rest[:i]] = true
+			}
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	slices.Sort(sorted)
+	for _, name := range sorted {
+		key := func(pattern string) string { return SFTPKey(pattern, name) }
+		if err := checkAgentName(name); err != nil {
+			return l.errorf(key(KeySFTPAddress), "partner name: %v", err)
+		}
+		p := SFTPPartner{Name: name}
+		var missing []string
+		for _, f := range []struct {
+			pattern string
+			dst     *string
+			file    bool
+		}{
+			{KeySFTPAddress, &p.Address, false}, {KeySFTPUser, &p.User, false},
+			{KeySFTPIdentityFile, &p.IdentityFile, true}, {KeySFTPPassphraseFile, &p.PassphraseFile, true},
+			{KeySFTPPasswordFile, &p.PasswordFile, true}, {KeySFTPKnownHostsFile, &p.KnownHostsFile, true},
+			{KeySFTPRoot, &p.Root, false},
+		} {
+			v, ok := l.value(key(f.pattern))
+			if !ok {
+				continue
+			}
+			if f.file && !filepath.IsAbs(v) {
+				v = filepath.Join(c.Dir, v)
+			}
+			*f.dst = v
+		}
+		for _, req := range []struct{ pattern, v string }{{KeySFTPAddress, p.Address}, {KeySFTPUser, p.User}, {KeySFTPKnownHostsFile, p.KnownHostsFile}} {
+			if req.v == "" {
+				missing = append(missing, key(req.pattern))
+			}
+		}
+		if len(missing) > 0 {
+			return l.errorf(missing[0], "SFTP partner %s needs %s", name, strings.Join(missing, ", "))
+		}
+		if _, port, err := net.SplitHostPort(p.Address); err != nil || port == "" {
+			return l.errorf(key(KeySFTPAddress), "%q is not host:port", p.Address)
+		}
+		if p.IdentityFile == "" && p.PasswordFile == "" {
+			return l.errorf(key(KeySFTPIdentityFile), "SFTP partner %s needs %s or %s (or both)", name, key(KeySFTPIdentityFile), key(KeySFTPPasswordFile))
+		}
+		if p.PassphraseFile != "" && p.IdentityFile == "" {
+			return l.errorf(key(KeySFTPPassphraseFile), "is set without %s", key(KeySFTPIdentityFile))
+		}
+		if p.Root != "" && !strings.HasPrefix(p.Root, "/") {
+			return l.errorf(key(KeySFTPRoot), "%q is not an absolute path on the server (leave it unset for the login directory)", p.Root)
+		}
+		n, err := l.integer(key(KeySFTPMaxConnections), 1, 64)
+		if err != nil {
+			return err
+		}
+		p.MaxConnections = int(n)
+		if p.Timeout, err = l.duration(key(KeySFTPTimeout), time.Second); err != nil {
+			return err
+		}
+		if p.KeepAlive, err = l.duration(key(KeySFTPKeepAlive), time.Second); err != nil {
+			return err
+		}
+		c.SFTPPartners = append(c.SFTPPartners, p)
+	}
+	return nil
 }

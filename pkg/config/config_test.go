@@ -910,6 +910,7 @@ func TestKeysTable(t *testing.T) {
 		"TLSCA":           KeyTLSCA,
 		"TLSPeerCA":       KeyTLSPeerCA,
 		"RemoteAgents":    KeyAgentInstances,
+		"SFTPPartners":    KeySFTPAddress,
 	}
 	typ := reflect.TypeOf(Config{})
 	for i := 0; i < typ.NumField(); i++ {

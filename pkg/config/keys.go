@@ -69,7 +69,28 @@ const (
 	KeyAgentAlternates = agentKeyPrefix + NamePlaceholder + agentAlternatesSuffix
 	KeyAlternateAfter  = "alternateAfter"
 	KeyAcceptFrom      = "acceptFrom"
+
+	// The sftp.NAME.* pattern keys describe SFTP partner NAME, a server
+	// that transfers name as sftp://NAME/path (see SFTPKey).
+	KeySFTPAddress        = sftpKeyPrefix + NamePlaceholder + ".address"
+	KeySFTPUser           = sftpKeyPrefix + NamePlaceholder + ".user"
+	KeySFTPIdentityFile   = sftpKeyPrefix + NamePlaceholder + ".identityFile"
+	KeySFTPPassphraseFile = sftpKeyPrefix + NamePlaceholder + ".passphraseFile"
+	KeySFTPPasswordFile   = sftpKeyPrefix + NamePlaceholder + ".passwordFile"
+	KeySFTPKnownHostsFile = sftpKeyPrefix + NamePlaceholder + ".knownHostsFile"
+	KeySFTPRoot           = sftpKeyPrefix + NamePlaceholder + ".root"
+	KeySFTPMaxConnections = sftpKeyPrefix + NamePlaceholder + ".maxConnections"
+	KeySFTPTimeout        = sftpKeyPrefix + NamePlaceholder + ".timeout"
+	KeySFTPKeepAlive      = sftpKeyPrefix + NamePlaceholder + ".keepAlive"
 )
+
+const sftpKeyPrefix = "sftp."
+
+// SFTPKey is the pattern key pattern (one of the KeySFTP* keys) written
+// for partner name, e.g. "sftp.PARTNER.address".
+func SFTPKey(pattern, name string) string {
+	return strings.Replace(pattern, NamePlaceholder, name, 1)
+}
 
 // NamePlaceholder in the Name of a pattern key (KeyDoc.Pattern) stands for
 // the name that the file writes in its place.
@@ -286,6 +307,37 @@ var Keys = []KeyDoc{
 	{Name: KeyAcceptFrom, Default: "",
 		Form: "comma-separated agent names (1-64 letters, digits, '.', '_', '-'), not this agent's own name",
 		Doc:  "The other agents whose instances may send files to this agent; their instance certificates must be signed by a CA in tlsCA. Default: none (this agent receives from no other agent)."},
+
+	{Name: KeySFTPAddress, Default: "", Pattern: true,
+		Form: "NAME: 1-64 letters, digits, '.', '_', '-'; value: host:port",
+		Doc:  "Where SFTP partner NAME's server listens. Transfers name its files sftp://NAME/path, as a source or a destination. Required for each partner, with user and knownHostsFile."},
+	{Name: KeySFTPUser, Default: "", Pattern: true,
+		Form: "a user name",
+		Doc:  "The user this agent logs in as on SFTP partner NAME's server."},
+	{Name: KeySFTPIdentityFile, Default: "", Pattern: true,
+		Form: "file path (mode 0600 or stricter); relative paths resolve against the directory of agent.properties",
+		Doc:  "Private key (ed25519, RSA or ECDSA; OpenSSH or PEM form) for public-key authentication at partner NAME. Set this, passwordFile, or both."},
+	{Name: KeySFTPPassphraseFile, Default: "", Pattern: true,
+		Form: "file path (mode 0600 or stricter)",
+		Doc:  "File holding the passphrase of identityFile, when it has one."},
+	{Name: KeySFTPPasswordFile, Default: "", Pattern: true,
+		Form: "file path (mode 0600 or stricter)",
+		Doc:  "File holding the password for password authentication at partner NAME (one line)."},
+	{Name: KeySFTPKnownHostsFile, Default: "", Pattern: true,
+		Form: "file path, OpenSSH known_hosts format",
+		Doc:  "The server's host key, as ssh-keyscan or ~/.ssh/known_hosts writes it. Required: a key that is not there (unknown host) or differs (changed key) fails the transfer at once, with the key's fingerprint in the reason; it is read again at each connection."},
+	{Name: KeySFTPRoot, Default: "", Pattern: true,
+		Form: "absolute path on the server",
+		Doc:  "The server's directory that sftp://NAME/ paths resolve under (\"..\" is refused). Default: the login directory."},
+	{Name: KeySFTPMaxConnections, Default: "1", Pattern: true,
+		Form: "integer from 1 to 64",
+		Doc:  "Most SSH connections the active opens to partner NAME, shared by its transfers, each with many requests in flight."},
+	{Name: KeySFTPTimeout, Default: "30s", Pattern: true,
+		Form: "duration >= 1s",
+		Doc:  "Longest a connection's set-up (TCP, SSH, authentication) or the answer to a keep-alive may take; a connection that misses it is closed and its transfers retried (transferRecoveryTimeout)."},
+	{Name: KeySFTPKeepAlive, Default: "15s", Pattern: true,
+		Form: "duration >= 1s",
+		Doc:  "How often the active sends a keep-alive on each connection to partner NAME."},
 }
 
 // LookupKey returns the description of a known key. A key that a Pattern

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -72,6 +73,7 @@ type Manager struct {
 	state  *State
 	raft   Log
 	ep     endpoint.Endpoint
+	mux    *endpoint.Mux // SFTP partners (SetSFTP); nil when there are none
 	sb     *sandbox.Sandbox
 	agent  *copyloop.Limiter
 
@@ -197,6 +199,10 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 				m.idle.Wait()
 			}
 			m.mu.Unlock()
+			// Only the active holds connections to SFTP partners.
+			if m.mux != nil {
+				m.mux.CloseSFTP()
+			}
 			return
 		case <-m.wake:
 		case <-tick.C:
@@ -588,8 +594,18 @@ func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	if dest == "" {
 		dest = "/"
 	}
-	if !remote {
-		var err error
+	_, sftpDest, toSFTP, err := endpoint.ParseSFTP(req.Destination)
+	switch {
+	case err != nil:
+		return bad("destination %v", err)
+	case toSFTP && remote:
+		return bad("destination %s: an sftp:// destination is not sent through another agent (leave out --dest-agent)", req.Destination)
+	case toSFTP:
+		if _, err := m.partner(sftpDest); err != nil {
+			return bad("destination %v", err)
+		}
+		dest = sftpDest
+	case !remote:
 		if dest, err = m.sb.Resolve(req.Destination); err != nil {
 			return bad("destination %v", err)
 		}
@@ -616,6 +632,17 @@ func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	// destination: a directory's name, unless written with a final "/".
 	prefixes := make([]string, len(req.Sources))
 	for i, s := range req.Sources {
+		if _, p, ok, _ := endpoint.ParseSFTP(s); ok {
+			if remote {
+				return bad("source %s: a file on an SFTP partner is not sent to another agent (copy it here first)", s)
+			}
+			if req.Recursive && !hasWildcard(s) && !strings.HasSuffix(s, "/") {
+				if info, err := m.ep.Stat(ctx, p); err == nil && info.IsDir {
+					prefixes[i] = path.Base(p)
+				}
+			}
+			continue
+		}
 		if req.Recursive && !hasWildcard(s) && !strings.HasSuffix(s, "/") {
 			if p, err := m.sb.Resolve(s); err == nil {
 				if info, err := m.ep.Stat(context.Background(), p); err == nil && info.IsDir {
@@ -627,7 +654,7 @@ func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	// Each destination directory resolved once; another agent resolves
 	// its own.
 	var resolver *sandbox.Resolver
-	if !remote {
+	if !remote && !toSFTP {
 		resolver = m.sb.NewResolver()
 	}
 	// stop is an error of the plan's own (a refusal, an entry that could
@@ -639,6 +666,15 @@ func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	// to refuse a file written where a directory goes.
 	if req.Recursive {
 		for i, s := range req.Sources {
+			if _, p, ok, err := endpoint.ParseSFTP(s); ok {
+				if err != nil {
+					return bad("source %v", err)
+				}
+				if err := m.planSFTP(ctx, req, true, p, prefixes[i], dest, false, resolver, seen, seenDir, cr, nil, &stop); err != nil {
+					return err
+				}
+				continue
+			}
 			err := treeDirs(m.sb, resolver, s, prefixes[i], dest, func(d Dir) error {
 				if seenDir != nil {
 					if _, dup := seenDir[d.Destination]; dup {
@@ -659,6 +695,15 @@ func (m *Manager) plan(ctx context.Context, req Request, cr *creation) error {
 	}
 	files := 0
 	for i, s := range req.Sources {
+		if _, p, ok, err := endpoint.ParseSFTP(s); ok {
+			if err != nil {
+				return bad("source %v", err)
+			}
+			if err := m.planSFTP(ctx, req, false, p, prefixes[i], dest, single, resolver, seen, seenDir, cr, &files, &stop); err != nil {
+				return err
+			}
+			continue
+		}
 		// Within the request's context (a client that has gone away
 		// stops the walk) and maxFilesPerTransfer, counted over all the
 		// sources.
@@ -736,7 +781,9 @@ func (m *Manager) checkNoDestination(files []File) error {
 		}
 		if _, err := m.ep.Stat(context.Background(), f.Destination); err == nil {
 			shown := f.Destination
-			if rel, err := filepath.Rel(m.sb.Root(), shown); err == nil && !strings.HasPrefix(rel, "..") {
+			if endpoint.IsSFTP(shown) {
+				shown = endpoint.UserSFTP(shown)
+			} else if rel, err := filepath.Rel(m.sb.Root(), shown); err == nil && !strings.HasPrefix(rel, "..") {
 				shown = filepath.ToSlash(rel)
 			}
 			return &RequestError{Reason: fmt.Sprintf("destination exists: %s (use --overwrite to replace it)", shown)}

@@ -171,6 +171,7 @@ func Permanent(err error) bool {
 	for _, target := range []error{
 		fs.ErrNotExist, fs.ErrPermission, fs.ErrExist, fs.ErrInvalid,
 		ErrExists, ErrPartLost, checkpoint.ErrSourceChanged, ErrOutsideRoot, ErrNameNotRepresentable,
+		ErrHostKey, ErrAuth, ErrNoPartner,
 	} {
 		if errors.Is(err, target) {
 			return true

@@ -194,6 +194,12 @@ func cleanRoot(root string) string {
 // state's paths are clean and absolute, so a path under root is root, a
 // separator and the rest: what filepath.Rel gives, without its work.
 func rel(root, p string) string {
+	// A path on an SFTP partner, kept as "sftp:/NAME/path" (a form
+	// filepath keeps intact: endpoint.SFTPPath), is shown as the user
+	// wrote it.
+	if rest, ok := strings.CutPrefix(p, "sftp:/"); ok {
+		return "sftp://" + rest
+	}
 	if root == "" {
 		return p
 	}
