@@ -79,16 +79,15 @@ func SFTPPath(partner, rel string) string {
 }
 
 // IsSFTP reports whether a resolved path is on an SFTP partner.
-func IsSFTP(p string) bool { return strings.HasPrefix(p, sftpPrefix) }
+func IsSFTP(p string) bool { return strings.HasPrefix(p, sftpPrefix) && !strings.HasPrefix(p, SFTPScheme) }
 
 // SplitSFTP returns the partner of a resolved SFTP path and the path
 // relative to its root ("" for the root itself).
 func SplitSFTP(p string) (partner, rel string, ok bool) {
-	rest, ok := strings.CutPrefix(p, sftpPrefix)
-	if !ok {
+	if !IsSFTP(p) {
 		return "", "", false
 	}
-	partner, rel, _ = strings.Cut(rest, "/")
+	partner, rel, _ = strings.Cut(p[len(sftpPrefix):], "/")
 	return partner, rel, true
 }
 
