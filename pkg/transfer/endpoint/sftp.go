@@ -79,7 +79,9 @@ func SFTPPath(partner, rel string) string {
 }
 
 // IsSFTP reports whether a resolved path is on an SFTP partner.
-func IsSFTP(p string) bool { return strings.HasPrefix(p, sftpPrefix) && !strings.HasPrefix(p, SFTPScheme) }
+func IsSFTP(p string) bool {
+	return strings.HasPrefix(p, sftpPrefix) && !strings.HasPrefix(p, SFTPScheme)
+}
 
 // SplitSFTP returns the partner of a resolved SFTP path and the path
 // relative to its root ("" for the root itself).
