@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -269,6 +270,31 @@ func TestSFTPSendAndFetch(t *testing.T) {
 			t.Errorf("%s exists after a refused send (%v)", p, err)
 		}
 	}
+	// A full disk on the server: retried (the transfer recovers) until
+	// its recovery timeout, then failed with the server's free space in
+	// the reason; nothing left at the final name.
+	small := filepath.Join(s.Root, "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Fatalf("mount a 2 MiB tmpfs for the full-disk case: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", small).Run() })
+	sftpOwn(t, small)
+	xferRandomFile(t, c, "in/four.bin", 4*xferMiB, 9)
+	fullID := xferCreate(t, c, "--recovery-timeout", "4s", "in/four.bin", "sftp://PARTNER/small/four.bin")
+	v = xferEnded(t, c, 60*time.Second, fullID)
+	t.Logf("send to a full disk: %s: %s", v.State, v.Reason)
+	if v.State != transfer.StateFailed || !strings.Contains(v.Reason, "file system is full") {
+		t.Errorf("send to a full disk: %s (reason %q), want failed with \"file system is full\"", v.State, v.Reason)
+	}
+	for _, p := range []string{"four.bin", "four.bin.part"} {
+		if _, err := os.Lstat(filepath.Join(small, p)); !os.IsNotExist(err) {
+			t.Errorf("%s exists after the failed send (%v)", p, err)
+		}
+	}
+
 	// A fetch of a missing file is refused when it is asked for.
 	res, err := c.Transfer(t.Context(), "create", "sftp://PARTNER/incoming/missing.bin", "back/missing.bin")
 	if err == nil && res.Exit == 0 || !strings.Contains(res.Stdout+res.Stderr, "not exist") {

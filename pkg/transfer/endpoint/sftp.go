@@ -325,6 +325,13 @@ func (s *SFTP) connect(ctx context.Context) (*sftpConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: connect %s: %w", s.cfg.Name, s.cfg.Address, err)
 	}
+	// Closed abortively (a reset, the unsent bytes dropped): when the
+	// lease ends the connections close (Close), and writes this instance
+	// queued must not reach the server after that, behind the next
+	// active's.
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.Timeout))
 	cc, chans, reqs, err := ssh.NewClientConn(nc, s.cfg.Address, &ssh.ClientConfig{
 		User:            s.cfg.User,
@@ -545,7 +552,7 @@ func (s *SFTP) sftpError(c *sftpConn, op, p string, err error) error {
 	}
 	var se *sftp.StatusError
 	if errors.As(err, &se) {
-		return fmt.Errorf("%s %s: the SFTP server answered %v", op, UserSFTP(p), se)
+		return fmt.Errorf("%s %s: the SFTP server answered %v", op, UserSFTP(p), err)
 	}
 	return fmt.Errorf("%s %s: %w", op, UserSFTP(p), err)
 }
@@ -648,7 +655,7 @@ func (s *SFTP) OpenPart(ctx context.Context, p string, offset int64) (PartFile, 
 		s.put(c)
 		return nil, s.sftpError(c, "open", PartName(p), err)
 	}
-	return &sftpPart{s: s, c: c, f: f, p: PartName(p)}, nil
+	return &sftpPart{s: s, c: c, f: f, p: PartName(p), sp: part}, nil
 }
 
 func (s *SFTP) openPart(ctx context.Context, c *sftpConn, part string, offset int64) (*sftp.File, error) {
@@ -696,6 +703,7 @@ type sftpPart struct {
 	c     *sftpConn
 	f     *sftp.File
 	p     string
+	sp    string // on the server
 	dirty bool
 	once  sync.Once
 }
@@ -703,7 +711,33 @@ type sftpPart struct {
 func (w *sftpPart) Write(b []byte) (int, error) {
 	w.dirty = true
 	n, err := w.f.Write(b)
-	return n, w.s.sftpError(w.c, "write", w.p, err)
+	if err != nil {
+		err = w.s.sftpError(w.c, "write", w.p, fmt.Errorf("%w%s", err, w.s.full(w.c, w.sp, err)))
+	}
+	return n, err
+}
+
+// full says, for a write the server failed without a reason (SFTP
+// version 3 has no code for a full disk: OpenSSH answers "Failure"), how
+// much room the server's file system has left, where the server can tell
+// (statvfs@openssh.com).
+func (s *SFTP) full(c *sftpConn, sp string, err error) string {
+	var se *sftp.StatusError
+	if !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure {
+		return ""
+	}
+	if _, ok := c.c.HasExtension("statvfs@openssh.com"); !ok {
+		return ""
+	}
+	vfs, verr := c.c.StatVFS(path.Dir(sp))
+	if verr != nil {
+		return ""
+	}
+	free := vfs.Frsize * vfs.Bavail
+	if free >= 1<<20 {
+		return fmt.Sprintf(" (the server's file system has %d bytes free)", free)
+	}
+	return fmt.Sprintf(" (the server's file system is full: %d bytes free of %d)", free, vfs.TotalSpace())
 }
 
 func (w *sftpPart) Sync() error {
