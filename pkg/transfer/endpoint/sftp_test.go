@@ -201,7 +201,10 @@ func TestSFTPEndpoint(t *testing.T) {
 	}
 	var seen []string
 	dirs := func(x endpoint.SFTPEntry) error { seen = append(seen, "d:"+x.Rel); return nil }
-	files := func(x endpoint.SFTPEntry) error { seen = append(seen, fmt.Sprintf("f:%s:%d", x.Rel, x.Size)); return nil }
+	files := func(x endpoint.SFTPEntry) error {
+		seen = append(seen, fmt.Sprintf("f:%s:%d", x.Rel, x.Size))
+		return nil
+	}
 	if err := e.Walk(ctx, "sftp:/P/w/*.csv", false, dirs, files); err != nil {
 		t.Fatal(err)
 	}
