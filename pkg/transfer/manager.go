@@ -190,6 +190,12 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 		}
 		select {
 		case <-ctx.Done():
+			// A request to an SFTP server takes no context: closing the
+			// connections fails those in flight, so that the copies stop
+			// now rather than when the server answers.
+			if m.mux != nil {
+				m.mux.CloseSFTP()
+			}
 			m.mu.Lock()
 			m.lease, m.runCtx = nil, nil
 			for _, j := range m.jobs {
@@ -199,7 +205,8 @@ func (m *Manager) Run(ctx context.Context, lease ha.Lease) {
 				m.idle.Wait()
 			}
 			m.mu.Unlock()
-			// Only the active holds connections to SFTP partners.
+			// Only the active holds connections to SFTP partners (a
+			// copy may have opened one after the first close).
 			if m.mux != nil {
 				m.mux.CloseSFTP()
 			}

@@ -170,8 +170,9 @@ type SFTP struct {
 type sftpConn struct {
 	ssh   *ssh.Client
 	c     *sftp.Client
-	root  string // the partner's root, absolute on this connection's server
-	users int    // operations and open files using it (SFTP.mu)
+	root  string    // the partner's root, absolute on this connection's server
+	users int       // operations and open files using it (SFTP.mu)
+	idle  time.Time // when users last fell to 0 (SFTP.mu)
 	dead  atomic.Bool
 	stop  chan struct{}
 }
@@ -392,6 +393,10 @@ func (s *SFTP) watch(c *sftpConn) {
 		case <-c.stop:
 			return
 		case <-tick.C:
+			if s.idleFor(c, sftpIdleClose) {
+				c.close()
+				return
+			}
 			answered := make(chan error, 1)
 			go func() {
 				_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
@@ -486,8 +491,29 @@ func (s *SFTP) pickLocked() *sftpConn {
 
 func (s *SFTP) put(c *sftpConn) {
 	s.mu.Lock()
-	c.users--
+	if c.users--; c.users == 0 {
+		c.idle = time.Now()
+	}
 	s.mu.Unlock()
+}
+
+// sftpIdleClose is how long a connection may go unused before it is
+// closed: a partner's server should not hold sessions for an agent that
+// has nothing to send, nor an instance that planned a request just as it
+// lost its lease keep one.
+const sftpIdleClose = 5 * time.Minute
+
+// idleFor reports whether c has been unused for at least d, and if so
+// marks it dead, under the lock get takes, so that no caller picks it
+// before it is closed.
+func (s *SFTP) idleFor(c *sftpConn, d time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.users == 0 && !c.idle.IsZero() && time.Since(c.idle) >= d {
+		c.dead.Store(true)
+		return true
+	}
+	return false
 }
 
 // Close closes every connection (the lease ended: only the active holds
