@@ -688,7 +688,7 @@ func threeAgents(t *testing.T, extraOrders []string) (orders, payments, dr *harn
 // PAYMENTS is in doubt (it might have been committed there).
 func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
 	t.Parallel() // two agents of its own: runs beside the other agent tests
-	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M"})
+	orders, payments, dr := threeAgents(t, []string{"checkpointInterval=1M", "auditLog=audit.jsonl"})
 	sum := xferRandomFile(t, orders, "in/big.bin", 12<<20, 61)
 	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/big.bin", "inbox/big.bin")
 	v := xferMidway(t, orders, id, 3<<20)
@@ -718,6 +718,30 @@ func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
 	if _, err := os.Stat(xferPath(payments, "inbox/big.bin.part")); err != nil {
 		t.Fatalf("PAYMENTS lost its .part while down: %v", err)
 	}
+	// The move is in the audit trail of the instance that made it, and
+	// in its metrics, with the file in doubt.
+	active := xferActive(t, orders)
+	var moved []audit.Record
+	for _, r := range secAudit(t, orders) {
+		if r.Op == audit.OpSwitch {
+			moved = append(moved, r)
+		}
+	}
+	if len(moved) != 1 || moved[0].Target != id || moved[0].Action != "PAYMENTS->PAYMENTS_DR" || moved[0].Instance != active ||
+		moved[0].Epoch == 0 || !strings.Contains(moved[0].Result, "unreachable") {
+		t.Errorf("audit records of the move: %+v; want one, of %s, PAYMENTS->PAYMENTS_DR by %s, with the reason", moved, id, active)
+	}
+	hc, err := orders.TLS.HTTPClient(harness.ClientMonitor, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, orders, hc, active)
+	if got := mustMetric(t, fams, "ftagent_alternate_switches_total"); got != 1 {
+		t.Errorf("ftagent_alternate_switches_total %v, want 1", got)
+	}
+	if got := mustMetric(t, fams, "ftagent_files_in_doubt"); got != 1 {
+		t.Errorf("ftagent_files_in_doubt %v, want 1 before PAYMENTS returns", got)
+	}
 
 	// PAYMENTS returns: the file in doubt was not committed there, so its
 	// .part there is removed, and the doubt is recorded as resolved.
@@ -731,6 +755,13 @@ func TestAlternateTakesOverWhenGroupLost(t *testing.T) {
 	})
 	if v.Doubts[0].Outcome != "absent" {
 		t.Fatalf("doubt %+v, want absent (never committed at PAYMENTS)", v.Doubts[0])
+	}
+	fams = scrape(t, orders, hc, active)
+	if got := mustMetric(t, fams, "ftagent_files_in_doubt"); got != 0 {
+		t.Errorf("ftagent_files_in_doubt %v after the reconciliation, want 0", got)
+	}
+	if got := mustMetric(t, fams, "ftagent_files_duplicate"); got != 0 {
+		t.Errorf("ftagent_files_duplicate %v, want 0 (the file was absent at PAYMENTS)", got)
 	}
 	xferNoParts(t, payments)
 	if _, err := os.Stat(xferPath(payments, "inbox/big.bin")); err == nil {

@@ -6,6 +6,7 @@ package test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/transfer"
 	"github.com/ftagent/ftagent/test/harness"
 )
 
@@ -183,4 +185,65 @@ func TestDevAgentsRange(t *testing.T) {
 			t.Errorf("dev --agents %s left %v in its folder", n, entries)
 		}
 	}
+}
+
+// dev --agents 2 --alternate runs a third agent, DEV2_DR, as DEV2's
+// alternate group; the steps it prints move a transfer there: every
+// instance of DEV2 killed (-9) midway, the transfer goes on at DEV2_DR
+// after alternateAfter and completes there with the sample's SHA-256.
+func TestDevAlternateTakesOver(t *testing.T) {
+	t.Parallel() // mostly waiting: alternateAfter and the bandwidth limit
+	dir := t.TempDir()
+	props := filepath.Join(dir, "agent.properties")
+	props2 := filepath.Join(dir, "DEV2", "agent.properties")
+	propsDR := filepath.Join(dir, "DEV2_DR", "agent.properties")
+	d := startDevWith(t, "--agents", "2", "--alternate", "--instances", "1", "--dir", dir)
+	out := strings.Join(d.out, "\n")
+	for _, want := range []string{
+		"agent DEV2_DR is running with 1 instance",
+		"it is the alternate group of DEV2, and accepts files from DEV",
+		"ftagent transfer create --dest-agent DEV2 --bwlimit 1M in/sample.bin moved.bin",
+		"kill -9 $(cat ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dev output lacks %q:\n%s", want, out)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	r, err := harness.Run(ctx, bin.Ftagent, "transfer", "create", "--config", props, "--json", "--dest-agent", "DEV2", "--bwlimit", "1M", "in/sample.bin", "moved.bin")
+	if err != nil || r.Exit != 0 {
+		t.Fatalf("transfer create: exit %d %v %q %q", r.Exit, err, r.Stdout, r.Stderr)
+	}
+	var v transfer.View
+	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil || v.ID == "" {
+		t.Fatalf("transfer create --json: %v: %s", err, r.Stdout)
+	}
+	c := &harness.Cluster{Bin: bin, Props: props}
+	xferMidway(t, c, v.ID, 1<<20)
+	pids := instancePIDs(t, props2)
+	if len(pids) != 1 {
+		t.Fatalf("instances of DEV2: %v, want 1", pids)
+	}
+	for _, pid := range pids {
+		if out, err := exec.Command("kill", "-9", pid).CombinedOutput(); err != nil {
+			t.Fatalf("kill -9 %s: %v %s", pid, err, out)
+		}
+	}
+	w, err := harness.Run(ctx, bin.Ftagent, "transfer", "wait", "--config", props, v.ID)
+	if err != nil || w.Exit != 0 {
+		t.Fatalf("transfer wait: exit %d %v %q %q", w.Exit, err, w.Stdout, w.Stderr)
+	}
+	s, err := harness.Run(ctx, bin.Ftagent, "transfer", "show", "--config", props, v.ID)
+	if err != nil || s.Exit != 0 || !strings.Contains(s.Stdout, "DEV2_DR") {
+		t.Fatalf("transfer show: exit %d %v; want the move to DEV2_DR named:\n%s%s", s.Exit, err, s.Stdout, s.Stderr)
+	}
+	src := xferSum(t, filepath.Join(dir, "in", "sample.bin"))
+	if got := xferSum(t, filepath.Join(dir, "DEV2_DR", "moved.bin")); got != src {
+		t.Fatalf("SHA-256 at DEV2_DR %s, sample %s", got, src)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "DEV2", "moved.bin")); err == nil {
+		t.Errorf("the file was committed at DEV2 too")
+	}
+	d.interrupt(t, props, propsDR)
 }

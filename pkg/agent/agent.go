@@ -250,6 +250,7 @@ func Start(opts Options) (*Instance, error) {
 				HistoryAge:              cfg.TransferHistoryAge,
 			}, state, timedLog{Log: node, m: in.metrics}, endpoint.Fenced{Endpoint: storage, Fence: node, Audit: trail}, sb, log)
 			mgr.SetSFTP(storage)
+			mgr.SetAudit(trail)
 			mgr.SetObserver(in.metrics)
 			mgr.SetReceivers(links)
 			mgr.SetGroups(cfg.Group, cfg.AlternateAfter)

@@ -13,6 +13,7 @@ import (
 func sample(node *ha.Node, state *transfer.State, mux *netmux.Mux) metrics.Sample {
 	var s metrics.Sample
 	s.Transfers, s.Creating = state.Counts()
+	s.InDoubt, s.Duplicates = state.DoubtCounts()
 	s.Refused = mux.Refusals()
 	if node == nil {
 		s.RaftState = "Shutdown"

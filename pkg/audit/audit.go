@@ -32,6 +32,10 @@ const (
 	// OpRefused is a call or connection refused: Caller (or Remote when
 	// no identity was shown) asked for Action and was refused for Result.
 	OpRefused = "refused"
+	// OpSwitch is a transfer (Target) moved by this instance, the active
+	// under Epoch, to an alternate group of its destination agent: Action
+	// is "FROM->TO", Result the reason.
+	OpSwitch = "switch"
 )
 
 // Record is one line of the trail.
@@ -45,7 +49,7 @@ type Record struct {
 	Path     string `json:"path,omitempty"`
 	Offset   int64  `json:"off,omitempty"`
 	N        int64  `json:"n,omitempty"`
-	// Security records (OpAdmin, OpRefused).
+	// Security records (OpAdmin, OpRefused) and moves (OpSwitch).
 	Caller string `json:"caller,omitempty"`
 	Remote string `json:"remote,omitempty"`
 	Action string `json:"action,omitempty"`
@@ -59,7 +63,7 @@ type Record struct {
 // security records.
 func (r Record) Storage() bool {
 	switch r.Op {
-	case OpLease, OpAdmin, OpRefused:
+	case OpLease, OpAdmin, OpRefused, OpSwitch:
 		return false
 	}
 	return true

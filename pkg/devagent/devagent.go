@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +41,14 @@ type Options struct {
 	// transferRoot, and accepts files from the first, which may send to
 	// it (ftagent transfer create --dest-agent).
 	Agents int
-	Out    io.Writer
+	// Alternate (with Agents 2) runs a third agent, the second's name
+	// with "_DR" appended (DEV2_DR), in Dir/<its name>/ with its own
+	// instances and storage: the second's alternate group
+	// (agent.DEV2.alternates), to which the first's transfers to the
+	// second move once the second's whole group has been lost for
+	// alternateAfter (10 s here).
+	Alternate bool
+	Out       io.Writer
 	// Executable is the ftagent binary to run; "" means this process's own.
 	Executable string
 }
@@ -80,6 +88,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.Agents != 1 && opts.Agents != 2 {
 		return fmt.Errorf("dev runs 1 or 2 agents, not %d", opts.Agents)
+	}
+	if opts.Alternate && opts.Agents != 2 {
+		return fmt.Errorf("an alternate group is the second agent's: use it with 2 agents")
 	}
 	dir := opts.Dir
 	var err error
@@ -162,7 +173,10 @@ func Run(ctx context.Context, opts Options) error {
 	for i, a := range agents {
 		fmt.Fprintf(opts.Out, "ftagent dev: agent %s is running with %s; %s is active (lease epoch %d)",
 			a.cfg.AgentName, instancesText(len(a.children)), views[i].Active, views[i].Epoch)
-		if i > 0 {
+		switch {
+		case i == 2:
+			fmt.Fprintf(opts.Out, "; it is the alternate group of %s, and accepts files from %s", agents[1].cfg.AgentName, first.cfg.AgentName)
+		case i > 0:
 			fmt.Fprintf(opts.Out, "; it accepts files from %s", first.cfg.AgentName)
 		}
 		fmt.Fprintln(opts.Out)
@@ -181,11 +195,21 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(opts.Out, "  ftagent show             # a standby is active now, with a higher epoch\n")
 	fmt.Fprintf(opts.Out, "  ftagent start --instance %s   # restart the stopped instance: it rejoins as a standby\n", views[0].Active)
 	fmt.Fprintf(opts.Out, "  ftagent transfer create --wait in/sample.bin out/   # paths are relative to %s\n", dir)
-	for _, a := range agents[1:] {
+	for _, a := range agents[1:min(len(agents), 2)] {
 		name := a.cfg.AgentName
 		fmt.Fprintf(opts.Out, "  ftagent transfer create --wait --dest-agent %s in/sample.bin out/   # out/ of agent %s: %s\n",
 			name, name, filepath.Join(a.dir, "out"))
 		fmt.Fprintf(opts.Out, "  ftagent show --config %s   # agent %s (or FTAGENT_CONFIG=that file)\n", a.props, name)
+	}
+	if len(agents) == 3 {
+		second, dr := agents[1], agents[2]
+		fmt.Fprintf(opts.Out, "\nTo see a transfer move to the alternate group %s when %s's whole group is lost:\n\n", dr.cfg.AgentName, second.cfg.AgentName)
+		fmt.Fprintf(opts.Out, "  ftagent transfer create --dest-agent %s --bwlimit 1M in/sample.bin moved.bin\n", second.cfg.AgentName)
+		for _, inst := range second.cfg.Instances {
+			fmt.Fprintf(opts.Out, "  kill -9 $(cat %s)   # the site of %s lost\n", second.cfg.PIDFile(inst.Name), second.cfg.AgentName)
+		}
+		fmt.Fprintf(opts.Out, "  ftagent transfer wait ID       # after 10 s (alternateAfter) it goes on at %s: %s\n", dr.cfg.AgentName, filepath.Join(dr.dir, "moved.bin"))
+		fmt.Fprintf(opts.Out, "  ftagent transfer show ID       # \"Moved:\" says from where, when and why\n")
 	}
 	fmt.Fprintln(opts.Out)
 	fmt.Fprintf(opts.Out, "(with `go run`, use `go run ./cmd/ftagent` and `go run ./cmd/ftstop`)\n")
@@ -292,30 +316,69 @@ func prepare(dir string, opts Options) ([]*devAgent, error) {
 		return nil, fmt.Errorf("%s: %s does not list agent %s (of %s), which sends to it", second.props, config.KeyAcceptFrom, name, first.props)
 	}
 
-	key := config.AgentInstancesKey(name2)
-	entries := instanceList(second.cfg.Instances)
+	agents := []*devAgent{first, second}
+	others := second.cfg.Instances
 	sends := []string{
 		"# Agent " + name2 + " (" + second.props + ") accepts files from this agent: ftagent transfer create --dest-agent " + name2 + ".",
-		key + "=" + entries,
+		config.AgentInstancesKey(name2) + "=" + instanceList(second.cfg.Instances),
+	}
+	if opts.Alternate {
+		name3 := name2 + "_DR"
+		if err := trust.CheckName("agent", name3); err != nil || len(name3) > maxAgentName {
+			return nil, fmt.Errorf("agent %q: its alternate is named after it, %q, which is not a valid agent name (1-%d letters, digits, '.', '_' or '-')",
+				name2, name3, maxAgentName)
+		}
+		third := &devAgent{dir: filepath.Join(dir, name3)}
+		third.props = filepath.Join(third.dir, "agent.properties")
+		if err := os.MkdirAll(third.dir, 0o750); err != nil {
+			return nil, fmt.Errorf("directory of agent %s: %w", name3, err)
+		}
+		if err := third.setUp(name3, opts.Instances, []string{
+			"# The alternate group of agent " + name2 + ": agent " + name + " (" + first.props + ") sends here once " + name2 + "'s whole group is lost.",
+			config.KeyAcceptFrom + "=" + name,
+		}, append(slices.Clone(taken), second.cfg.Instances...), tlsDir); err != nil {
+			return nil, err
+		}
+		agents = append(agents, third)
+		others = append(slices.Clone(others), third.cfg.Instances...)
+		sends = append(sends,
+			"# Agent "+name3+" ("+third.props+") is "+name2+"'s alternate group: transfers to "+name2+" move there when "+name2+" has been unreachable for alternateAfter.",
+			config.AgentInstancesKey(name3)+"="+instanceList(third.cfg.Instances),
+			config.AgentAlternatesKey(name2)+"="+name3,
+			config.KeyAlternateAfter+"=10s",
+		)
 	}
 	if firstCfg != nil {
-		if ra, ok := firstCfg.RemoteAgent(name2); !ok {
-			// A directory of one agent: it now sends to the second.
-			if err := appendLines(first.props, sends); err != nil {
+		// A directory of fewer agents: the first now sends to the new
+		// ones. The ones it knows must be where they are.
+		var add []string
+		for _, a := range agents[1:] {
+			key, entries := config.AgentInstancesKey(a.cfg.AgentName), instanceList(a.cfg.Instances)
+			if ra, ok := firstCfg.RemoteAgent(a.cfg.AgentName); !ok {
+				add = append(add, sends...)
+				break
+			} else if got := instanceList(ra.Instances); got != entries {
+				return nil, fmt.Errorf("%s: %s is %s, but agent %s's instances (%s) are %s: make them agree",
+					first.props, key, got, a.cfg.AgentName, a.props, entries)
+			}
+		}
+		if len(add) > 0 {
+			if len(firstCfg.RemoteAgents) > 0 {
+				// The second agent is listed already: only the alternate's lines.
+				add = add[2:]
+			}
+			if err := appendLines(first.props, add); err != nil {
 				return nil, err
 			}
-		} else if got := instanceList(ra.Instances); got != entries {
-			return nil, fmt.Errorf("%s: %s is %s, but agent %s's instances (%s) are %s: make them agree",
-				first.props, key, got, name2, second.props, entries)
 		}
 	}
-	if err := first.setUp(name, opts.Instances, sends, second.cfg.Instances, tlsDir); err != nil {
+	if err := first.setUp(name, opts.Instances, sends, others, tlsDir); err != nil {
 		return nil, err
 	}
 	if err := writeSample(filepath.Join(first.cfg.TransferRoot, "in", "sample.bin")); err != nil {
 		return nil, err
 	}
-	return []*devAgent{first, second}, nil
+	return agents, nil
 }
 
 // setUp writes a's agent.properties if it is missing (agent name, n

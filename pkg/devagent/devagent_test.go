@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,5 +237,61 @@ func TestFreePortsAvoidsTaken(t *testing.T) {
 			t.Fatalf("port %d taken or twice", p)
 		}
 		seen[p] = true
+	}
+}
+
+// --alternate: a third agent, the second's alternate group, with
+// instances and storage of its own; the first's properties name it as
+// the second's alternate. On a directory of two agents it is added, the
+// rest unchanged; a prepare again changes nothing.
+func TestPrepareAlternate(t *testing.T) {
+	dir := t.TempDir()
+	two, err := prepare(dir, Options{Instances: 3, AgentName: "DEV", Agents: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := readFile(t, two[0].props)
+	agents, err := prepare(dir, Options{Instances: 3, AgentName: "DEV", Agents: 2, Alternate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) != 3 {
+		t.Fatalf("%d agents, want 3", len(agents))
+	}
+	first, dr := agents[0].cfg, agents[2].cfg
+	if dr.AgentName != "DEV2_DR" || agents[2].dir != filepath.Join(dir, "DEV2_DR") || !dr.Accepts("DEV") {
+		t.Errorf("third agent %s in %s, accepts DEV %v", dr.AgentName, agents[2].dir, dr.Accepts("DEV"))
+	}
+	if dr.TransferRoot == first.TransferRoot || dr.TransferRoot == agents[1].cfg.TransferRoot || dr.DataDirectory == agents[1].cfg.DataDirectory {
+		t.Errorf("the alternate shares storage: transferRoot %s, dataDirectory %s", dr.TransferRoot, dr.DataDirectory)
+	}
+	ra, ok := first.RemoteAgent("DEV2")
+	if !ok || !slices.Equal(ra.Alternates, []string{"DEV2_DR"}) {
+		t.Errorf("DEV2 as DEV sees it: %+v, %v; want alternates [DEV2_DR]", ra, ok)
+	}
+	if ra, ok := first.RemoteAgent("DEV2_DR"); !ok || instanceList(ra.Instances) != instanceList(dr.Instances) {
+		t.Errorf("DEV2_DR as DEV sees it: %+v, %v; want %s", ra, ok, instanceList(dr.Instances))
+	}
+	seen := map[string]bool{}
+	for _, a := range agents {
+		for _, in := range a.cfg.Instances {
+			if seen[in.Address] {
+				t.Errorf("address %s used twice", in.Address)
+			}
+			seen[in.Address] = true
+		}
+	}
+	after := readFile(t, agents[0].props)
+	if !strings.HasPrefix(after, before) {
+		t.Errorf("properties changed, not only appended to:\n%s\n---\n%s", before, after)
+	}
+	if _, err := prepare(dir, Options{Instances: 3, AgentName: "DEV", Agents: 2, Alternate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if again := readFile(t, agents[0].props); again != after {
+		t.Errorf("a prepare again changed the properties:\n%s", again)
+	}
+	if err := Run(context.Background(), Options{Dir: t.TempDir(), Instances: 3, Agents: 1, Alternate: true}); err == nil || !strings.Contains(err.Error(), "2 agents") {
+		t.Errorf("an alternate without a second agent: %v", err)
 	}
 }

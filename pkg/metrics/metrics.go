@@ -38,6 +38,10 @@ type Sample struct {
 	// state; Creating, how many are still being created.
 	Transfers map[string]int
 	Creating  int
+	// InDoubt counts the files of transfers moved to an alternate group
+	// that were in doubt at the group left and are not reconciled yet;
+	// Duplicates, those found committed at both.
+	InDoubt, Duplicates int
 	// Refused counts the connections the listener refused, by reason
 	// (netmux.RefusalReasons).
 	Refused map[string]uint64
@@ -145,13 +149,17 @@ var (
 	descXfers    = prometheus.NewDesc(namespace+"_transfers",
 		"Transfers the replicated state holds, by state (ended ones until history pruning removes them); queued is the queue's length.", []string{"state"}, nil)
 	descCreating = prometheus.NewDesc(namespace+"_transfers_creating", "Transfers whose creation, in several raft entries, is under way.", nil, nil)
-	descRefused  = prometheus.NewDesc(namespace+"_connections_refused_total",
+	descDoubt    = prometheus.NewDesc(namespace+"_files_in_doubt",
+		"Files of transfers moved to an alternate group that were in doubt at the group left (sent, but their commit there not acknowledged) and are not reconciled yet.", nil, nil)
+	descDup = prometheus.NewDesc(namespace+"_files_duplicate",
+		"Files of transfers moved to an alternate group that reconciliation found committed at both groups (kept until the transfer leaves the history).", nil, nil)
+	descRefused = prometheus.NewDesc(namespace+"_connections_refused_total",
 		"Connections refused before they reached raft or the API, by reason: tls_handshake (a failed or refused handshake: no certificate, another CA, expired), plaintext (TLS is required), raft_identity (raft from a certificate that is not an instance of this agent), peer_limit (too many connections from one address).",
 		[]string{"reason"}, nil)
 )
 
 func (s *sampler) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descActive, descEpoch, descRaft, descCommit, descApply, descLast, descStandbys, descAge, descXfers, descCreating, descRefused} {
+	for _, d := range []*prometheus.Desc{descInfo, descActive, descEpoch, descRaft, descCommit, descApply, descLast, descStandbys, descAge, descXfers, descCreating, descDoubt, descDup, descRefused} {
 		ch <- d
 	}
 }
@@ -194,6 +202,8 @@ func (s *sampler) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(descCreating, float64(smp.Creating))
+	gauge(descDoubt, float64(smp.InDoubt))
+	gauge(descDup, float64(smp.Duplicates))
 	reasons := make([]string, 0, len(smp.Refused))
 	for r := range smp.Refused {
 		reasons = append(reasons, r)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/replog"
 	"github.com/ftagent/ftagent/pkg/sandbox"
@@ -74,6 +75,7 @@ type Manager struct {
 	raft   Log
 	ep     endpoint.Endpoint
 	mux    *endpoint.Mux // SFTP partners (SetSFTP); nil when there are none
+	audit  *audit.Log    // moves to alternate groups (SetAudit); nil records nothing
 	sb     *sandbox.Sandbox
 	agent  *copyloop.Limiter
 

@@ -3,6 +3,7 @@ package transfer
 import (
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/transfer/replicated"
 )
 
@@ -20,6 +21,10 @@ type Observer interface {
 	// agent.
 	Switched()
 }
+
+// SetAudit sets the audit trail the manager records its moves to
+// alternate groups in (nil: none); call it before Run.
+func (m *Manager) SetAudit(l *audit.Log) { m.audit = l }
 
 // SetObserver sets the manager's observer; call it before Run.
 func (m *Manager) SetObserver(o Observer) { m.observer = o }

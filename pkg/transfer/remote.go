@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ftagent/ftagent/pkg/audit"
 	"github.com/ftagent/ftagent/pkg/checkpoint"
 	"github.com/ftagent/ftagent/pkg/ha"
 	"github.com/ftagent/ftagent/pkg/transfer/copyloop"
@@ -135,6 +136,9 @@ func (m *Manager) maybeSwitch(lease ha.Lease, id string, err error) (bool, error
 		return false, err
 	}
 	m.log.Warn().Str("transfer", id).Str("from", from).Str("to", next).Str("reason", reason).Msg("transfer moved to an alternate group of its destination agent")
+	if err := m.audit.Security(time.Now(), audit.Record{Epoch: lease.Epoch, Op: audit.OpSwitch, Target: id, Action: from + "->" + next, Result: reason}); err != nil {
+		m.log.Error().Err(err).Str("transfer", id).Msg("audit log: the move not recorded")
+	}
 	if m.observer != nil {
 		m.observer.Switched()
 	}

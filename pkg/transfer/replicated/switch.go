@@ -182,6 +182,25 @@ func (s *State) WithDoubts() []string {
 	return ids
 }
 
+// DoubtCounts counts the files in doubt that the state holds, over every
+// transfer it keeps: open (not reconciled yet) and found duplicate (at
+// both groups), for the metrics.
+func (s *State) DoubtCounts() (open, duplicates int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, t := range s.transfers {
+		for _, d := range t.Doubts {
+			switch d.Outcome {
+			case "":
+				open++
+			case DoubtDuplicate:
+				duplicates++
+			}
+		}
+	}
+	return open, duplicates
+}
+
 // KindTold records that the destination agent of an ended transfer was
 // told of its end (ToldCmd), of command format 7: until then, whichever
 // instance is active tells it again, so that the .part files the
