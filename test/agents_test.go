@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -891,8 +892,24 @@ func TestAlternatePreferReturnsAtFileBoundary(t *testing.T) {
 		}
 	}
 	wait(t, payments, 20*time.Second, "PAYMENTS back", activeWithStandbys(2))
+	// show --agents says where PAYMENTS' transfers go now, and why.
+	vs, _ := showAgents(t, orders)
+	var pay *api.RemoteAgentView
+	for i := range vs {
+		if vs[i].Agent == "PAYMENTS" {
+			pay = &vs[i]
+		}
+	}
+	if pay == nil || !slices.Equal(pay.Alternates, []string{"PAYMENTS_DR"}) || len(pay.Moved) != 1 || pay.Moved[0].To != "PAYMENTS_DR" ||
+		pay.Moved[0].Transfers != 1 || !strings.Contains(pay.Moved[0].Reason, "unreachable") {
+		t.Errorf("show --agents, PAYMENTS: %+v; want alternates [PAYMENTS_DR] and one transfer moved there, unreachable", pay)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	text, err := harness.RunEnv(ctx, orders.ClientEnv(), orders.Bin.Ftagent, "show", "--agents", "--config", orders.Props)
+	if err != nil || !strings.Contains(text.Stdout, "PAYMENTS: alternates PAYMENTS_DR; 1 transfer(s) moved to PAYMENTS_DR") {
+		t.Errorf("show --agents: %v\n%s%s", err, text.Stdout, text.Stderr)
+	}
 	r, err := harness.RunEnv(ctx, orders.ClientEnv(), orders.Bin.Ftagent, "agents", "prefer", "--json", "--config", orders.Props, "PAYMENTS")
 	if err != nil || r.Exit != 0 || !strings.Contains(r.Stdout, `"transfers":1`) {
 		t.Fatalf("agents prefer: exit %d %v: %s %s", r.Exit, err, r.Stdout, r.Stderr)

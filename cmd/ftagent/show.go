@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -124,6 +125,18 @@ func showAgents(c *cli.Context, cl *client.Client) error {
 		for _, v := range vs {
 			if !v.Reachable {
 				fmt.Printf("%s: %s\n", v.Agent, v.Error)
+			}
+		}
+		for _, v := range vs {
+			if len(v.Alternates) == 0 {
+				continue
+			}
+			if len(v.Moved) == 0 {
+				fmt.Printf("%s: alternates %s; its transfers go to %s itself\n", v.Agent, strings.Join(v.Alternates, ", "), v.Agent)
+			}
+			for _, m := range v.Moved {
+				fmt.Printf("%s: alternates %s; %d transfer(s) moved to %s, the last at %s: %s (ftagent agents prefer %s sends them back)\n",
+					v.Agent, strings.Join(v.Alternates, ", "), m.Transfers, m.To, m.Since.Local().Format(time.RFC3339), m.Reason, v.Agent)
 			}
 		}
 	}

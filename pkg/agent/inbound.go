@@ -327,6 +327,12 @@ func (in *Instance) remoteAgents(ctx context.Context) []api.RemoteAgentView {
 			defer wg.Done()
 			l := in.links[n]
 			v := api.RemoteAgentView{Agent: n, Addresses: l.Addresses(), From: in.self.Name}
+			if ra, ok := in.cfg.RemoteAgent(n); ok {
+				v.Alternates = ra.Alternates
+			}
+			if in.transfers != nil {
+				v.Moved = in.transfers.MovedFrom(n)
+			}
 			hctx, cancel := context.WithTimeout(ctx, remoteAgentTimeout)
 			defer cancel()
 			st, addr, rtt, err := l.Hello(hctx)

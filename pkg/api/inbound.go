@@ -1,5 +1,7 @@
 package api
 
+import "github.com/ftagent/ftagent/pkg/transfer"
+
 // The inbound API: what another agent's active asks of this agent's active
 // when it sends it files (agent-to-agent transfers). Only instances of the
 // agents named in acceptFrom reach it; the sending agent is the one the
@@ -74,6 +76,11 @@ type RemoteAgentView struct {
 	Error string `json:"error,omitempty"`
 	// From is the instance of this agent that asked.
 	From string `json:"from"`
+	// Alternates are the agent's alternate groups (agent.NAME.alternates);
+	// Moved, the groups that this agent's transfers to it, not ended,
+	// moved to (none: they all go to the agent itself).
+	Alternates []string         `json:"alternates,omitempty"`
+	Moved      []transfer.Moved `json:"moved,omitempty"`
 }
 
 // InboundFiles is the answer of PathInboundFiles: each file's outcome, in

@@ -22,6 +22,7 @@ type (
 	DirView    = replicated.DirView
 	Window     = replicated.Window
 	ListFilter = replicated.ListFilter
+	Moved      = replicated.Moved
 )
 
 // Transfer and file states.

@@ -145,6 +145,10 @@ func (m *Manager) maybeSwitch(lease ha.Lease, id string, err error) (bool, error
 	return true, nil
 }
 
+// MovedFrom says where the transfers to destination agent agent that moved
+// to one of its alternate groups, and have not ended, go now.
+func (m *Manager) MovedFrom(agent string) []Moved { return m.state.MovedFrom(agent) }
+
 // receiver is the Receiver of t's destination agent; nil for a local
 // transfer.
 func (m *Manager) receiver(t *Transfer) (Receiver, error) {

@@ -12,6 +12,7 @@ package replicated
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/checkpoint"
@@ -180,6 +181,44 @@ func (s *State) WithDoubts() []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// Moved is where the transfers to one destination agent that have not
+// ended and moved to an alternate group go now: per group, how many, and
+// the latest move's time and reason.
+type Moved struct {
+	To        string    `json:"to"`
+	Transfers int       `json:"transfers"`
+	Since     time.Time `json:"since"`
+	Reason    string    `json:"reason"`
+}
+
+// MovedFrom lists, for destination agent agent, the groups its transfers
+// that have not ended moved to, sorted by group.
+func (s *State) MovedFrom(agent string) []Moved {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	by := map[string]*Moved{}
+	for _, t := range s.transfers {
+		if t.Switched == nil || t.Request.DestinationAgent != agent || Terminal(t.State) || t.Group() == agent {
+			continue
+		}
+		m := by[t.Group()]
+		if m == nil {
+			m = &Moved{To: t.Group()}
+			by[t.Group()] = m
+		}
+		m.Transfers++
+		if t.Switched.Time.After(m.Since) {
+			m.Since, m.Reason = t.Switched.Time, t.Switched.Reason
+		}
+	}
+	out := make([]Moved, 0, len(by))
+	for _, m := range by {
+		out = append(out, *m)
+	}
+	slices.SortFunc(out, func(a, b Moved) int { return strings.Compare(a.To, b.To) })
+	return out
 }
 
 // DoubtCounts counts the files in doubt that the state holds, over every
