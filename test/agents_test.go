@@ -641,6 +641,13 @@ func showAgents(t *testing.T, c *harness.Cluster) ([]api.RemoteAgentView, int) {
 // its own instances and storage, sharing nothing with PAYMENTS), one CA.
 func threeAgents(t *testing.T, extraOrders []string) (orders, payments, dr *harness.Cluster) {
 	t.Helper()
+	return threeAgentsEnv(t, extraOrders, nil)
+}
+
+// threeAgentsEnv is threeAgents with payEnv in the environment of
+// PAYMENTS' instances.
+func threeAgentsEnv(t *testing.T, extraOrders, payEnv []string) (orders, payments, dr *harness.Cluster) {
+	t.Helper()
 	base := t.TempDir()
 	kill := func(c *harness.Cluster) {
 		t.Cleanup(func() {
@@ -653,6 +660,7 @@ func threeAgents(t *testing.T, extraOrders []string) (orders, payments, dr *harn
 	}
 	payments = newCluster(t, harness.Options{AgentName: "PAYMENTS", Names: []string{"pay1", "pay2", "pay3"}, TLSDir: base,
 		Extra: []string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}})
+	payments.Env = payEnv
 	kill(payments)
 	dr = newCluster(t, harness.Options{AgentName: "PAYMENTS_DR", Names: []string{"dr1", "dr2", "dr3"}, TLSDir: base,
 		Extra: []string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}})
@@ -955,6 +963,111 @@ func TestAlternatePreferReturnsAtFileBoundary(t *testing.T) {
 			t.Errorf("doubt %+v: want absent", d)
 		}
 	}
+	xferNoParts(t, payments)
+	xferNoParts(t, dr)
+}
+
+// A recursive transfer of 500 files across the loss of PAYMENTS, with
+// files forced in doubt: every PAYMENTS instance exits right after it has
+// recorded a commit and before it answers
+// (FTAGENT_TEST_EXIT_AFTER_INBOUND_COMMIT), so the group dies with files
+// committed there that ORDERS never heard of. The transfer moves to
+// PAYMENTS_DR and completes; when PAYMENTS returns (without the fault),
+// each file in doubt is reconciled: those committed there are reported
+// duplicates (at both sites, intact), the others' .part removed there.
+// Every file not in doubt is at exactly one site.
+func TestAlternateRecursiveAcrossLossWithDuplicates(t *testing.T) {
+	t.Parallel() // three agents of its own: runs beside the other agent tests
+	orders, payments, dr := threeAgentsEnv(t, []string{"checkpointInterval=1M"}, []string{"FTAGENT_TEST_EXIT_AFTER_INBOUND_COMMIT=1"})
+	sums := map[string]string{}
+	for i := range 500 {
+		rel := fmt.Sprintf("d%d/f%03d.dat", i%4, i)
+		sums[rel] = xferRandomFile(t, orders, "in/tree/"+rel, int64(1024+(i*131)%3072), uint64(900+i))
+	}
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--recursive", "--bwlimit", "256K", "in/tree/", "inbox/tree/")
+	// Each PAYMENTS active ends at its first commit (or a replay of it):
+	// once two have, the group has no majority, and its site is lost
+	// (the last one killed too).
+	deadline := time.After(60 * time.Second)
+	for exited := 0; exited < 2; {
+		exited = 0
+		for _, n := range payments.Names {
+			select {
+			case <-payments.Proc(n).Done():
+				exited++
+			default:
+			}
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d PAYMENTS instances exited 60 s after the transfer began, want 2", exited)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, n := range payments.Names {
+		if err := payments.Kill(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := xferEnded(t, orders, 120*time.Second, id)
+	if v.State != transfer.StateCompleted || v.Group != "PAYMENTS_DR" {
+		t.Fatalf("transfer %s at %q: %s", v.State, v.Group, harness.ViewText(v))
+	}
+	if len(v.Doubts) == 0 {
+		t.Fatalf("no file in doubt, though PAYMENTS died between commits and their answers: %s", harness.ViewText(v))
+	}
+	// PAYMENTS back, without the fault: the doubts are reconciled.
+	payments.Env = nil
+	for _, n := range payments.Names {
+		if _, err := payments.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v = xferWait(t, orders, 90*time.Second, id, "every doubt reconciled", func(v transfer.View) bool {
+		for _, d := range v.Doubts {
+			if d.Outcome == "" {
+				return false
+			}
+		}
+		return true
+	})
+	inDoubt := map[string]string{} // destination relative to inbox/tree -> outcome
+	dups := 0
+	for _, d := range v.Doubts {
+		if d.Group != "PAYMENTS" {
+			t.Errorf("doubt %+v at %q, want PAYMENTS", d, d.Group)
+		}
+		dest := v.Files[d.Index].Destination
+		rel := dest[strings.Index(dest, "inbox/tree/")+len("inbox/tree/"):]
+		inDoubt[rel] = d.Outcome
+		if d.Outcome == "duplicate" {
+			dups++
+		}
+	}
+	if dups == 0 {
+		t.Errorf("no duplicate among %d doubts %v: the files PAYMENTS committed before it died should be", len(v.Doubts), inDoubt)
+	}
+	for rel, want := range sums {
+		var at []string
+		for _, c := range []*harness.Cluster{payments, dr} {
+			p := xferPath(c, "inbox/tree/"+rel)
+			if _, err := os.Stat(p); err == nil {
+				if got := xferSum(t, p); got != want {
+					t.Errorf("%s at %s: SHA-256 %s, want %s", rel, c.Names[0], got, want)
+				}
+				at = append(at, c.Names[0])
+			}
+		}
+		switch outcome := inDoubt[rel]; {
+		case outcome == "duplicate" && len(at) != 2:
+			t.Errorf("%s reported a duplicate, but it is at %v", rel, at)
+		case outcome == "absent" && (len(at) != 1 || at[0] != "dr1"):
+			t.Errorf("%s reported absent at PAYMENTS, but it is at %v", rel, at)
+		case outcome == "" && len(at) != 1:
+			t.Errorf("%s (not in doubt) is at %v: want exactly one site", rel, at)
+		}
+	}
+	t.Logf("%d files in doubt: %d duplicates", len(v.Doubts), dups)
 	xferNoParts(t, payments)
 	xferNoParts(t, dr)
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -461,7 +462,27 @@ func (m *Manager) ReceiveCommit(ctx context.Context, ref InboundRef, digest stri
 	default:
 		return classifyInbound("rename into place", err)
 	}
-	return m.applyInbound(lease, replicated.InboundCmd{Op: replicated.InboundCommit, Agent: ref.Agent, ID: ref.ID, SenderEpoch: ref.Epoch, Time: time.Now().UTC(), Path: abs, Digest: digest})
+	if err := m.applyInbound(lease, replicated.InboundCmd{Op: replicated.InboundCommit, Agent: ref.Agent, ID: ref.ID, SenderEpoch: ref.Epoch, Time: time.Now().UTC(), Path: abs, Digest: digest}); err != nil {
+		return err
+	}
+	inboundCommitted()
+	return nil
+}
+
+// exitAfterInboundCommit is a fault for the end-to-end tests, set by
+// FTAGENT_TEST_EXIT_AFTER_INBOUND_COMMIT=1 in a receiving instance's
+// environment: the process exits at once after a commit of received files
+// is recorded and before it answers, as if it were killed between the
+// two. The sender is then left with files whose commit it asked for and
+// never heard of (in doubt, if the group is lost and the transfer moves).
+// Nothing else reads it; it is never set outside the tests.
+var exitAfterInboundCommit = os.Getenv("FTAGENT_TEST_EXIT_AFTER_INBOUND_COMMIT") == "1"
+
+func inboundCommitted() {
+	if exitAfterInboundCommit {
+		fmt.Fprintln(os.Stderr, "FTAGENT_TEST_EXIT_AFTER_INBOUND_COMMIT: exiting after a commit, before its answer")
+		os.Exit(137)
+	}
 }
 
 // ReceiveRemove removes ref's .part (a file that failed or was cancelled

@@ -223,6 +223,7 @@ func (m *Manager) ReceiveFiles(ctx context.Context, ref InboundRef, overwrite bo
 			SenderEpoch: ref.Epoch, Time: time.Now().UTC(), Files: recorded}); err != nil {
 			return nil, err
 		}
+		inboundCommitted()
 	}
 	return results(items, func(it *item) FileResult { return it.res }), nil
 }

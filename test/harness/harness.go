@@ -88,6 +88,10 @@ type Cluster struct {
 	// MountPerInstance: each instance sees Root through its own bindfs
 	// mount (Options.MountPerInstance).
 	MountPerInstance bool
+	// Env is added to the environment of the instances started from now
+	// on (a test's fault switch, such as
+	// FTAGENT_TEST_EXIT_AFTER_INBOUND_COMMIT); nil adds nothing.
+	Env []string
 	// TLS holds the agent's certificates (nil with TLSMode disabled); the
 	// commands present the admin client's certificate.
 	TLS *TLS

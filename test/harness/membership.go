@@ -51,6 +51,9 @@ func (c *Cluster) StartWith(props, name string, extra ...string) (*Proc, error) 
 	if c.MountPerInstance {
 		cmd = InstanceMount(c.Root, args)
 	}
+	if len(c.Env) > 0 {
+		cmd.Env = append(os.Environ(), c.Env...)
+	}
 	p, err := StartProcess(name, cmd, filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return nil, err
