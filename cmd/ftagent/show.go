@@ -46,6 +46,9 @@ func showCommand() *cli.Command {
 			if v.Status == "" {
 				return err
 			}
+			if name, alternate := cl.Group(); alternate && err == nil && !c.Bool(command.FlagJSON) {
+				fmt.Printf("Answered by the alternate group %s: no instance of %s answered.\n\n", name, cfg.AgentName)
+			}
 			if c.Bool(command.FlagJSON) {
 				enc := json.NewEncoder(os.Stdout)
 				if e := enc.Encode(v); e != nil {

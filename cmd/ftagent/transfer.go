@@ -129,7 +129,7 @@ func transferCreate(c *cli.Context) error {
 		}
 		req.BandwidthLimit = n
 	}
-	cl, _, err := command.Client(c)
+	cl, cfg, err := command.Client(c)
 	if err != nil {
 		return err
 	}
@@ -144,6 +144,7 @@ func transferCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	command.AlternateNote(cl, cfg)
 	if !c.Bool("wait") {
 		if c.Bool(command.FlagJSON) {
 			return printJSON(v.JSONValue())

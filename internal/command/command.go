@@ -170,7 +170,26 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 	}
 	file := rememberFile(agent, addrs)
 	last := remembered(file, addrs)
+	// The agent's alternate groups (alternates), asked when none of its
+	// own instances answers: only with the addresses of the properties
+	// file, not with -x.
+	var alts []*client.Client
+	if cfg != nil && len(nonEmpty(c.StringSlice(FlagAddress))) == 0 {
+		for _, name := range cfg.Alternates {
+			ra, _ := cfg.RemoteAgent(name)
+			ad, err := agentclient.AlternateDialer(cfg, ra)
+			if err != nil {
+				return nil, nil, err
+			}
+			alt, err := client.New(ra.Addresses(), client.WithPolicy(p), client.WithDialer(ad.DialContext), client.WithRefusal(ad.Reason), client.WithGroup(name))
+			if err != nil {
+				return nil, nil, Usagef("%v", err)
+			}
+			alts = append(alts, alt)
+		}
+	}
 	cl, err := client.New(addrs, client.WithPolicy(p), client.WithDialer(d.DialContext), client.WithRefusal(d.Reason),
+		client.WithGroup(agent), client.WithAlternates(alts...),
 		client.WithPreferred(last),
 		client.WithAnswered(func(a string) {
 			if a != last && slices.Contains(addrs, a) {
@@ -182,6 +201,17 @@ func Client(c *cli.Context) (*client.Client, *config.Config, error) {
 		return nil, nil, Usagef("%v", err)
 	}
 	return cl, cfg, nil
+}
+
+// AlternateNote says, on stderr, when the last request was answered by an
+// alternate group of the agent (alternates) rather than by the agent
+// itself: the group that answered shares no state with it.
+func AlternateNote(cl *client.Client, cfg *config.Config) {
+	name, alternate := cl.Group()
+	if !alternate || cfg == nil {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "ftagent: no instance of agent %s answered; its alternate group %s (alternates) did\n", cfg.AgentName, name)
 }
 
 func nonEmpty(vals []string) []string {

@@ -83,3 +83,25 @@ func Dialer(cfg *config.Config) (*trust.Dialer, error) {
 	return &trust.Dialer{Mode: trust.Mode(mode), Store: store, Check: trust.ExpectInstanceOf(agent),
 		Files: trust.Files{Certificate: cert, PrivateKey: key, CA: ca}, Keys: keys}, nil
 }
+
+// AlternateDialer is how a command connects to the instances of ra, an
+// alternate group of cfg's agent (alternates): as Dialer does, but
+// presenting agent.NAME.clientCertificate when it is set, and verifying
+// that the server is an instance of ra's agent.
+func AlternateDialer(cfg *config.Config, ra config.RemoteAgent) (*trust.Dialer, error) {
+	d, err := Dialer(cfg)
+	if err != nil || d.Mode == trust.Disabled {
+		return d, err
+	}
+	files, keys := d.Files, d.Keys
+	if ra.ClientCertificate != "" {
+		files.Certificate, files.PrivateKey = ra.ClientCertificate, ra.ClientPrivateKey
+		keys.Certificate = strings.Replace(config.KeyAgentClientCertificate, config.NamePlaceholder, ra.Name, 1)
+		keys.PrivateKey = strings.Replace(config.KeyAgentClientPrivateKey, config.NamePlaceholder, ra.Name, 1)
+	}
+	store, err := trust.Load(files, keys)
+	if err != nil {
+		return nil, config.FileError(cfg.Path, err)
+	}
+	return &trust.Dialer{Mode: d.Mode, Store: store, Check: trust.ExpectInstanceOf(ra.Name), Files: files, Keys: keys}, nil
+}

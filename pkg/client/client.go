@@ -60,9 +60,46 @@ type Client struct {
 	// (WithOnlyListed).
 	onlyListed bool
 
+	// group names the agent whose instances addrs are (WithGroup); alts
+	// are the clients of its alternate groups (WithAlternates).
+	group string
+	alts  []*Client
+
 	mu        sync.Mutex
 	current   string // the address that last answered
 	connected bool   // a request has succeeded: failures now use the reconnect plan
+	at        int    // the group that answered last: 0 this one, k alts[k-1]
+}
+
+// WithGroup names the agent whose instances the client's addresses are,
+// for Group and the errors of its alternates (WithAlternates).
+func WithGroup(name string) Option { return func(c *Client) { c.group = name } }
+
+// WithAlternates gives the client the clients of other groups of
+// instances that share no state with its own (an agent's alternates:
+// another site), to turn to, in order, when no instance of its own
+// group answers through the whole connect or reconnect plan (Do's
+// *UnreachableError). As a messaging client with two fault-tolerant
+// pairs does, it stays with the group that answered for as long as it
+// answers, and goes on to the next one (round to its own) only when that
+// group is lost too. An answer of any kind, an error included, is an
+// answer: only a group none of whose instances could be reached is left.
+// Each alternate carries its own addresses, policy and dialer (its own
+// certificate and expected identity).
+func WithAlternates(alts ...*Client) Option {
+	return func(c *Client) { c.alts = append(c.alts, alts...) }
+}
+
+// Group names the group that answered the last request (WithGroup's name,
+// or an alternate's), and whether it is an alternate.
+func (c *Client) Group() (name string, alternate bool) {
+	c.mu.Lock()
+	at := c.at
+	c.mu.Unlock()
+	if at == 0 {
+		return c.group, false
+	}
+	return c.alts[at-1].group, true
 }
 
 // PreferredConnectTimeout bounds the connection (and TLS handshake) to the
@@ -225,10 +262,14 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 // Addresses returns the client's address list.
 func (c *Client) Addresses() []string { return slices.Clone(c.addrs) }
 
-// Current returns the address that last answered (or "" before any).
+// Current returns the address that last answered (or "" before any): an
+// alternate group's, when one answered last (WithAlternates).
 func (c *Client) Current() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.at > 0 {
+		return c.alts[c.at-1].Current()
+	}
 	return c.current
 }
 
@@ -273,6 +314,39 @@ func (c *Client) Moved(address string) {
 // Note that a request that timed out may have been carried out by the instance
 // before it is sent to the next one.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	if len(c.alts) == 0 {
+		return c.do(ctx, method, path, body, out)
+	}
+	c.mu.Lock()
+	at := c.at
+	c.mu.Unlock()
+	n := len(c.alts) + 1
+	var all UnreachableError
+	for k := range n {
+		g := (at + k) % n
+		var err error
+		if g == 0 {
+			err = c.do(ctx, method, path, body, out)
+		} else {
+			err = c.alts[g-1].Do(ctx, method, path, body, out)
+		}
+		var ue *UnreachableError
+		if !errors.As(err, &ue) || ctx.Err() != nil {
+			if ctx.Err() == nil {
+				c.mu.Lock()
+				c.at = g
+				c.mu.Unlock()
+			}
+			return err
+		}
+		all.Tried = append(all.Tried, ue.Tried...)
+		all.Passes = max(all.Passes, ue.Passes)
+	}
+	return &all
+}
+
+// do is Do within this client's own group.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	payload, err := encodeBody(body)
 	if err != nil {
 		return err

@@ -41,6 +41,12 @@ type RemoteAgent struct {
 	// group is lost. Each is another RemoteAgent, with no alternates of its
 	// own. nil when the key is absent or empty.
 	Alternates []string
+
+	// ClientCertificate and ClientPrivateKey are what the commands present
+	// to this agent when it is one of this agent's own alternates
+	// (KeyAlternates): agent.NAME.clientCertificate and
+	// agent.NAME.clientPrivateKey, absolute; "" when not set.
+	ClientCertificate, ClientPrivateKey string
 }
 
 // Addresses returns the host:port of every instance of the agent in the
@@ -117,6 +123,7 @@ type Config struct {
 	// Other agents
 	RemoteAgents   []RemoteAgent // one per agent.NAME.instances key with a value, sorted by Name (byte order); nil when there are none
 	AcceptFrom     []string      // agent names as written, trimmed, in order; nil (the default) when this agent receives from no other agent
+	Alternates     []string      // the commands' alternate groups of this agent (alternates), in order; each in RemoteAgents
 	SFTPPartners   []SFTPPartner // one per partner NAME of the sftp.NAME.* keys, sorted by Name; nil when there are none
 	AlternateAfter time.Duration // default 60s, at least 5s: how long a destination agent's group must stay unreachable before its transfers move to its next alternate (RemoteAgent.Alternates)
 
@@ -433,6 +440,9 @@ func (l *checker) load() error {
 		return err
 	}
 	if err := l.loadSFTP(); err != nil {
+		return err
+	}
+	if err := l.loadClientAlternates(); err != nil {
 		return err
 	}
 
@@ -1438,6 +1448,60 @@ func (l *checker) loadSFTP() error {
 			return err
 		}
 		c.SFTPPartners = append(c.SFTPPartners, p)
+	}
+	return nil
+}
+
+// loadClientAlternates reads alternates (the commands' alternate groups
+// of this agent) and the agent.NAME.clientCertificate and
+// agent.NAME.clientPrivateKey of the agents listed, once RemoteAgents is
+// loaded.
+func (l *checker) loadClientAlternates() error {
+	c := l.c
+	if v, ok := l.value(KeyAlternates); ok {
+		alts, err := l.parseAlternates(KeyAlternates, c.AgentName, v)
+		if err != nil {
+			return err
+		}
+		c.Alternates = alts
+	}
+	for _, pattern := range []string{KeyAgentClientCertificate, KeyAgentClientPrivateKey} {
+		doc, _ := LookupKey(pattern)
+		for _, k := range l.props.Keys() {
+			name, ok := doc.nameIn(k)
+			if !ok {
+				continue
+			}
+			if _, set := l.value(k); !set {
+				continue
+			}
+			if c.remoteAgent(name) == nil {
+				return l.errorf(k, "%q has no %s: the commands present this certificate to an alternate of this agent, whose instances must be listed", name, AgentInstancesKey(name))
+			}
+		}
+	}
+	for i := range c.RemoteAgents {
+		ra := &c.RemoteAgents[i]
+		certKey, keyKey := strings.Replace(KeyAgentClientCertificate, NamePlaceholder, ra.Name, 1), strings.Replace(KeyAgentClientPrivateKey, NamePlaceholder, ra.Name, 1)
+		cert, certSet := l.value(certKey)
+		key, keySet := l.value(keyKey)
+		if certSet != keySet {
+			missing := keyKey
+			if keySet {
+				missing = certKey
+			}
+			return l.errorf(missing, "not set, but %s is: set both (the certificate and its key), or neither", map[bool]string{true: certKey, false: keyKey}[certSet])
+		}
+		if !certSet {
+			continue
+		}
+		if !filepath.IsAbs(cert) {
+			cert = filepath.Join(c.Dir, cert)
+		}
+		if !filepath.IsAbs(key) {
+			key = filepath.Join(c.Dir, key)
+		}
+		ra.ClientCertificate, ra.ClientPrivateKey = filepath.Clean(cert), filepath.Clean(key)
 	}
 	return nil
 }

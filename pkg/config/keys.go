@@ -69,6 +69,15 @@ const (
 	KeyAgentAlternates = agentKeyPrefix + NamePlaceholder + agentAlternatesSuffix
 	KeyAlternateAfter  = "alternateAfter"
 	KeyAcceptFrom      = "acceptFrom"
+	// KeyAlternates lists the alternate groups of this agent that the
+	// commands turn to when none of its own instances answers (each an
+	// agent with agent.NAME.instances).
+	KeyAlternates = "alternates"
+	// KeyAgentClientCertificate and KeyAgentClientPrivateKey are pattern
+	// keys: the certificate the commands present to agent NAME, an
+	// alternate of this agent (KeyAlternates).
+	KeyAgentClientCertificate = agentKeyPrefix + NamePlaceholder + ".clientCertificate"
+	KeyAgentClientPrivateKey  = agentKeyPrefix + NamePlaceholder + ".clientPrivateKey"
 
 	// The sftp.NAME.* pattern keys describe SFTP partner NAME, a server
 	// that transfers name as sftp://NAME/path (see SFTPKey).
@@ -307,6 +316,14 @@ var Keys = []KeyDoc{
 	{Name: KeyAcceptFrom, Default: "",
 		Form: "comma-separated agent names (1-64 letters, digits, '.', '_', '-'), not this agent's own name",
 		Doc:  "The other agents whose instances may send files to this agent; their instance certificates must be signed by a CA in tlsCA. Default: none (this agent receives from no other agent)."},
+	{Name: KeyAlternates, Default: "", Form: "comma-separated agent names, each with its own agent.<NAME>.instances; not this agent's own name, none twice",
+		Doc: "The commands' (ftagent, ftstop) alternate groups of this agent, in order: other agents, sharing no state with this one, at another site. When no instance of this agent answers through the connect and reconnect attempts, a command asks the next group, and stays with the group that answered while it answers; ftagent show says which group answered. Default: none."},
+	{Name: KeyAgentClientCertificate, Default: "", Pattern: true,
+		Form: "PEM file; relative to the properties file's directory",
+		Doc:  "The certificate the commands present to agent NAME, one of alternates: a client identity of that agent (ftagent tls init --agent NAME --clients ...). Default: clientCertificate, which names this agent and so is refused there unless NAME accepts it."},
+	{Name: KeyAgentClientPrivateKey, Default: "", Pattern: true,
+		Form: "PEM file",
+		Doc:  "The private key of agent.NAME.clientCertificate. Set both or neither."},
 
 	{Name: KeySFTPAddress, Default: "", Pattern: true,
 		Form: "NAME: 1-64 letters, digits, '.', '_', '-'; value: host:port",
