@@ -648,6 +648,15 @@ func threeAgents(t *testing.T, extraOrders []string) (orders, payments, dr *harn
 // PAYMENTS' instances.
 func threeAgentsEnv(t *testing.T, extraOrders, payEnv []string) (orders, payments, dr *harness.Cluster) {
 	t.Helper()
+	orders, payments, dr, _ = threeAgentsLinked(t, false, extraOrders, payEnv, nil)
+	return orders, payments, dr
+}
+
+// threeAgentsLinked is threeAgentsEnv, with ORDERS reaching PAYMENTS
+// through a link the test can cut when linked, and ordEnv in the
+// environment of ORDERS' instances.
+func threeAgentsLinked(t *testing.T, linked bool, extraOrders, payEnv, ordEnv []string) (orders, payments, dr *harness.Cluster, link *harness.Link) {
+	t.Helper()
 	base := t.TempDir()
 	kill := func(c *harness.Cluster) {
 		t.Cleanup(func() {
@@ -665,21 +674,31 @@ func threeAgentsEnv(t *testing.T, extraOrders, payEnv []string) (orders, payment
 	dr = newCluster(t, harness.Options{AgentName: "PAYMENTS_DR", Names: []string{"dr1", "dr2", "dr3"}, TLSDir: base,
 		Extra: []string{"acceptFrom=ORDERS", "checkpointTimeInterval=1"}})
 	kill(dr)
-	list := func(c *harness.Cluster) string {
+	list := func(c *harness.Cluster, addrs map[string]string) string {
 		var entries []string
 		for _, n := range c.Names {
-			entries = append(entries, n+"@"+c.Addr[n])
+			entries = append(entries, n+"@"+addrs[n])
 		}
 		return strings.Join(entries, ",")
 	}
+	payAddrs := payments.Addr
+	if linked {
+		var err error
+		if link, err = harness.NewLink(payments.Addr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(link.Close)
+		payAddrs = link.Addr
+	}
 	orders = newCluster(t, harness.Options{AgentName: "ORDERS", TLSDir: base,
 		Extra: append([]string{
-			"agent.PAYMENTS.instances=" + list(payments),
-			"agent.PAYMENTS_DR.instances=" + list(dr),
+			"agent.PAYMENTS.instances=" + list(payments, payAddrs),
+			"agent.PAYMENTS_DR.instances=" + list(dr, dr.Addr),
 			"agent.PAYMENTS.alternates=PAYMENTS_DR",
 			"alternateAfter=6s",
 			"checkpointTimeInterval=1",
 		}, extraOrders...)})
+	orders.Env = ordEnv
 	kill(orders)
 	for _, c := range []*harness.Cluster{payments, dr, orders} {
 		startAll(t, c)
@@ -687,7 +706,7 @@ func threeAgentsEnv(t *testing.T, extraOrders, payEnv []string) (orders, payment
 	for _, c := range []*harness.Cluster{payments, dr, orders} {
 		wait(t, c, 20*time.Second, "one active and two standbys", activeWithStandbys(2))
 	}
-	return orders, payments, dr
+	return orders, payments, dr, link
 }
 
 // Every instance of PAYMENTS killed midway: once its group has been
@@ -1070,4 +1089,94 @@ func TestAlternateRecursiveAcrossLossWithDuplicates(t *testing.T) {
 	t.Logf("%d files in doubt: %d duplicates", len(v.Doubts), dups)
 	xferNoParts(t, payments)
 	xferNoParts(t, dr)
+}
+
+// A 128 MiB transfer to PAYMENTS, bandwidth-limited; midway PAYMENTS is
+// cut off by a partition (every connection to it refused and the open
+// ones closed; its instances run on): once it has been unreachable for
+// alternateAfter, the transfer moves to PAYMENTS_DR, starts the file
+// again there and completes with the source's SHA-256; the view names
+// PAYMENTS_DR and the reason. The partition healed, the file in doubt is
+// reconciled as absent: its .part at PAYMENTS removed, no final file
+// there.
+func TestAlternateOnPartition(t *testing.T) {
+	t.Parallel() // three agents of its own: runs beside the other agent tests
+	orders, payments, dr, link := threeAgentsLinked(t, true, []string{"checkpointInterval=4M"}, nil, nil)
+	sum := xferRandomFile(t, orders, "in/big.bin", 128<<20, 64)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "16M", "in/big.bin", "inbox/big.bin")
+	xferMidway(t, orders, id, 16<<20)
+	link.Cut()
+	v := xferEnded(t, orders, 120*time.Second, id)
+	if v.State != transfer.StateCompleted || v.Group != "PAYMENTS_DR" || v.Switched == nil || !strings.Contains(v.Switched.Reason, "unreachable") {
+		t.Fatalf("transfer %s at %q, moved %+v: %s", v.State, v.Group, v.Switched, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(dr, "inbox/big.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS_DR %s, source %s", got, sum)
+	}
+	for _, n := range payments.Names {
+		select {
+		case <-payments.Proc(n).Done():
+			t.Errorf("PAYMENTS instance %s ended: the test means a partition, not a crash", n)
+		default:
+		}
+	}
+	if len(v.Doubts) != 1 || v.Doubts[0].Group != "PAYMENTS" {
+		t.Fatalf("doubts %+v, want the file in doubt at PAYMENTS", v.Doubts)
+	}
+	link.Heal()
+	v = xferWait(t, orders, 60*time.Second, id, "reconciled with PAYMENTS", func(v transfer.View) bool {
+		return len(v.Doubts) == 1 && v.Doubts[0].Outcome != ""
+	})
+	if v.Doubts[0].Outcome != "absent" {
+		t.Fatalf("doubt %+v, want absent", v.Doubts[0])
+	}
+	xferNoParts(t, payments)
+	xferNoParts(t, dr)
+	if _, err := os.Stat(xferPath(payments, "inbox/big.bin")); err == nil {
+		t.Fatal("a final file at PAYMENTS, which never committed it")
+	}
+}
+
+// ORDERS' active dies between its decision to move a transfer and the
+// record of the move (FTAGENT_TEST_EXIT_BEFORE_SWITCH, once): nothing was
+// sent to PAYMENTS_DR; the next active measures the loss again, records
+// the move itself, and the file goes to exactly one group.
+func TestAlternateSenderDiesDuringSwitch(t *testing.T) {
+	t.Parallel() // three agents of its own: runs beside the other agent tests
+	flag := filepath.Join(t.TempDir(), "exit-before-switch")
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	orders, payments, dr, _ := threeAgentsLinked(t, false, []string{"checkpointInterval=1M"}, nil, []string{"FTAGENT_TEST_EXIT_BEFORE_SWITCH=" + flag})
+	first := xferActive(t, orders)
+	sum := xferRandomFile(t, orders, "in/a.bin", 8<<20, 65)
+	id := xferCreate(t, orders, "--dest-agent", "PAYMENTS", "--bwlimit", "2M", "in/a.bin", "inbox/a.bin")
+	xferMidway(t, orders, id, 2<<20)
+	for _, n := range payments.Names {
+		if err := payments.Kill(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-orders.Proc(first).Done():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ORDERS' active %s did not reach its decision to move within 60 s", first)
+	}
+	if _, err := os.Stat(flag); !os.IsNotExist(err) {
+		t.Fatalf("the fault's flag is still there (%v): the active ended for another reason", err)
+	}
+	next := xferNewActive(t, orders, first)
+	v := xferEnded(t, orders, 120*time.Second, id)
+	if v.State != transfer.StateCompleted || v.Group != "PAYMENTS_DR" || v.Switched == nil || v.Switched.From != "PAYMENTS" {
+		t.Fatalf("transfer %s at %q, moved %+v: %s", v.State, v.Group, v.Switched, harness.ViewText(v))
+	}
+	if got := xferSum(t, xferPath(dr, "inbox/a.bin")); got != sum {
+		t.Fatalf("SHA-256 at PAYMENTS_DR %s, source %s", got, sum)
+	}
+	if _, err := os.Stat(xferPath(payments, "inbox/a.bin")); err == nil {
+		t.Fatal("the file is final at PAYMENTS too")
+	}
+	if v.Failovers < 1 {
+		t.Errorf("failovers %d: the move was recorded by %s, after %s died", v.Failovers, next, first)
+	}
 }

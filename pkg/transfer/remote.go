@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -132,6 +133,7 @@ func (m *Manager) maybeSwitch(lease ha.Lease, id string, err error) (bool, error
 	}
 	from := t.Group()
 	reason := fmt.Sprintf("agent %s unreachable for %v: %v", from, silent.Round(time.Second), err)
+	exitBeforeSwitch()
 	if _, err := m.raft.Apply(replicated.KindSwitch, lease.Epoch, replicated.SwitchCmd{ID: id, From: from, To: next, Reason: reason, Time: time.Now().UTC()}, applyTimeout); err != nil {
 		return false, err
 	}
@@ -148,6 +150,20 @@ func (m *Manager) maybeSwitch(lease ha.Lease, id string, err error) (bool, error
 // MovedFrom says where the transfers to destination agent agent that moved
 // to one of its alternate groups, and have not ended, go now.
 func (m *Manager) MovedFrom(agent string) []Moved { return m.state.MovedFrom(agent) }
+
+// exitBeforeSwitch is a fault for the end-to-end tests: when
+// FTAGENT_TEST_EXIT_BEFORE_SWITCH names a file that exists, the process
+// removes it and exits at once, after deciding to move a transfer and
+// before recording the move, as if killed between the two (once: the
+// file is gone for the next instance). Never set outside the tests.
+func exitBeforeSwitch() {
+	flag := os.Getenv("FTAGENT_TEST_EXIT_BEFORE_SWITCH")
+	if flag == "" || os.Remove(flag) != nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "FTAGENT_TEST_EXIT_BEFORE_SWITCH: exiting between the decision to move a transfer and its record")
+	os.Exit(137)
+}
 
 // receiver is the Receiver of t's destination agent; nil for a local
 // transfer.
