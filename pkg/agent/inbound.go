@@ -284,6 +284,12 @@ func (d *rollingDeadline) Read(p []byte) (int, error) {
 // take: its active syncs and records in its own log before it answers.
 const linkRequestTimeout = 10 * time.Second
 
+// linkConnectTimeout is the least time a connection to another agent's
+// instance (TCP and the TLS handshake, a few round trips) may take: a host
+// that drops packets is given up after it, not after linkRequestTimeout,
+// so that a whole plan over a group cut off silently ends within seconds.
+const linkConnectTimeout = 3 * time.Second
+
 // agentLinks are the agents of agent.NAME.instances, each reached through
 // its instances in order with the client properties' connect and reconnect
 // policy, this instance's certificate presented and theirs checked to be
@@ -298,11 +304,14 @@ func agentLinks(cfg *config.Config, mode trust.Mode, store *trust.Store) (agentl
 		p.RequestTimeout = max(cfg.ClientRequestTimeout, linkRequestTimeout)
 		d := &trust.Dialer{Mode: mode, Store: store, Check: trust.ExpectInstanceOf(ra.Name)}
 		c, err := client.New(ra.Addresses(), client.WithPolicy(p), client.WithDialer(d.DialContext),
-			client.WithHeader(SenderHeader, cfg.AgentName), client.WithOnlyListed())
+			client.WithHeader(SenderHeader, cfg.AgentName), client.WithOnlyListed(),
+			client.WithConnectTimeout(max(cfg.ClientRequestTimeout, linkConnectTimeout)))
 		if err != nil {
 			return nil, &config.Error{File: cfg.Path, Key: config.AgentInstancesKey(ra.Name), Msg: err.Error()}
 		}
-		links[ra.Name] = agentlink.New(ra.Name, c)
+		l := agentlink.New(ra.Name, c)
+		l.StallAfter = p.RequestTimeout
+		links[ra.Name] = l
 	}
 	return links, nil
 }

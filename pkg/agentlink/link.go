@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ftagent/ftagent/pkg/api"
@@ -28,6 +29,12 @@ import (
 type Link struct {
 	agent string
 	c     *client.Client
+	// StallAfter bounds how long a streamed request (a file's bytes, a
+	// group of small files) may go without its body moving and without
+	// its answer: a link that drops packets silently would otherwise hold
+	// it until TCP gives up, many minutes later. Set it before use; New
+	// sets DefaultStall.
+	StallAfter time.Duration
 
 	mu sync.Mutex
 	// failingSince is when requests began to fail to reach the agent
@@ -74,7 +81,87 @@ func (l *Link) Silent() (time.Duration, time.Time) {
 }
 
 // New is a link to agent through c (whose addresses are its instances).
-func New(agent string, c *client.Client) *Link { return &Link{agent: agent, c: c} }
+func New(agent string, c *client.Client) *Link {
+	return &Link{agent: agent, c: c, StallAfter: DefaultStall}
+}
+
+// DefaultStall is a Link's StallAfter unless set: as long as a request to
+// another agent may take (it syncs and records in its own log before it
+// answers).
+const DefaultStall = 10 * time.Second
+
+// progress is how a streamed request's sender waits on the other side:
+// since when (UnixNano) it has been blocked writing the body, or waiting
+// for the answer once the body has ended; 0 while it waits on nothing
+// (producing the body, e.g. reading a source under a bandwidth limit, is
+// not the other side's delay).
+type progress struct{ since atomic.Int64 }
+
+func (p *progress) wait() { p.since.Store(time.Now().UnixNano()) }
+func (p *progress) done() { p.since.Store(0) }
+
+// waitedWriter is a request body's writer (the pipe into the request)
+// that marks the time each write waits for the request to take it.
+type waitedWriter struct {
+	w io.Writer
+	p *progress
+}
+
+// waitChunk is the most a write hands over at once: a slow link that
+// still moves takes each chunk well within StallAfter.
+const waitChunk = 64 << 10
+
+func (w waitedWriter) Write(b []byte) (int, error) {
+	defer w.p.done()
+	n := 0
+	for n < len(b) {
+		w.p.wait()
+		m, err := w.w.Write(b[n:min(len(b), n+waitChunk)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// stream sends body as one streamed request, abandoning it (as
+// unreachable) when its sender has waited on the other side, to take
+// the body or to answer, for StallAfter in a row (prog).
+func (l *Link) stream(ctx context.Context, path string, body io.Reader, out any, prog *progress) error {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	stall := l.StallAfter
+	if stall <= 0 {
+		stall = DefaultStall
+	}
+	go func() {
+		tick := time.NewTicker(max(stall/10, 10*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if since := prog.since.Load(); since != 0 && time.Since(time.Unix(0, since)) > stall {
+					cancel(errStalled)
+					return
+				}
+			}
+		}
+	}()
+	err := l.c.Stream(rctx, http.MethodPut, path, nil, body, out)
+	close(done)
+	if err != nil && errors.Is(context.Cause(rctx), errStalled) && ctx.Err() == nil {
+		return &client.UnreachableError{Tried: []client.TriedAddress{{Address: l.c.Current(),
+			Err: fmt.Sprintf("no progress for %v: the request's body was not taken, or its answer did not come (the link may drop packets)", stall)}}, Passes: 1}
+	}
+	return err
+}
+
+// errStalled is the cause of a streamed request abandoned by stream.
+var errStalled = errors.New("the request made no progress")
 
 // Agent is the name of the agent it sends to.
 func (l *Link) Agent() string { return l.agent }
@@ -181,6 +268,7 @@ type stream struct {
 	sent      bool // a request was made
 
 	pw   *io.PipeWriter
+	prog *progress
 	done chan result
 }
 
@@ -194,7 +282,7 @@ var errAborted = errors.New("the sender abandoned the write")
 
 func (s *stream) start() {
 	pr, pw := io.Pipe()
-	s.pw, s.done, s.sent = pw, make(chan result, 1), true
+	s.pw, s.done, s.sent, s.prog = pw, make(chan result, 1), true, &progress{}
 	q := url.Values{}
 	q.Set(api.QueryInboundID, s.ref.ID)
 	q.Set(api.QueryInboundEpoch, strconv.FormatUint(s.ref.Epoch, 10))
@@ -206,7 +294,7 @@ func (s *stream) start() {
 	}
 	go func() {
 		var st api.InboundStatus
-		err := s.l.c.Stream(s.ctx, http.MethodPut, api.PathInboundData+"?"+q.Encode(), nil, pr, &st)
+		err := s.l.stream(s.ctx, api.PathInboundData+"?"+q.Encode(), pr, &st, s.prog)
 		// The writer learns at once that the request has ended.
 		pr.CloseWithError(errors.Join(errAborted, err))
 		s.done <- result{at: st.Durable, err: s.l.note(sorted(err))}
@@ -217,7 +305,7 @@ func (s *stream) Write(p []byte) (int, error) {
 	if s.pw == nil {
 		s.start()
 	}
-	n, err := s.pw.Write(p)
+	n, err := waitedWriter{w: s.pw, p: s.prog}.Write(p)
 	if err != nil {
 		// The request ended before its body: its answer says why.
 		res := s.finish()
@@ -244,6 +332,7 @@ func (s *stream) Sync() error {
 		}
 		s.start() // an empty file: its one (empty) request
 	}
+	s.prog.wait() // for the answer, from now on
 	_ = s.pw.Close()
 	res := s.finish()
 	if res.err != nil {
@@ -272,18 +361,22 @@ func (l *Link) SendFiles(ctx context.Context, r transfer.InboundRef, overwrite b
 		q.Set(api.QueryInboundOverwrite, "true")
 	}
 	pr, pw := io.Pipe()
+	prog := &progress{}
 	produced := make(chan error, 1)
 	go func() {
-		bw := bufio.NewWriterSize(pw, 256<<10)
+		bw := bufio.NewWriterSize(waitedWriter{w: pw, p: prog}, 256<<10)
 		err := files(func(f transfer.FileFrame, data []byte) error { return transfer.WriteFrame(bw, f, data) })
 		if err == nil {
 			err = bw.Flush()
+		}
+		if err == nil {
+			prog.wait() // for the answer, from now on
 		}
 		pw.CloseWithError(err) // nil: the body ends
 		produced <- err
 	}()
 	var out api.InboundFiles
-	err := l.c.Stream(ctx, http.MethodPut, api.PathInboundFiles+"?"+q.Encode(), nil, pr, &out)
+	err := l.stream(ctx, api.PathInboundFiles+"?"+q.Encode(), pr, &out, prog)
 	pr.CloseWithError(errAborted) // the producer stops if the request ended first
 	perr := <-produced
 	if perr != nil && !errors.Is(perr, errAborted) {

@@ -3,8 +3,10 @@ package client
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // A client with an alternate group: while its own group answers, the
@@ -104,4 +106,28 @@ func TestAlternatesBackToOwnGroup(t *testing.T) {
 	name, alternate := h2.c.Group()
 	equal(t, "group", name, "A")
 	equal(t, "alternate", alternate, false)
+}
+
+// WithConnectTimeout gives up a connection that does not complete (a
+// host that drops packets) after its own bound, not the request's.
+func TestConnectTimeout(t *testing.T) {
+	blocked := func(ctx context.Context, network, address string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	p := DefaultPolicy()
+	p.ConnectAttempts, p.RequestTimeout, p.Jitter = 1, 5*time.Second, 0
+	c, err := New([]string{"192.0.2.1:7101"}, WithPolicy(p), WithDialer(blocked), WithConnectTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = c.Do(context.Background(), http.MethodGet, "/x", nil, nil)
+	var ue *UnreachableError
+	if !errors.As(err, &ue) {
+		t.Fatalf("%v, want *UnreachableError", err)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("gave up after %v: the connect timeout (200ms) was not applied, the request timeout (5s) was", took)
+	}
 }

@@ -60,6 +60,9 @@ type Client struct {
 	// (WithOnlyListed).
 	onlyListed bool
 
+	// connectTimeout bounds each attempt's connection (WithConnectTimeout).
+	connectTimeout time.Duration
+
 	// group names the agent whose instances addrs are (WithGroup); alts
 	// are the clients of its alternate groups (WithAlternates).
 	group string
@@ -70,6 +73,12 @@ type Client struct {
 	connected bool   // a request has succeeded: failures now use the reconnect plan
 	at        int    // the group that answered last: 0 this one, k alts[k-1]
 }
+
+// WithConnectTimeout bounds the connection (TCP and TLS handshake) of
+// each attempt to d, apart from the attempt's request timeout: a host
+// that drops packets silently is given up after d, not after the whole
+// request timeout, which a slow answer may need.
+func WithConnectTimeout(d time.Duration) Option { return func(c *Client) { c.connectTimeout = d } }
 
 // WithGroup names the agent whose instances the client's addresses are,
 // for Group and the errors of its alternates (WithAlternates).
@@ -574,6 +583,9 @@ func (c *Client) attempt(ctx context.Context, address, method, path string, payl
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if _, set := ctx.Value(connectTimeoutKey{}).(time.Duration); !set && c.connectTimeout > 0 {
+		actx = context.WithValue(actx, connectTimeoutKey{}, c.connectTimeout)
+	}
 
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
