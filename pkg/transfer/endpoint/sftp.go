@@ -351,11 +351,12 @@ func (s *SFTP) connect(ctx context.Context) (*sftpConn, error) {
 		return nil, fmt.Errorf("sftp %s: %s: %w", s.cfg.Name, s.cfg.Address, err)
 	}
 	client := ssh.NewClient(cc, chans, reqs)
-	sc, err := sftp.NewClient(client,
+	opts := []sftp.ClientOption{
 		sftp.UseConcurrentWrites(true),
 		sftp.UseConcurrentReads(true),
 		sftp.MaxConcurrentRequestsPerFile(s.cfg.RequestsPerFile),
-	)
+	}
+	sc, err := sftp.NewClient(client, opts...)
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("sftp %s: start the SFTP session: %w", s.cfg.Name, err)
