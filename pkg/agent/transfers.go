@@ -276,7 +276,7 @@ func (in *Instance) transferError(w http.ResponseWriter, err error) {
 		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, replog.ErrStaleEpoch):
 		// Leadership moved under the request: the client tries the active.
 		in.misdirected(w)
-	case errors.Is(err, transfer.ErrStopping):
+	case errors.Is(err, transfer.ErrStopping), errors.Is(err, transfer.ErrFormatPending):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, transfer.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())

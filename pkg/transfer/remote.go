@@ -180,8 +180,17 @@ func (m *Manager) receiver(t *Transfer) (Receiver, error) {
 	return nil, fmt.Errorf("agent %s is not configured here (agent.%s.instances)", agent, agent)
 }
 
-// formatWait bounds checkRemote's wait for the standbys' reports.
-const formatWait = 1500 * time.Millisecond
+// formatWait bounds checkRemote's wait for the standbys' reports: after a
+// failover the new active learns the formats the instances read from their
+// next reports, and one that was stopped reports once it is back.
+const formatWait = 5 * time.Second
+
+// ErrFormatPending refuses, for now, a transfer to another agent while not
+// every instance is known to read the command format of such transfers
+// (an instance that has not reported since this active took over, or one
+// of an older build). It is transient: the API answers 503, so a client
+// tries again within its plan.
+var ErrFormatPending = errors.New("not every instance of this agent is known to read transfers to other agents")
 
 // checkRemote checks, before a request is accepted, that its destination
 // agent can be sent to, and cleans its destination path (a path of the
@@ -203,7 +212,7 @@ func (m *Manager) checkRemote(req Request) (Request, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if !m.raft.FormatAgreed(replicated.FormatInbound) {
-		return req, &RequestError{Reason: fmt.Sprintf("not every instance of this agent has reported that it reads command format %d (transfers to other agents): an instance that just started reports within a few seconds, so try again; one of an older build must be upgraded first (ftagent show lists each instance's version)", replicated.FormatInbound)}
+		return req, fmt.Errorf("%w: not every instance has reported that it reads command format %d (transfers to other agents): an instance that just started, or came back, reports within a few seconds, so try again; one of an older build must be upgraded first (ftagent show lists each instance's version)", ErrFormatPending, replicated.FormatInbound)
 	}
 	d := req.Destination
 	if strings.ContainsRune(d, 0) {

@@ -682,7 +682,7 @@ func (s *SFTP) OpenPart(ctx context.Context, p string, offset int64) (PartFile, 
 		s.put(c)
 		return nil, s.sftpError(c, "open", PartName(p), err)
 	}
-	return &sftpPart{s: s, c: c, f: f, p: PartName(p), sp: part}, nil
+	return &sftpPart{s: s, c: c, f: f, p: PartName(p), sp: part, off: offset}, nil
 }
 
 func (s *SFTP) openPart(ctx context.Context, c *sftpConn, part string, offset int64) (*sftp.File, error) {
@@ -725,23 +725,114 @@ func (s *SFTP) openPart(ctx context.Context, c *sftpConn, part string, offset in
 // server's acknowledgement of each write is all there is. Close syncs
 // what was written since the last Sync first, so that a batch of parts
 // (BeginParts) is durable once each is closed.
+//
+// Writes are handed to two writers behind the caller, each sending a
+// buffer at its offset with many requests in flight (pkg/sftp's WriteAt
+// may run concurrently), so that the server always has the next buffer
+// to take while the copy loop reads the one after: written one at a time,
+// the requests of each buffer drained before the next began. At most
+// behindBuffers buffers are in flight; Write copies the caller's bytes
+// into one (waiting for one to be free). A failed write is reported by the
+// next Write, Sync or Close; Sync and Close return only once every write
+// handed over has been answered, so a checkpoint still follows its bytes
+// being acknowledged and flushed. Each write was checked against the lease
+// when it was handed over (Fenced): up to behindBuffers buffers may reach
+// the server after that check, as a write in progress may on local
+// storage.
 type sftpPart struct {
 	s     *SFTP
 	c     *sftpConn
 	f     *sftp.File
 	p     string
 	sp    string // on the server
+	off   int64  // where the next Write goes
 	dirty bool
 	once  sync.Once
+
+	started bool
+	free    chan []byte // buffers not in flight
+	made    int
+	jobs    chan behindWrite
+	pending sync.WaitGroup // writes handed over, not answered
+	writers sync.WaitGroup
+	errMu   sync.Mutex
+	err     error // the first failed write's
+}
+
+type behindWrite struct {
+	b   []byte
+	off int64
+}
+
+// behindBuffers is how many of a part's writes may be in flight at once;
+// behindWriters how many are sent at once.
+const (
+	behindBuffers = 4
+	behindWriters = 2
+)
+
+func (w *sftpPart) failed() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+func (w *sftpPart) writer() {
+	defer w.writers.Done()
+	for j := range w.jobs {
+		if w.failed() == nil {
+			if _, err := w.f.WriteAt(j.b, j.off); err != nil {
+				err = w.s.sftpError(w.c, "write", w.p, fmt.Errorf("at offset %d: %w%s", j.off, err, w.s.full(w.c, w.sp, err)))
+				w.errMu.Lock()
+				if w.err == nil {
+					w.err = err
+				}
+				w.errMu.Unlock()
+			}
+		}
+		w.free <- j.b[:0]
+		w.pending.Done()
+	}
 }
 
 func (w *sftpPart) Write(b []byte) (int, error) {
-	w.dirty = true
-	n, err := w.f.Write(b)
-	if err != nil {
-		err = w.s.sftpError(w.c, "write", w.p, fmt.Errorf("%w%s", err, w.s.full(w.c, w.sp, err)))
+	if err := w.failed(); err != nil {
+		return 0, err
 	}
-	return n, err
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if !w.started {
+		w.started = true
+		w.free, w.jobs = make(chan []byte, behindBuffers), make(chan behindWrite)
+		w.writers.Add(behindWriters)
+		for range behindWriters {
+			go w.writer()
+		}
+	}
+	var buf []byte
+	select {
+	case buf = <-w.free:
+	default:
+		if w.made < behindBuffers {
+			w.made++
+		} else {
+			buf = <-w.free
+		}
+	}
+	buf = append(buf, b...)
+	w.dirty = true
+	w.pending.Add(1)
+	w.jobs <- behindWrite{b: buf, off: w.off}
+	w.off += int64(len(b))
+	return len(b), nil
+}
+
+// drain waits until every write handed over has been answered, and
+// returns the first that failed.
+func (w *sftpPart) drain() error {
+	w.pending.Wait()
+	return w.failed()
 }
 
 // full says, for a write the server failed without a reason (SFTP
@@ -768,6 +859,9 @@ func (s *SFTP) full(c *sftpConn, sp string, err error) string {
 }
 
 func (w *sftpPart) Sync() error {
+	if err := w.drain(); err != nil {
+		return err
+	}
 	if _, ok := w.c.c.HasExtension("fsync@openssh.com"); ok {
 		if err := w.f.Sync(); err != nil {
 			return w.s.sftpError(w.c, "sync", w.p, err)
@@ -780,8 +874,12 @@ func (w *sftpPart) Sync() error {
 func (w *sftpPart) Close() error {
 	err := os.ErrClosed
 	w.once.Do(func() {
-		err = nil
-		if w.dirty {
+		err = w.drain()
+		if w.started {
+			close(w.jobs)
+			w.writers.Wait()
+		}
+		if err == nil && w.dirty {
 			err = w.Sync()
 		}
 		if cerr := w.f.Close(); err == nil && cerr != nil {
