@@ -155,6 +155,7 @@ func sftpCompleted(t *testing.T, c *harness.Cluster, timeout time.Duration, id s
 // permission denied) fails its transfer with that reason, at once, and
 // leaves nothing at the final name.
 func TestSFTPSendAndFetch(t *testing.T) {
+	t.Parallel() // a server and an agent of its own
 	s := sftpServer(t)
 	dir := t.TempDir()
 	wrongKey, err := s.WrongIdentity()
