@@ -165,7 +165,7 @@ func Start(opts Options) (*Instance, error) {
 		if err != nil {
 			mux.Close()
 			local.Close()
-			return nil, &config.Error{File: cfg.Path, Key: config.SFTPKey(config.KeySFTPAddress, p.Name), Msg: err.Error()}
+			return nil, &config.Error{File: cfg.Path, Key: config.PatternKey(config.KeySFTPAddress, p.Name), Msg: err.Error()}
 		}
 		if storage.SFTP == nil {
 			storage.SFTP = map[string]*endpoint.SFTP{}

@@ -96,8 +96,8 @@ func AlternateDialer(cfg *config.Config, ra config.RemoteAgent) (*trust.Dialer, 
 	files, keys := d.Files, d.Keys
 	if ra.ClientCertificate != "" {
 		files.Certificate, files.PrivateKey = ra.ClientCertificate, ra.ClientPrivateKey
-		keys.Certificate = strings.Replace(config.KeyAgentClientCertificate, config.NamePlaceholder, ra.Name, 1)
-		keys.PrivateKey = strings.Replace(config.KeyAgentClientPrivateKey, config.NamePlaceholder, ra.Name, 1)
+		keys.Certificate = config.PatternKey(config.KeyAgentClientCertificate, ra.Name)
+		keys.PrivateKey = config.PatternKey(config.KeyAgentClientPrivateKey, ra.Name)
 	}
 	store, err := trust.Load(files, keys)
 	if err != nil {

@@ -1391,7 +1391,7 @@ func (l *checker) loadSFTP() error {
 	}
 	slices.Sort(sorted)
 	for _, name := range sorted {
-		key := func(pattern string) string { return SFTPKey(pattern, name) }
+		key := func(pattern string) string { return PatternKey(pattern, name) }
 		if err := checkAgentName(name); err != nil {
 			return l.errorf(key(KeySFTPAddress), "partner name: %v", err)
 		}
@@ -1482,7 +1482,7 @@ func (l *checker) loadClientAlternates() error {
 	}
 	for i := range c.RemoteAgents {
 		ra := &c.RemoteAgents[i]
-		certKey, keyKey := strings.Replace(KeyAgentClientCertificate, NamePlaceholder, ra.Name, 1), strings.Replace(KeyAgentClientPrivateKey, NamePlaceholder, ra.Name, 1)
+		certKey, keyKey := PatternKey(KeyAgentClientCertificate, ra.Name), PatternKey(KeyAgentClientPrivateKey, ra.Name)
 		cert, certSet := l.value(certKey)
 		key, keySet := l.value(keyKey)
 		if certSet != keySet {

@@ -95,9 +95,10 @@ const (
 
 const sftpKeyPrefix = "sftp."
 
-// SFTPKey is the pattern key pattern (one of the KeySFTP* keys) written
-// for partner name, e.g. "sftp.PARTNER.address".
-func SFTPKey(pattern, name string) string {
+// PatternKey is the pattern key pattern (a Pattern key's Name, such as
+// KeySFTPAddress or KeyAgentClientCertificate) written for name, e.g.
+// "sftp.PARTNER.address".
+func PatternKey(pattern, name string) string {
 	return strings.Replace(pattern, NamePlaceholder, name, 1)
 }
 

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/ftagent/ftagent/pkg/sandbox"
 	"github.com/ftagent/ftagent/pkg/transfer/endpoint"
@@ -64,7 +61,7 @@ func (m *Manager) planSFTP(ctx context.Context, req Request, wantDirs bool, src,
 			return sandbox.ErrTooManyFiles
 		}
 		*files++
-		if !utf8Name(e.Path) {
+		if !endpoint.CheckUTF8(e.Path) {
 			return bad("source %q: an SFTP name must be UTF-8", endpoint.UserSFTP(e.Path))
 		}
 		*stop = m.planFile(sandbox.File{Path: e.Path, Rel: e.Rel, Size: e.Size}, dest, prefix, single, resolver, seen, seenDir, cr)
@@ -79,7 +76,7 @@ func (m *Manager) planSFTP(ctx context.Context, req Request, wantDirs bool, src,
 		if errors.As(err, &re) {
 			return err
 		}
-		return bad("source %v", sftpReason(err))
+		return bad("source %v", err)
 	case errors.Is(err, sandbox.ErrTooManyFiles):
 		return bad("the request names more than %d files (maxFilesPerTransfer=%d): split it, or raise maxFilesPerTransfer", limit, limit)
 	case ctx.Err() != nil:
@@ -89,7 +86,7 @@ func (m *Manager) planSFTP(ctx context.Context, req Request, wantDirs bool, src,
 		if errors.As(err, &re) {
 			return err
 		}
-		return bad("source %v", sftpReason(err))
+		return bad("source %v", err)
 	}
 	return nil
 }
@@ -109,15 +106,3 @@ func (m *Manager) sftpDir(src, target string, resolver *sandbox.Resolver, seenDi
 	}
 	return cr.addDir(Dir{Source: src, Destination: target})
 }
-
-// sftpReason is an SFTP error as a user reads it: the sftp:// form of
-// the paths it names.
-func sftpReason(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) && endpoint.IsSFTP(pe.Path) {
-		return strings.Replace(err.Error(), pe.Path, endpoint.UserSFTP(pe.Path), 1)
-	}
-	return err.Error()
-}
-
-func utf8Name(p string) bool { return endpoint.CheckUTF8(path.Clean(p)) }
